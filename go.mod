@@ -1,0 +1,3 @@
+module nixpki
+
+go 1.26
