@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/config"
+)
+
+// initFlags are the choices of `nixpki init`; `serve` takes them too, for the first run.
+type initFlags struct {
+	name, keyType, externalURL string
+	dns, ips, permDNS, permIP  []string
+	offlineRoot                bool
+}
+
+func (f *initFlags) register(fs *pflag.FlagSet) {
+	d := config.Defaults()
+	fs.StringVar(&f.name, "name", d.Name, "CA name (subject of the root: \"<name> Root CA\")")
+	fs.StringVar(&f.keyType, "key-type", d.KeyType, "CA key type: p256, p384, ed25519, rsa3072")
+	fs.StringSliceVar(&f.dns, "dns", nil, "DNS names the server answers on (default localhost)")
+	fs.StringSliceVar(&f.ips, "ip", nil, "IP addresses the server answers on (default 127.0.0.1 and ::1 when no --dns)")
+	fs.StringSliceVar(&f.permDNS, "permitted-dns", nil, "name constraint on the TLS intermediate: permitted DNS suffixes")
+	fs.StringSliceVar(&f.permIP, "permitted-ip", nil, "name constraint on the TLS intermediate: permitted IP CIDRs")
+	fs.StringVar(&f.externalURL, "external-url", "", "plain-HTTP base URL for CRL, OCSP and caIssuers URLs (default http://<first name>:8080)")
+	fs.BoolVar(&f.offlineRoot, "offline-root", false, "write the root key out for the operator to carry away; the server runs with intermediates only")
+}
+
+func (f *initFlags) config() config.Config {
+	c := config.Defaults()
+	c.Name, c.KeyType, c.ExternalURL, c.OfflineRoot = f.name, f.keyType, f.externalURL, f.offlineRoot
+	c.PermittedDNS, c.PermittedIP = f.permDNS, f.permIP
+	if len(f.dns) > 0 || len(f.ips) > 0 {
+		c.DNSNames, c.IPAddresses = f.dns, f.ips
+	} else {
+		c.IPAddresses = []string{"127.0.0.1", "::1"}
+	}
+	return c
+}
+
+func newInitCmd() *cobra.Command {
+	var f initFlags
+	var dir, passwordFile string
+	cmd := &cobra.Command{
+		Use:   "init --dir D",
+		Short: "Create a CA: a root and two intermediates (TLS, Nix signing), keys encrypted at rest",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runInit(cmd, dir, passwordFile, &f, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "data directory to create (must be new or empty)")
+	cmd.Flags().StringVar(&passwordFile, "password-file", "", "file holding the password for the CA keys (default: generate one into D/secrets/password)")
+	cmd.MarkFlagRequired("dir")
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func runInit(cmd *cobra.Command, dir, passwordFile string, f *initFlags, out io.Writer) error {
+	res, err := ca.Init(cmd.Context(), ca.InitOptions{Dir: dir, Config: f.config(), PasswordFile: passwordFile})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Initialised CA in %s\n", dir)
+	fmt.Fprintf(out, "Root certificate: %s\n", ca.CertPath(dir, ca.IssuerRoot))
+	fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(res.Root))
+	if res.GeneratedPassword != "" {
+		fmt.Fprintf(out, "The CA keys are encrypted with a generated password in %s (mode 0600).\n", res.GeneratedPassword)
+		fmt.Fprintf(out, "  To keep it elsewhere: move it, then pass --password-file NEWPATH (or set password_file in %s/config.json).\n", dir)
+	}
+	if res.OfflineRootKey != "" {
+		fmt.Fprintf(out, "OFFLINE ROOT: the root key is in %s. Carry it away (with its password) and delete it here;\n", res.OfflineRootKey)
+		fmt.Fprintf(out, "  the server needs only the intermediates.\n")
+	}
+	return nil
+}
+
+// initialised reports whether dir holds a CA.
+func initialised(dir string) bool {
+	_, err := os.Stat(config.Resolve(dir, config.FileName))
+	return err == nil
+}

@@ -1,0 +1,44 @@
+// Command nixpki is a private PKI for NixOS fleets: a CA with an ACME server, and
+// certified Nix signing keys. The commands here only parse flags and call internal/.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "nixpki:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "nixpki",
+		Short:         "A private PKI for NixOS fleets: CA, ACME server, certified Nix signing keys",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd())
+	return root
+}
+
+// logger writes human-readable logs to stderr; NIXPKI_LOG=debug shows more.
+func logger() *slog.Logger {
+	level := slog.LevelInfo
+	if os.Getenv("NIXPKI_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

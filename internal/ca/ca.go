@@ -1,0 +1,189 @@
+// Package ca is nixpki's certificate authority: it creates the root and the two
+// intermediates (TLS, Nix signing), loads their keys, issues and records certificates
+// under policy, revokes them, and answers for them with CRLs and OCSP.
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"nixpki/internal/config"
+	"nixpki/internal/keys"
+	"nixpki/internal/store"
+)
+
+// Issuer is one signing CA key with its certificate.
+type Issuer struct {
+	Name    string // IssuerTLS or IssuerNix
+	Cert    *x509.Certificate
+	Signer  crypto.Signer
+	KeyType keys.Type
+}
+
+// CA is a loaded certificate authority.
+type CA struct {
+	Dir    string
+	Config config.Config
+	Root   *x509.Certificate
+	TLS    *Issuer
+	Nix    *Issuer
+	DB     *store.DB
+	Log    *slog.Logger
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Open loads the CA in dir. passwordFile overrides the file recorded at init.
+func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA, error) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	if passwordFile == "" {
+		passwordFile = config.Resolve(dir, cfg.PasswordFile)
+	}
+	password, err := keys.ReadPassword(passwordFile)
+	if err != nil {
+		return nil, err
+	}
+	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now}
+	if c.Root, err = ReadCertFile(CertPath(dir, IssuerRoot)); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{IssuerTLS, IssuerNix} {
+		iss, err := loadIssuer(dir, name, password)
+		if err != nil {
+			return nil, err
+		}
+		if err := iss.Cert.CheckSignatureFrom(c.Root); err != nil {
+			return nil, fmt.Errorf("%s is not signed by %s: %w", CertPath(dir, name), CertPath(dir, IssuerRoot), err)
+		}
+		if name == IssuerTLS {
+			c.TLS = iss
+		} else {
+			c.Nix = iss
+		}
+	}
+	if c.DB, err = store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close releases the database.
+func (c *CA) Close() error { return c.DB.Close() }
+
+func loadIssuer(dir, name string, password []byte) (*Issuer, error) {
+	cert, err := ReadCertFile(CertPath(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	signer, err := keys.LoadSigner(filepath.Join(dir, keyFile(name)), password)
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeysEqual(signer.Public(), cert.PublicKey) {
+		return nil, fmt.Errorf("%s does not match the key in %s", filepath.Join(dir, keyFile(name)), CertPath(dir, name))
+	}
+	return &Issuer{Name: name, Cert: cert, Signer: signer, KeyType: keys.TypeOf(cert.PublicKey)}, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	ea, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ea.Equal(b)
+}
+
+// Issuer returns the named signing CA key (tls or nix).
+func (c *CA) Issuer(name string) (*Issuer, error) {
+	switch name {
+	case IssuerTLS, "":
+		return c.TLS, nil
+	case IssuerNix:
+		return c.Nix, nil
+	}
+	return nil, fmt.Errorf("unknown issuer %q: use tls or nix", name)
+}
+
+// ReadCertFile reads the first PEM certificate in path.
+func ReadCertFile(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := ParseCertsPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs[0], nil
+}
+
+// ParseCertsPEM parses every CERTIFICATE block in data; at least one is required.
+func ParseCertsPEM(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("bad certificate: %w", err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block found")
+	}
+	return out, nil
+}
+
+// ChainPEM renders certificates as concatenated PEM blocks.
+func ChainPEM(certs ...*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+// RootPEM is the root certificate in PEM.
+func (c *CA) RootPEM() []byte { return ChainPEM(c.Root) }
+
+func recordCert(ctx context.Context, db *store.DB, cert *x509.Certificate, issuer, requester, method string) error {
+	return db.PutCert(ctx, &store.Cert{
+		Serial:    SerialHex(cert.SerialNumber),
+		Issuer:    issuer,
+		Subject:   cert.Subject.String(),
+		SANs:      sanStrings(cert),
+		NotBefore: cert.NotBefore,
+		NotAfter:  cert.NotAfter,
+		DER:       cert.Raw,
+		Requester: requester,
+		Method:    method,
+		CreatedAt: time.Now(),
+	})
+}
+
+func sanStrings(cert *x509.Certificate) []string {
+	var out []string
+	out = append(out, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		out = append(out, ip.String())
+	}
+	for _, u := range cert.URIs {
+		out = append(out, u.String())
+	}
+	return out
+}

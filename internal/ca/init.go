@@ -1,0 +1,345 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"nixpki/internal/config"
+	"nixpki/internal/keys"
+	"nixpki/internal/store"
+)
+
+// Lifetimes of the CA's own certificates.
+const (
+	rootValidity         = 10 * 365 * 24 * time.Hour
+	intermediateValidity = 5 * 365 * 24 * time.Hour
+)
+
+// InitOptions are the choices `nixpki init` takes.
+type InitOptions struct {
+	Dir          string
+	Config       config.Config // name, key type, names, constraints, external URL
+	PasswordFile string        // existing password file; empty = generate one
+}
+
+// InitResult says what init made, for the command to report.
+type InitResult struct {
+	Root              *x509.Certificate
+	GeneratedPassword string // path of the generated password file, if any
+	OfflineRootKey    string // path of the root key to carry away, if --offline-root
+}
+
+// Init creates a new CA in opts.Dir: a root and two intermediates (TLS, Nix signing),
+// keys encrypted at rest, the configuration and the database. Everything is built in a
+// temporary sibling directory and renamed into place at the end, so an interrupted
+// init leaves nothing that later looks initialised. An initialised or non-empty
+// directory is never overwritten.
+func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
+	dir := filepath.Clean(opts.Dir)
+	if err := checkInitTarget(dir); err != nil {
+		return nil, err
+	}
+	cfg := opts.Config
+	kt, err := keys.ParseType(cfg.KeyType)
+	if err != nil {
+		return nil, err
+	}
+	cfg.KeyType = string(kt)
+	if err := validateServerNames(&cfg); err != nil {
+		return nil, err
+	}
+	permDNS, permIP, err := parseConstraints(cfg.PermittedDNS, cfg.PermittedIP)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ExternalURL == "" {
+		cfg.ExternalURL = defaultExternalURL(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".init-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp) // no-op after the rename
+	if err := os.Chmod(tmp, 0o750); err != nil {
+		return nil, err
+	}
+
+	res := &InitResult{}
+	var password []byte
+	if opts.PasswordFile != "" {
+		abs, err := filepath.Abs(opts.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		if password, err = keys.ReadPassword(abs); err != nil {
+			return nil, err
+		}
+		cfg.PasswordFile = abs
+	} else {
+		pw, err := keys.NewPassword()
+		if err != nil {
+			return nil, err
+		}
+		password = []byte(pw)
+		if err := keys.WritePrivateFile(filepath.Join(tmp, passwordFile), []byte(pw+"\n")); err != nil {
+			return nil, err
+		}
+		cfg.PasswordFile = passwordFile
+		res.GeneratedPassword = filepath.Join(dir, passwordFile)
+	}
+
+	now := time.Now().UTC()
+	rootKey, err := keys.Generate(kt)
+	if err != nil {
+		return nil, err
+	}
+	root, err := selfSign(cfg.Name+" Root CA", rootKey, kt, now)
+	if err != nil {
+		return nil, err
+	}
+	rootKeyPath := rootKeyFile
+	if cfg.OfflineRoot {
+		rootKeyPath = offlineRootKF
+		res.OfflineRootKey = filepath.Join(dir, offlineRootKF)
+	}
+	if err := keys.WriteEncrypted(filepath.Join(tmp, rootKeyPath), rootKey, password); err != nil {
+		return nil, err
+	}
+	if err := writeCert(filepath.Join(tmp, RootCertFile), root); err != nil {
+		return nil, err
+	}
+
+	db, err := store.OpenSQLite(ctx, filepath.Join(tmp, cfg.Database.Path))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := recordCert(ctx, db, root, IssuerRoot, "init", "init"); err != nil {
+		return nil, err
+	}
+
+	inter := []struct {
+		issuer, cn string
+		eku        []x509.ExtKeyUsage
+		unknownEKU []asn1.ObjectIdentifier
+		constrain  bool
+	}{
+		{IssuerTLS, cfg.Name + " TLS Intermediate CA", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, nil, true},
+		{IssuerNix, cfg.Name + " Nix Signing Intermediate CA", nil, []asn1.ObjectIdentifier{OIDNixStoreSigning}, false},
+	}
+	for _, in := range inter {
+		k, err := keys.Generate(kt)
+		if err != nil {
+			return nil, err
+		}
+		serial, err := newSerial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber:          serial,
+			Subject:               pkix.Name{CommonName: in.cn, Organization: []string{cfg.Name}},
+			NotBefore:             now.Add(-keys.Backdate),
+			NotAfter:              now.Add(intermediateValidity),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:           in.eku,
+			UnknownExtKeyUsage:    in.unknownEKU,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+			MaxPathLen:            0,
+			MaxPathLenZero:        true,
+			SignatureAlgorithm:    keys.SignatureAlgorithm(kt),
+		}
+		if in.constrain && (len(permDNS) > 0 || len(permIP) > 0) {
+			tmpl.PermittedDNSDomainsCritical = true
+			tmpl.PermittedDNSDomains = permDNS
+			tmpl.PermittedIPRanges = permIP
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, root, k.Public(), rootKey)
+		if err != nil {
+			return nil, fmt.Errorf("signing the %s intermediate: %w", in.issuer, err)
+		}
+		cert, _ := x509.ParseCertificate(der)
+		if err := keys.WriteEncrypted(filepath.Join(tmp, keyFile(in.issuer)), k, password); err != nil {
+			return nil, err
+		}
+		if err := writeCert(filepath.Join(tmp, certFile(in.issuer)), cert); err != nil {
+			return nil, err
+		}
+		if err := recordCert(ctx, db, cert, IssuerRoot, "init", "init"); err != nil {
+			return nil, err
+		}
+	}
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+
+	// The configuration is written last: its presence marks a complete directory.
+	data, err := cfg.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, config.FileName), data, 0o640); err != nil {
+		return nil, err
+	}
+	if err := syncDir(tmp); err != nil {
+		return nil, err
+	}
+	if err := placeDir(tmp, dir); err != nil {
+		return nil, err
+	}
+	res.Root = root
+	return res, nil
+}
+
+// checkInitTarget refuses an initialised or non-empty directory.
+func checkInitTarget(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, config.FileName)); err == nil {
+		return fmt.Errorf("%s is already initialised (it has %s): refusing to overwrite a CA; choose another --dir", dir, config.FileName)
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("%s exists and is not empty: nixpki init needs a new or empty directory", dir)
+	}
+	return nil
+}
+
+// placeDir renames the finished tmp directory to dir (replacing an empty dir).
+func placeDir(tmp, dir string) error {
+	if err := os.Rename(tmp, dir); err != nil {
+		// dir may exist but be empty: remove it and try once more.
+		if rmErr := os.Remove(dir); rmErr != nil {
+			return fmt.Errorf("moving the new CA into %s: %w", dir, err)
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			return fmt.Errorf("moving the new CA into %s: %w", dir, err)
+		}
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func selfSign(cn string, key crypto.Signer, kt keys.Type, now time.Time) (*x509.Certificate, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{strings.TrimSuffix(cn, " Root CA")}},
+		NotBefore:             now.Add(-keys.Backdate),
+		NotAfter:              now.Add(rootValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+		SignatureAlgorithm:    keys.SignatureAlgorithm(kt),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func writeCert(path string, c *x509.Certificate) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), 0o644)
+}
+
+// validateServerNames normalises and checks the names the server answers on.
+func validateServerNames(cfg *config.Config) error {
+	for i, n := range cfg.DNSNames {
+		v, err := normalizeDNSName(n, false)
+		if err != nil {
+			return fmt.Errorf("--dns: %w", err)
+		}
+		cfg.DNSNames[i] = v
+	}
+	for _, s := range cfg.IPAddresses {
+		if net.ParseIP(strings.Trim(s, "[]")) == nil {
+			return fmt.Errorf("--ip: %q is not an IP address", s)
+		}
+	}
+	if len(cfg.DNSNames)+len(cfg.IPAddresses) == 0 {
+		return errors.New("the server needs at least one name: give --dns or --ip")
+	}
+	return nil
+}
+
+// defaultExternalURL builds http://<first name>:<http port>.
+func defaultExternalURL(cfg *config.Config) string {
+	host := "localhost"
+	if len(cfg.DNSNames) > 0 {
+		host = cfg.DNSNames[0]
+	} else if len(cfg.IPAddresses) > 0 {
+		host = cfg.IPAddresses[0]
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	}
+	_, port, err := net.SplitHostPort(cfg.HTTPListen)
+	if err != nil || port == "" {
+		port = "8080"
+	}
+	if port == "80" {
+		return "http://" + host
+	}
+	return "http://" + host + ":" + port
+}
+
+func parseConstraints(dns, ips []string) ([]string, []*net.IPNet, error) {
+	var outDNS []string
+	for _, d := range dns {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if d == "" {
+			continue
+		}
+		if _, err := normalizeDNSName(strings.TrimPrefix(d, "."), false); err != nil {
+			return nil, nil, fmt.Errorf("--permitted-dns: %w", err)
+		}
+		outDNS = append(outDNS, d)
+	}
+	var outIP []*net.IPNet
+	for _, s := range ips {
+		_, n, err := net.ParseCIDR(strings.TrimSpace(s))
+		if err != nil {
+			return nil, nil, fmt.Errorf("--permitted-ip: %q is not a CIDR range like 100.64.0.0/10", s)
+		}
+		outIP = append(outIP, n)
+	}
+	return outDNS, outIP, nil
+}

@@ -1,0 +1,164 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"time"
+
+	"nixpki/internal/keys"
+	"nixpki/internal/store"
+)
+
+// Meta says who asked for a certificate and how; it is recorded with it.
+type Meta struct {
+	Requester string // e.g. a user name, an ACME account URL, a Nix subject
+	Method    string // cli, acme, server, nix-token, nix-ssh, ...
+}
+
+// Issued is a signed, recorded certificate with its chain up to (not including) the root.
+type Issued struct {
+	Cert  *x509.Certificate
+	Chain []*x509.Certificate // leaf first, then the intermediate
+	// Notes tell the user about adjustments (e.g. validity clamped to the issuer's).
+	Notes []string
+}
+
+// ChainPEM is the leaf followed by its intermediate, as nginx and Caddy want.
+func (i *Issued) ChainPEM() []byte { return ChainPEM(i.Chain...) }
+
+// Sign completes tmpl (serial, backdated notBefore, notAfter clamped to the issuer's,
+// CRL and OCSP pointers), signs it for pub with the issuer and records it. It is the
+// one place certificates are minted; callers apply their own policy first.
+func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration, meta Meta) (*Issued, error) {
+	now := c.Now().UTC().Truncate(time.Second)
+	out := &Issued{}
+	if validity <= 0 {
+		return nil, errors.New("validity must be positive")
+	}
+	notAfter := now.Add(validity)
+	if notAfter.After(iss.Cert.NotAfter) {
+		notAfter = iss.Cert.NotAfter
+		out.Notes = append(out.Notes, fmt.Sprintf("validity clamped to the issuing CA's expiry, %s: no certificate outlives its issuer", notAfter.Format(time.RFC3339)))
+	}
+	tmpl.NotBefore = now.Add(-keys.Backdate)
+	tmpl.NotAfter = notAfter
+	tmpl.SignatureAlgorithm = keys.SignatureAlgorithm(iss.KeyType)
+	tmpl.CRLDistributionPoints = []string{c.CRLURL(iss.Name)}
+	tmpl.OCSPServer = []string{c.OCSPURL()}
+	tmpl.IssuingCertificateURL = []string{c.CACertURL(iss.Name)}
+	for attempt := 0; ; attempt++ {
+		serial, err := newSerial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl.SerialNumber = serial
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, iss.Cert, pub, iss.Signer)
+		if err != nil {
+			return nil, fmt.Errorf("signing: %w", err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		err = recordCert(ctx, c.DB, cert, iss.Name, meta.Requester, meta.Method)
+		if errors.Is(err, store.ErrConflict) && attempt < 3 {
+			continue // a 2^-126 event: draw another serial
+		}
+		if err != nil {
+			return nil, fmt.Errorf("recording the certificate: %w", err)
+		}
+		out.Cert = cert
+		out.Chain = []*x509.Certificate{cert, iss.Cert}
+		return out, nil
+	}
+}
+
+// TLSRequest asks for a TLS leaf certificate from the TLS intermediate.
+type TLSRequest struct {
+	// Names are DNS names and IP addresses (validated by ParseSANs).
+	Names []string
+	// PublicKey of the subject; from the CSR when CSR is set.
+	PublicKey crypto.PublicKey
+	CSR       *x509.CertificateRequest
+	// Validity; 0 means policy.default_validity.
+	Validity time.Duration
+	// ClientAuth adds the clientAuth usage next to serverAuth.
+	ClientAuth bool
+	Meta       Meta
+}
+
+// IssueTLS applies the CA's policy (SAN syntax, wildcards, name constraints, maximum
+// validity) and issues a TLS server certificate. Policy errors name what is wrong.
+func (c *CA) IssueTLS(ctx context.Context, r TLSRequest) (*Issued, error) {
+	pol := c.Config.Policy
+	if r.CSR != nil {
+		if err := r.CSR.CheckSignature(); err != nil {
+			return nil, fmt.Errorf("the CSR's signature does not verify: %w", err)
+		}
+		r.PublicKey = r.CSR.PublicKey
+		if len(r.Names) == 0 {
+			r.Names = append(r.Names, r.CSR.DNSNames...)
+			for _, ip := range r.CSR.IPAddresses {
+				r.Names = append(r.Names, ip.String())
+			}
+			if len(r.Names) == 0 && r.CSR.Subject.CommonName != "" {
+				r.Names = []string{r.CSR.Subject.CommonName}
+			}
+		}
+	}
+	if r.PublicKey == nil {
+		return nil, errors.New("no public key: give a CSR or a key")
+	}
+	if err := CheckLeafKey(r.PublicKey); err != nil {
+		return nil, err
+	}
+	sans, err := ParseSANs(r.Names, pol.AllowWildcards)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckNameConstraints(c.TLS, sans); err != nil {
+		return nil, err
+	}
+	validity := r.Validity
+	if validity == 0 {
+		validity = pol.DefaultValidity.D()
+	}
+	if max := pol.MaxValidity.D(); max > 0 && validity > max {
+		return nil, fmt.Errorf("validity %s exceeds policy.max_validity %s: ask for less", validity, max)
+	}
+	cn := ""
+	if len(sans.DNS) > 0 {
+		cn = sans.DNS[0]
+	} else {
+		cn = sans.IPs[0].String()
+	}
+	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if r.ClientAuth {
+		eku = append(eku, x509.ExtKeyUsageClientAuth)
+	}
+	ku := x509.KeyUsageDigitalSignature
+	if keys.TypeOf(r.PublicKey) == keys.RSA3072 {
+		ku |= x509.KeyUsageKeyEncipherment // RSA key exchange in TLS 1.2
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		DNSNames:    sans.DNS,
+		IPAddresses: sans.IPs,
+		KeyUsage:    ku,
+		ExtKeyUsage: eku,
+	}
+	return c.Sign(ctx, c.TLS, tmpl, r.PublicKey, validity, r.Meta)
+}
+
+// CheckLeafKey accepts the key types nixpki certifies: RSA ≥ 2048, P-256, P-384, Ed25519.
+func CheckLeafKey(pub crypto.PublicKey) error {
+	if keys.TypeOf(pub) == "" {
+		return fmt.Errorf("unsupported public key (%T): use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", pub)
+	}
+	return nil
+}

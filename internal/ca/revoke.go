@@ -1,0 +1,155 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"nixpki/internal/store"
+)
+
+// URLs in issued certificates, under the configured external (plain-HTTP) base.
+func (c *CA) CRLURL(issuer string) string    { return c.base() + "/crl/" + issuer + ".crl" }
+func (c *CA) OCSPURL() string                { return c.base() + "/ocsp" }
+func (c *CA) CACertURL(issuer string) string { return c.base() + "/certs/" + issuer + ".crt" }
+func (c *CA) base() string                   { return strings.TrimRight(c.Config.ExternalURL, "/") }
+
+// Revocation reasons by the names RFC 5280 gives them.
+var reasonCodes = map[string]int{
+	"unspecified": ocsp.Unspecified, "keycompromise": ocsp.KeyCompromise, "cacompromise": ocsp.CACompromise,
+	"affiliationchanged": ocsp.AffiliationChanged, "superseded": ocsp.Superseded,
+	"cessationofoperation": ocsp.CessationOfOperation, "certificatehold": ocsp.CertificateHold,
+	"privilegewithdrawn": ocsp.PrivilegeWithdrawn, "aacompromise": ocsp.AACompromise,
+}
+
+// ParseReason reads a revocation reason name (keyCompromise, superseded, …).
+func ParseReason(s string) (int, error) {
+	if s == "" {
+		return ocsp.Unspecified, nil
+	}
+	if r, ok := reasonCodes[strings.ToLower(s)]; ok && r != ocsp.CertificateHold {
+		return r, nil
+	}
+	return 0, fmt.Errorf("unknown revocation reason %q: use unspecified, keyCompromise, caCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn", s)
+}
+
+// Revoke revokes the certificate with the given serial (any hex form). It shows in
+// the next CRL and OCSP answer at once, from any server sharing the database.
+func (c *CA) Revoke(ctx context.Context, serial string, reason int) (*store.Cert, error) {
+	s, err := ParseSerial(serial)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := c.DB.RevokeCert(ctx, s, c.Now(), reason)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("no certificate with serial %s was issued by this CA (see `nixpki cert list`)", s)
+	case errors.Is(err, store.ErrAlreadyRevoked):
+		return rec, fmt.Errorf("certificate %s was already revoked at %s", s, rec.RevokedAt.Format(time.RFC3339))
+	case err != nil:
+		return nil, err
+	}
+	if rec.Issuer == IssuerRoot {
+		c.Log.Warn("revoked an intermediate: the server's CRLs cover leaves only; carry the change to relying parties by replacing the intermediate", "serial", s)
+	}
+	return rec, nil
+}
+
+// CRL returns the current DER CRL of the issuer, rebuilding it when a revocation has
+// happened since it was built or half its validity has passed.
+func (c *CA) CRL(ctx context.Context, issuer string) ([]byte, error) {
+	iss, err := c.Issuer(issuer)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.DB.GetCRL(ctx, iss.Name)
+	if err != nil {
+		return nil, err
+	}
+	now := c.Now()
+	validity := c.Config.Policy.CRLValidity.D()
+	if validity <= 0 {
+		validity = 7 * 24 * time.Hour
+	}
+	fresh := st.DER != nil && st.BuiltRevision == st.Revision && now.Before(st.ThisUpdate.Add(validity/2))
+	if fresh {
+		return st.DER, nil
+	}
+	st, err = c.DB.RebuildCRL(ctx, iss.Name, func(number int64, revoked []store.RevokedEntry) ([]byte, time.Time, time.Time, error) {
+		tmpl := &x509.RevocationList{
+			Number:     big.NewInt(number),
+			ThisUpdate: now.UTC().Add(-time.Minute).Truncate(time.Second),
+			NextUpdate: now.UTC().Add(validity).Truncate(time.Second),
+		}
+		for _, r := range revoked {
+			n, _ := new(big.Int).SetString(r.Serial, 16)
+			tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+				SerialNumber: n, RevocationTime: r.RevokedAt, ReasonCode: r.Reason,
+			})
+		}
+		der, err := x509.CreateRevocationList(rand.Reader, tmpl, iss.Cert, iss.Signer)
+		return der, tmpl.ThisUpdate, tmpl.NextUpdate, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st.DER, nil
+}
+
+// OCSP answers a DER OCSP request (RFC 6960) for either intermediate, signed by that
+// intermediate itself. Unknown issuers get an "unauthorized" error response.
+func (c *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
+	req, err := ocsp.ParseRequest(reqDER)
+	if err != nil {
+		return ocsp.MalformedRequestErrorResponse, nil
+	}
+	var iss *Issuer
+	for _, cand := range []*Issuer{c.TLS, c.Nix} {
+		if ok, _ := issuerMatches(req, cand.Cert); ok {
+			iss = cand
+			break
+		}
+	}
+	if iss == nil {
+		return ocsp.UnauthorizedErrorResponse, nil
+	}
+	now := c.Now().UTC().Truncate(time.Second)
+	tmpl := ocsp.Response{
+		SerialNumber: req.SerialNumber,
+		ThisUpdate:   now,
+		NextUpdate:   now.Add(time.Hour),
+		Status:       ocsp.Unknown,
+	}
+	rec, err := c.DB.GetCert(ctx, SerialHex(req.SerialNumber))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return ocsp.InternalErrorErrorResponse, err
+	case rec.Issuer != iss.Name:
+	case rec.Revoked():
+		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, *rec.RevokedAt, rec.Reason
+	default:
+		tmpl.Status = ocsp.Good
+	}
+	return ocsp.CreateResponse(iss.Cert, iss.Cert, tmpl, iss.Signer)
+}
+
+func issuerMatches(req *ocsp.Request, issuer *x509.Certificate) (bool, error) {
+	if !req.HashAlgorithm.Available() {
+		return false, nil
+	}
+	h := req.HashAlgorithm.New()
+	h.Write(rawSubjectPublicKey(issuer))
+	keyHash := h.Sum(nil)
+	h = req.HashAlgorithm.New()
+	h.Write(issuer.RawSubject)
+	nameHash := h.Sum(nil)
+	return string(keyHash) == string(req.IssuerKeyHash) && string(nameHash) == string(req.IssuerNameHash), nil
+}

@@ -1,0 +1,218 @@
+// Package config reads and writes nixpki's one configuration file, D/config.json. Its
+// shape maps one-to-one onto a NixOS module's `settings` attrset (JSON, snake_case
+// keys); an unknown key is an error naming the key, and command-line flags override
+// what the file says.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// FileName is the configuration file inside a data directory.
+const FileName = "config.json"
+
+// Config is the whole configuration of a CA data directory.
+type Config struct {
+	// Name is the CA's common-name prefix ("<name> Root CA").
+	Name string `json:"name"`
+	// KeyType of the CA keys: p256, p384, ed25519, rsa3072.
+	KeyType string `json:"key_type"`
+	// PasswordFile holds the password of the CA keys; relative paths are inside the
+	// data directory.
+	PasswordFile string `json:"password_file"`
+	// DNSNames and IPAddresses are the names the server answers on (its own TLS
+	// certificate carries them).
+	DNSNames    []string `json:"dns_names"`
+	IPAddresses []string `json:"ip_addresses"`
+	// PermittedDNS and PermittedIP become X.509 name constraints on the TLS
+	// intermediate: it cannot vouch for names outside them.
+	PermittedDNS []string `json:"permitted_dns,omitempty"`
+	PermittedIP  []string `json:"permitted_ip,omitempty"`
+	// ExternalURL is the plain-HTTP base used for CRL, OCSP and caIssuers URLs in
+	// certificates, e.g. http://ca.internal:8080.
+	ExternalURL string `json:"external_url"`
+	// Listen is the HTTPS address; HTTPListen the plain-HTTP one (CRL, OCSP, CA certs).
+	Listen     string `json:"listen"`
+	HTTPListen string `json:"http_listen"`
+	// OfflineRoot records that the root key was handed to the operator at init.
+	OfflineRoot bool     `json:"offline_root,omitempty"`
+	Database    Database `json:"database"`
+	Policy      Policy   `json:"policy"`
+	ACME        ACME     `json:"acme"`
+}
+
+// Database selects the storage backend.
+type Database struct {
+	// Driver is "sqlite" (embedded, default).
+	Driver string `json:"driver"`
+	// Path of the SQLite file; relative paths are inside the data directory.
+	Path string `json:"path"`
+}
+
+// Policy bounds what direct issuance may produce.
+type Policy struct {
+	DefaultValidity Duration `json:"default_validity"`
+	MaxValidity     Duration `json:"max_validity"`
+	AllowWildcards  bool     `json:"allow_wildcards"`
+	// CRLValidity is how long a CRL is valid (nextUpdate - thisUpdate).
+	CRLValidity Duration `json:"crl_validity"`
+	// ServerCertValidity is the lifetime of the server's own TLS certificate; it is
+	// renewed when two thirds of it has passed.
+	ServerCertValidity Duration `json:"server_cert_validity"`
+}
+
+// ACME configures the ACME server (provisioners and the validator).
+type ACME struct {
+	// HTTPPort, TLSPort: where the validator connects for http-01 and tls-alpn-01.
+	HTTPPort int `json:"http_port,omitempty"`
+	TLSPort  int `json:"tls_port,omitempty"`
+	// Resolver HOST:PORT for dns-01 and for resolving names; empty = system.
+	Resolver     string            `json:"resolver,omitempty"`
+	Provisioners []ACMEProvisioner `json:"provisioners,omitempty"`
+}
+
+// ACMEProvisioner is one ACME directory, /acme/<name>/directory.
+type ACMEProvisioner struct {
+	Name                string   `json:"name"`
+	RequireEAB          bool     `json:"require_eab,omitempty"`
+	AllowedDNS          []string `json:"allowed_dns,omitempty"`
+	DeniedDNS           []string `json:"denied_dns,omitempty"`
+	AllowedIP           []string `json:"allowed_ip,omitempty"`
+	DeniedIP            []string `json:"denied_ip,omitempty"`
+	MaxValidity         Duration `json:"max_validity,omitempty"`
+	KeyTypes            []string `json:"key_types,omitempty"`
+	OrdersPerMinute     int      `json:"orders_per_minute,omitempty"`
+	RequestsPerMinuteIP int      `json:"requests_per_minute_ip,omitempty"`
+	MaxBodyBytes        int64    `json:"max_body_bytes,omitempty"`
+	NonceLifetime       Duration `json:"nonce_lifetime,omitempty"`
+}
+
+// Duration is a time.Duration written as Go duration text ("8760h").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("durations are strings like \"8760h\" or \"15m\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: use Go duration text like \"8760h\" or \"15m\"", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults returns a configuration with every default filled in.
+func Defaults() Config {
+	return Config{
+		Name:       "nixpki",
+		KeyType:    "p256",
+		DNSNames:   []string{"localhost"},
+		Listen:     ":8443",
+		HTTPListen: ":8080",
+		Database:   Database{Driver: "sqlite", Path: "nixpki.db"},
+		Policy: Policy{
+			DefaultValidity:    Duration(365 * 24 * time.Hour),
+			MaxValidity:        Duration(5 * 365 * 24 * time.Hour),
+			CRLValidity:        Duration(7 * 24 * time.Hour),
+			ServerCertValidity: Duration(30 * 24 * time.Hour),
+		},
+		ACME: ACME{HTTPPort: 80, TLSPort: 443},
+	}
+}
+
+// Parse reads a configuration, rejecting unknown keys by name, and fills defaults for
+// anything left out.
+func Parse(data []byte) (Config, error) {
+	c := Defaults()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		if k, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return c, fmt.Errorf("unknown key %s: remove it or check its spelling (see docs/config.md)", k)
+		}
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return c, fmt.Errorf("not valid JSON at byte %d: %v", se.Offset, err)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return c, fmt.Errorf("key %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		}
+		return c, err
+	}
+	if dec.More() {
+		return c, errors.New("trailing data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return c, errors.New("trailing data after the JSON object")
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that JSON types alone don't constrain.
+func (c *Config) Validate() error {
+	if c.Database.Driver != "sqlite" {
+		return fmt.Errorf("database.driver %q: only \"sqlite\" is built in", c.Database.Driver)
+	}
+	if c.Policy.MaxValidity != 0 && c.Policy.DefaultValidity > c.Policy.MaxValidity {
+		return fmt.Errorf("policy.default_validity %s exceeds policy.max_validity %s", c.Policy.DefaultValidity.D(), c.Policy.MaxValidity.D())
+	}
+	for _, p := range c.ACME.Provisioners {
+		if p.Name == "" || strings.ContainsAny(p.Name, "/?#% ") {
+			return fmt.Errorf("acme.provisioners: name %q must be non-empty and URL-safe", p.Name)
+		}
+	}
+	return nil
+}
+
+// Load reads D/config.json.
+func Load(dir string) (Config, error) {
+	path := filepath.Join(dir, FileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Config{}, fmt.Errorf("%s is not an initialised nixpki directory (no %s): run `nixpki init --dir %s` first", dir, FileName, dir)
+		}
+		return Config{}, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Marshal renders the configuration as indented JSON.
+func (c *Config) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Resolve returns p made absolute against dir when relative.
+func Resolve(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"sync"
+	"time"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/keys"
+)
+
+// certManager keeps the server's own TLS certificate, issued by its TLS intermediate
+// for the configured names and renewed when two thirds of its life has passed — no
+// ACME round trip to itself, so no chicken-and-egg at start.
+type certManager struct {
+	ca   *ca.CA
+	log  *slog.Logger
+	mu   sync.RWMutex
+	cert *tls.Certificate
+}
+
+func (m *certManager) current() *tls.Certificate {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cert
+}
+
+func (m *certManager) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return m.current(), nil }
+
+func (m *certManager) renew(ctx context.Context) error {
+	key, err := keys.Generate(keys.P256)
+	if err != nil {
+		return err
+	}
+	cfg := m.ca.Config
+	names := append(append([]string{}, cfg.DNSNames...), cfg.IPAddresses...)
+	iss, err := m.ca.IssueTLS(ctx, ca.TLSRequest{
+		Names:     names,
+		PublicKey: key.Public(),
+		Validity:  cfg.Policy.ServerCertValidity.D(),
+		Meta:      ca.Meta{Requester: "nixpki serve", Method: "server"},
+	})
+	if err != nil {
+		return err
+	}
+	tc := &tls.Certificate{PrivateKey: key, Leaf: iss.Cert}
+	for _, c := range iss.Chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	m.mu.Lock()
+	m.cert = tc
+	m.mu.Unlock()
+	m.log.Info("server certificate issued", "serial", ca.SerialHex(iss.Cert.SerialNumber), "not_after", iss.Cert.NotAfter.Format(time.RFC3339))
+	return nil
+}
+
+// loop renews the certificate before it expires until ctx ends; a failed renewal is
+// retried every minute.
+func (m *certManager) loop(ctx context.Context) {
+	for {
+		leaf := m.current().Leaf
+		life := leaf.NotAfter.Sub(leaf.NotBefore)
+		wait := time.Until(leaf.NotBefore.Add(life * 2 / 3))
+		if wait < 0 {
+			wait = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if err := m.renew(ctx); err != nil {
+			m.log.Error("renewing the server certificate failed; retrying in a minute", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Minute):
+			}
+		}
+	}
+}
