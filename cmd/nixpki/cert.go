@@ -127,13 +127,9 @@ func readCSR(path string) (*x509.CertificateRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "CERTIFICATE REQUEST" && b.Type != "NEW CERTIFICATE REQUEST" {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE REQUEST block found", path)
-	}
-	csr, err := x509.ParseCertificateRequest(b.Bytes)
+	csr, err := ca.ParseCSR(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: bad CSR: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return csr, nil
 }

@@ -17,6 +17,7 @@ type initFlags struct {
 	name, keyType, externalURL string
 	dns, ips, permDNS, permIP  []string
 	offlineRoot                bool
+	listen, httpListen         string // set by serve's first run
 }
 
 func (f *initFlags) register(fs *pflag.FlagSet) {
@@ -35,6 +36,12 @@ func (f *initFlags) config() config.Config {
 	c := config.Defaults()
 	c.Name, c.KeyType, c.ExternalURL, c.OfflineRoot = f.name, f.keyType, f.externalURL, f.offlineRoot
 	c.PermittedDNS, c.PermittedIP = f.permDNS, f.permIP
+	if f.listen != "" {
+		c.Listen = f.listen
+	}
+	if f.httpListen != "" {
+		c.HTTPListen = f.httpListen
+	}
 	if len(f.dns) > 0 || len(f.ips) > 0 {
 		c.DNSNames, c.IPAddresses = f.dns, f.ips
 	} else {

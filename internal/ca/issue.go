@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
@@ -161,4 +162,29 @@ func CheckLeafKey(pub crypto.PublicKey) error {
 		return fmt.Errorf("unsupported public key (%T): use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", pub)
 	}
 	return nil
+}
+
+// maxCSRBytes bounds a CSR; real ones are a few KiB even with RSA-4096 keys.
+const maxCSRBytes = 64 << 10
+
+// ParseCSR reads a PEM or DER certificate request and checks its self-signature.
+func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
+	if len(data) > maxCSRBytes {
+		return nil, fmt.Errorf("CSR is %d bytes, more than the %d allowed", len(data), maxCSRBytes)
+	}
+	der := data
+	if b, _ := pem.Decode(data); b != nil {
+		if b.Type != "CERTIFICATE REQUEST" && b.Type != "NEW CERTIFICATE REQUEST" {
+			return nil, fmt.Errorf("PEM block is %q, want CERTIFICATE REQUEST", b.Type)
+		}
+		der = b.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid CSR (PEM CERTIFICATE REQUEST or DER): %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("the CSR's signature does not verify: %w", err)
+	}
+	return csr, nil
 }

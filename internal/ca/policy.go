@@ -84,6 +84,9 @@ func normalizeDNSName(n string, allowWildcard bool) (string, error) {
 			return "", fmt.Errorf("label %q must not start or end with '-'", l)
 		}
 	}
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		return "", fmt.Errorf("%q is neither a valid IP address nor a DNS name (a top-level label cannot be all digits)", n)
+	}
 	return d, nil
 }
 

@@ -104,7 +104,9 @@ func (c *CA) CRL(ctx context.Context, issuer string) ([]byte, error) {
 }
 
 // OCSP answers a DER OCSP request (RFC 6960) for either intermediate, signed by that
-// intermediate itself. Unknown issuers get an "unauthorized" error response.
+// intermediate itself. Request nonces are not echoed (x/crypto/ocsp cannot write
+// response extensions; RFC 8954 lets responders omit them, and openssl only warns).
+// Unknown issuers get an "unauthorized" error response.
 func (c *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	req, err := ocsp.ParseRequest(reqDER)
 	if err != nil {
@@ -127,6 +129,7 @@ func (c *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		NextUpdate:   now.Add(time.Hour),
 		Status:       ocsp.Unknown,
 	}
+
 	rec, err := c.DB.GetCert(ctx, SerialHex(req.SerialNumber))
 	switch {
 	case errors.Is(err, store.ErrNotFound):

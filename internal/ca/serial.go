@@ -35,7 +35,7 @@ func SerialHex(n *big.Int) string {
 func ParseSerial(s string) (string, error) {
 	t := strings.TrimSpace(s)
 	t = strings.TrimPrefix(strings.TrimPrefix(t, "serial="), "0x")
-	t = strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.ToLower(t))
+	t = strings.NewReplacer(":", "", " ", "").Replace(strings.ToLower(t))
 	n, ok := new(big.Int).SetString(t, 16)
 	if t == "" || !ok || n.Sign() <= 0 {
 		return "", fmt.Errorf("serial %q is not a hex number: give it as openssl prints it, e.g. 4A3F…, 4a:3f:…", s)

@@ -47,6 +47,13 @@ var pkcs8Opts = &pkcs8.Opts{
 	},
 }
 
+// UseFastKDFForTesting lowers the PBKDF2 iteration count so tests that create many
+// CAs run quickly (the race detector makes 600,000 iterations take seconds). Only
+// tests call it; keys written with it are still valid PKCS#8 that OpenSSL reads.
+func UseFastKDFForTesting() {
+	pkcs8Opts.KDFOpts = pkcs8.PBKDF2Opts{SaltSize: 16, IterationCount: 1000, HMACHash: crypto.SHA256}
+}
+
 // GeneratedPasswordBytes is the entropy of a generated key password: 256 bits, so the
 // password, not PBKDF2, is never the weak link.
 const GeneratedPasswordBytes = 32

@@ -49,7 +49,9 @@ func New(status int, typ, format string, args ...any) *Problem {
 func BadRequest(format string, args ...any) *Problem {
 	return New(http.StatusBadRequest, "", format, args...)
 }
-func NotFound(format string, args ...any) *Problem { return New(http.StatusNotFound, "", format, args...) }
+func NotFound(format string, args ...any) *Problem {
+	return New(http.StatusNotFound, "", format, args...)
+}
 
 // From turns any error into a Problem: problems pass through, anything else becomes
 // a 500 whose detail hides the cause (which is logged).

@@ -1,0 +1,155 @@
+package nixkey
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// CAMethod is how a content-addressed store path's hash was computed.
+type CAMethod int
+
+const (
+	// CAText: "text:sha256:…", the sha256 of a flat file (builtins.toFile,
+	// .drv files). May have references, never a self-reference.
+	CAText CAMethod = iota + 1
+	// CAFixedFlat: "fixed:ALGO:…", the hash of a flat file (fetchurl).
+	CAFixedFlat
+	// CAFixedRecursive: "fixed:r:ALGO:…", the hash of the path's NAR
+	// (nix-store --add, fetchTarball, flake sources).
+	CAFixedRecursive
+)
+
+// ContentAddress is the parsed CA field of a narinfo.
+type ContentAddress struct {
+	Method CAMethod
+	Algo   string // md5, sha1, sha256 or sha512
+	Digest []byte
+}
+
+// ParseContentAddress parses a content address as Nix's parseContentAddress
+// does: "text:sha256:HASH", "fixed:ALGO:HASH" or "fixed:r:ALGO:HASH", HASH
+// in base16, nixbase32 or base64 (not SRI).
+func ParseContentAddress(s string) (ContentAddress, error) {
+	var ca ContentAddress
+	var rest string
+	switch {
+	case strings.HasPrefix(s, "text:"):
+		ca.Method, rest = CAText, s[len("text:"):]
+	case strings.HasPrefix(s, "fixed:r:"):
+		ca.Method, rest = CAFixedRecursive, s[len("fixed:r:"):]
+	case strings.HasPrefix(s, "fixed:"):
+		ca.Method, rest = CAFixedFlat, s[len("fixed:"):]
+	default:
+		return ca, fmt.Errorf("content address %q: want prefix \"text:\", \"fixed:\" or \"fixed:r:\"", s)
+	}
+	if !strings.Contains(rest, ":") {
+		return ca, fmt.Errorf("content address %q: want ALGO:HASH after the method", s)
+	}
+	algo, d, err := parseHash(rest)
+	if err != nil {
+		return ca, fmt.Errorf("content address %q: %w", s, err)
+	}
+	if ca.Method == CAText && algo != "sha256" {
+		return ca, fmt.Errorf("content address %q: text content addresses must use sha256, not %s", s, algo)
+	}
+	ca.Algo, ca.Digest = algo, d
+	return ca, nil
+}
+
+// String renders ca as Nix's renderContentAddress does (hash in nixbase32).
+func (ca ContentAddress) String() string {
+	prefix := "fixed:"
+	switch ca.Method {
+	case CAText:
+		prefix = "text:"
+	case CAFixedRecursive:
+		prefix = "fixed:r:"
+	}
+	return prefix + formatHash(ca.Algo, ca.Digest)
+}
+
+// compressHash folds a digest to n bytes by XOR, as Nix's compressHash.
+func compressHash(d []byte, n int) []byte {
+	out := make([]byte, n)
+	for i, b := range d {
+		out[i%n] ^= b
+	}
+	return out
+}
+
+// makeStorePath is Nix's Store::makeStorePath: the store path whose hash part
+// is the 160-bit fold of sha256("TYPE:sha256:<hex>:STOREDIR:NAME").
+func makeStorePath(storeDir, typ string, digest [32]byte, name string) string {
+	s := typ + ":sha256:" + hex.EncodeToString(digest[:]) + ":" + storeDir + ":" + name
+	h := sha256.Sum256([]byte(s))
+	return storeDir + "/" + EncodeBase32(compressHash(h[:], 20)) + "-" + name
+}
+
+// StorePathForCA computes the store path that a content-addressed path with
+// the given name and references must have in storeDir (Nix's
+// makeTextPath / makeFixedOutputPath). references are full store paths; for
+// fixed-output addresses a reference to the path itself (selfPath) becomes
+// Nix's ":self" marker. It fails for combinations Nix forbids, e.g. a flat
+// or non-sha256 fixed-output address with references.
+func StorePathForCA(storeDir, name string, ca ContentAddress, selfPath string, references []string) (string, error) {
+	if err := ValidateStoreDir(storeDir); err != nil {
+		return "", err
+	}
+	if err := ValidateStorePathName(name); err != nil {
+		return "", err
+	}
+	refs := slices.Clone(references)
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	self := false
+	if ca.Method != CAText {
+		if i := slices.Index(refs, selfPath); i >= 0 {
+			self = true
+			refs = slices.Delete(refs, i, i+1)
+		}
+	}
+	for _, r := range refs {
+		if _, err := ParseStorePath(storeDir, r); err != nil {
+			return "", fmt.Errorf("content address reference: %w", err)
+		}
+	}
+	makeType := func(typ string) string {
+		for _, r := range refs {
+			typ += ":" + r
+		}
+		if self {
+			typ += ":self"
+		}
+		return typ
+	}
+	if size, ok := hashAlgos[ca.Algo]; !ok || size != len(ca.Digest) {
+		return "", fmt.Errorf("content address has invalid hash (algorithm %q, %d bytes)", ca.Algo, len(ca.Digest))
+	}
+	var digest [32]byte
+	switch {
+	case ca.Method == CAText:
+		if ca.Algo != "sha256" {
+			return "", errors.New("text content address must use sha256")
+		}
+		copy(digest[:], ca.Digest)
+		return makeStorePath(storeDir, makeType("text"), digest, name), nil
+	case ca.Method == CAFixedRecursive && ca.Algo == "sha256":
+		copy(digest[:], ca.Digest)
+		return makeStorePath(storeDir, makeType("source"), digest, name), nil
+	case ca.Method == CAFixedRecursive || ca.Method == CAFixedFlat:
+		if len(refs) > 0 || self {
+			return "", fmt.Errorf("fixed-output content address %s cannot have references", ca)
+		}
+		method := ""
+		if ca.Method == CAFixedRecursive {
+			method = "r:"
+		}
+		inner := sha256.Sum256([]byte("fixed:out:" + method + ca.Algo + ":" + hex.EncodeToString(ca.Digest) + ":"))
+		return makeStorePath(storeDir, "output:out", inner, name), nil
+	}
+	return "", fmt.Errorf("content address has unknown method %d", ca.Method)
+}

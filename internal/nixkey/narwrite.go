@@ -1,0 +1,312 @@
+package nixkey
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// NARWriter writes a NAR from a sequence of entries, like
+// archive/tar.Writer: WriteHeader starts an entry and Write supplies a
+// regular file's contents. Entries must come in NAR order — the root first,
+// then pre-order with each directory's entries sorted by name — which is the
+// order NARReader yields them, so copying a NARReader's entries to a
+// NARWriter reproduces the archive byte for byte.
+type NARWriter struct {
+	bw     *bufio.Writer
+	err    error
+	root   bool // the root entry has been written
+	closed bool
+	dirs   []narDir
+	path   []byte // path of the innermost open directory, "" for the root
+	inFile bool
+	file   string // path of the current file, for messages
+	left   int64  // contents still to be written for the current file
+	pad    int
+	buf    [8]byte
+	copy   []byte // buffer for DumpPath's copies
+}
+
+// NewNARWriter returns a writer of a NAR to w. Output is buffered; Close
+// flushes it.
+func NewNARWriter(w io.Writer) *NARWriter {
+	return &NARWriter{bw: bufio.NewWriterSize(w, 64<<10)}
+}
+
+func (nw *NARWriter) writeUint64(n uint64) {
+	binary.LittleEndian.PutUint64(nw.buf[:], n)
+	nw.bw.Write(nw.buf[:])
+}
+
+func (nw *NARWriter) writePad(n uint64) {
+	clear(nw.buf[:])
+	nw.bw.Write(nw.buf[:narPad(n)])
+}
+
+// str writes NAR strings. Write errors are sticky in bufio.Writer and are
+// collected by the callers through nw.bw.Flush or the next Write.
+func (nw *NARWriter) str(ss ...string) {
+	for _, s := range ss {
+		nw.writeUint64(uint64(len(s)))
+		nw.bw.WriteString(s)
+		nw.writePad(uint64(len(s)))
+	}
+}
+
+func (nw *NARWriter) fail(err error) error {
+	if nw.err == nil {
+		nw.err = err
+	}
+	return err
+}
+
+// finishFile ends the current regular file, if any.
+func (nw *NARWriter) finishFile() error {
+	if !nw.inFile {
+		return nil
+	}
+	if nw.left != 0 {
+		return nw.fail(fmt.Errorf("nar: file %s: %d bytes of its declared size not written", nw.file, nw.left))
+	}
+	nw.inFile = false
+	clear(nw.buf[:])
+	nw.bw.Write(nw.buf[:nw.pad])
+	nw.closeNode()
+	return nil
+}
+
+// closeNode writes the ")" ending a node and, inside a directory, its entry.
+func (nw *NARWriter) closeNode() {
+	nw.str(")")
+	if len(nw.dirs) > 0 {
+		nw.str(")")
+	}
+}
+
+// popDir closes the innermost open directory.
+func (nw *NARWriter) popDir() {
+	nw.dirs = nw.dirs[:len(nw.dirs)-1]
+	if len(nw.dirs) > 0 {
+		nw.path = nw.path[:nw.dirs[len(nw.dirs)-1].pathLen]
+	}
+	nw.closeNode()
+}
+
+// WriteHeader starts entry e, ending the previous one. For regular and
+// executable files exactly e.Size bytes must then be written with Write.
+func (nw *NARWriter) WriteHeader(e *NAREntry) error {
+	if nw.err != nil {
+		return nw.err
+	}
+	if nw.closed {
+		return nw.fail(errors.New("nar: WriteHeader after Close"))
+	}
+	if err := nw.finishFile(); err != nil {
+		return err
+	}
+	if _, err := nw.bw.Write(nil); err != nil { // bufio's sticky write error
+		return nw.fail(err)
+	}
+	switch e.Type {
+	case NARRegular, NARExecutable:
+		if e.Size < 0 {
+			return nw.fail(fmt.Errorf("nar: file %s has negative size %d", e.Path, e.Size))
+		}
+	case NARSymlink:
+		if e.LinkTarget == "" || len(e.LinkTarget) > MaxNARNameLen || strings.IndexByte(e.LinkTarget, 0) >= 0 {
+			return nw.fail(fmt.Errorf("nar: symlink %s: target must be 1 to %d bytes without NUL", e.Path, MaxNARNameLen))
+		}
+	case NARDirectory:
+	default:
+		return nw.fail(fmt.Errorf("nar: entry %s has invalid type %v", e.Path, e.Type))
+	}
+
+	if !nw.root {
+		if e.Path != "/" {
+			return nw.fail(fmt.Errorf("nar: first entry must be the root \"/\", got %q", e.Path))
+		}
+		nw.root = true
+		nw.str(narMagic)
+	} else {
+		if len(e.Path) > MaxNARPathLen {
+			return nw.fail(fmt.Errorf("nar: path %.80q… is longer than %d bytes", e.Path, MaxNARPathLen))
+		}
+		i := strings.LastIndexByte(e.Path, '/')
+		if i < 0 || len(nw.dirs) == 0 {
+			return nw.fail(fmt.Errorf("nar: entry %q is not inside an open directory", e.Path))
+		}
+		parent, name := e.Path[:i], e.Path[i+1:]
+		if why := validNARName(name); why != "" {
+			return nw.fail(fmt.Errorf("nar: invalid entry name %q in %q: it %s", name, e.Path, why))
+		}
+		// Close directories until the parent is the innermost open one.
+		for len(nw.dirs) > 0 && string(nw.path) != parent {
+			nw.popDir()
+		}
+		if len(nw.dirs) == 0 {
+			return nw.fail(fmt.Errorf("nar: entry %q is not inside an open directory (missing directory entry or wrong order)", e.Path))
+		}
+		top := &nw.dirs[len(nw.dirs)-1]
+		if name <= top.prev {
+			return nw.fail(fmt.Errorf("nar: entry %q comes after %q: directory entries must be sorted and unique", e.Path, top.prev))
+		}
+		top.prev = name
+		nw.str("entry", "(", "name", name, "node")
+	}
+
+	nw.str("(", "type")
+	switch e.Type {
+	case NARRegular, NARExecutable:
+		nw.str("regular")
+		if e.Type == NARExecutable {
+			nw.str("executable", "")
+		}
+		nw.str("contents")
+		nw.writeUint64(uint64(e.Size))
+		nw.inFile, nw.file, nw.left, nw.pad = true, e.Path, e.Size, narPad(uint64(e.Size))
+	case NARSymlink:
+		nw.str("symlink", "target", e.LinkTarget)
+		nw.closeNode()
+	case NARDirectory:
+		if e.Path != "/" {
+			nw.path = append(nw.path, e.Path[len(nw.path):]...)
+		}
+		nw.str("directory")
+		nw.dirs = append(nw.dirs, narDir{pathLen: len(nw.path)})
+	}
+	return nil
+}
+
+// Write writes contents of the current regular file. Writing more than the
+// size given to WriteHeader is an error.
+func (nw *NARWriter) Write(p []byte) (int, error) {
+	if nw.err != nil {
+		return 0, nw.err
+	}
+	if !nw.inFile {
+		return 0, nw.fail(errors.New("nar: Write outside a regular file"))
+	}
+	if int64(len(p)) > nw.left {
+		return 0, nw.fail(fmt.Errorf("nar: write of %d bytes exceeds the %d bytes left of the file's declared size", len(p), nw.left))
+	}
+	n, err := nw.bw.Write(p)
+	nw.left -= int64(n)
+	if err != nil {
+		return n, nw.fail(err)
+	}
+	return n, nil
+}
+
+// Close finishes the archive and flushes it; it does not close the
+// underlying writer. The archive must have a root entry.
+func (nw *NARWriter) Close() error {
+	if nw.err != nil {
+		return nw.err
+	}
+	if nw.closed {
+		return nil
+	}
+	if !nw.root {
+		return nw.fail(errors.New("nar: Close before any entry was written"))
+	}
+	if err := nw.finishFile(); err != nil {
+		return err
+	}
+	for len(nw.dirs) > 0 {
+		nw.popDir()
+	}
+	nw.closed = true
+	if err := nw.bw.Flush(); err != nil {
+		return nw.fail(err)
+	}
+	return nil
+}
+
+// DumpPath writes the NAR serialisation of the file-system object at fsPath
+// to w, exactly as nix-store --dump does: symlinks are not followed, a
+// regular file is executable if its owner-execute bit is set, directory
+// entries are sorted bytewise, and other file types (devices, sockets,
+// FIFOs) are errors. File contents are streamed; memory use does not grow
+// with file sizes. As in Nix, a file's size is taken when it is stat'ed and
+// exactly that many bytes are read; a file that shrinks meanwhile is an
+// error.
+func DumpPath(w io.Writer, fsPath string) error {
+	nw := NewNARWriter(w)
+	nw.copy = make([]byte, 64<<10)
+	if err := dumpNode(nw, fsPath, "/"); err != nil {
+		return err
+	}
+	return nw.Close()
+}
+
+func dumpNode(nw *NARWriter, fsPath, narPath string) error {
+	fi, err := os.Lstat(fsPath)
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	mode := fi.Mode()
+	switch {
+	case mode.IsRegular():
+		f, err := os.Open(fsPath)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		defer f.Close()
+		typ := NARRegular
+		if mode&0o100 != 0 {
+			typ = NARExecutable
+		}
+		size := fi.Size()
+		if err := nw.WriteHeader(&NAREntry{Path: narPath, Type: typ, Size: size}); err != nil {
+			return err
+		}
+		n, err := io.CopyBuffer(nw, io.LimitReader(f, size), nw.copy)
+		if err != nil {
+			return fmt.Errorf("nar: reading %s: %w", fsPath, err)
+		}
+		if n != size {
+			return fmt.Errorf("nar: %s shrank from %d to %d bytes while being read", fsPath, size, n)
+		}
+		return nil
+	case mode&os.ModeSymlink != 0:
+		target, err := os.Readlink(fsPath)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		return nw.WriteHeader(&NAREntry{Path: narPath, Type: NARSymlink, LinkTarget: target})
+	case mode.IsDir():
+		if err := nw.WriteHeader(&NAREntry{Path: narPath, Type: NARDirectory}); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(fsPath) // sorted by name, bytewise
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		prefix := narPath
+		if prefix == "/" {
+			prefix = ""
+		}
+		for _, de := range entries {
+			if err := dumpNode(nw, filepath.Join(fsPath, de.Name()), prefix+"/"+de.Name()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("nar: %s has unsupported file type %v", fsPath, mode.Type())
+}
+
+// HashPath returns the sha256 and size of the NAR serialisation of fsPath
+// (what nix hash path computes and a narinfo's NarHash and NarSize hold).
+func HashPath(fsPath string) (sum [32]byte, size uint64, err error) {
+	hc := newHashCounter()
+	if err := DumpPath(hc, fsPath); err != nil {
+		return sum, 0, err
+	}
+	return hc.sum(), hc.n, nil
+}

@@ -1,0 +1,539 @@
+package nixkey
+
+// Cross-checks against the real Nix binaries (Nix 2.8 as root, no daemon).
+// They are skipped when Nix is missing, unless CI=true.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// needTool returns the path of the named binary. If it is missing the test
+// fails when CI=true and is skipped otherwise.
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required (CI=true) but not found: %v", name, err)
+		}
+		t.Skipf("%s not found, skipping: %v", name, err)
+	}
+	return p
+}
+
+// nixEnv runs Nix commands with an isolated configuration and cache.
+type nixEnv struct {
+	t   *testing.T
+	dir string
+	env []string
+}
+
+func newNixEnv(t *testing.T) *nixEnv {
+	t.Helper()
+	for _, tool := range []string{"nix", "nix-store", "nix-build", "nix-instantiate"} {
+		needTool(t, tool)
+	}
+	// The tests drive a single-user Nix without a daemon, which builds
+	// into the store directly and so needs root.
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the Nix cross-checks need root (single-user Nix, no daemon)")
+		}
+		t.Skip("the Nix cross-checks need root (single-user Nix, no daemon)")
+	}
+	dir := t.TempDir()
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NIX_CONFIG=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		"NIX_CONFIG=experimental-features = nix-command\n"+
+			"build-users-group =\n"+
+			"sandbox = false\n"+
+			"substituters =\n"+
+			"narinfo-cache-positive-ttl = 0\n"+
+			"narinfo-cache-negative-ttl = 0\n",
+		"XDG_CACHE_HOME="+filepath.Join(dir, "xdg-cache"),
+	)
+	return &nixEnv{t: t, dir: dir, env: env}
+}
+
+// try runs a command and returns stdout, stderr and the error.
+func (n *nixEnv) try(stdin []byte, args ...string) (string, string, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = n.env
+	cmd.Dir = n.dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// run runs a command and fails the test if it fails.
+func (n *nixEnv) run(args ...string) string {
+	n.t.Helper()
+	out, errOut, err := n.try(nil, args...)
+	if err != nil {
+		n.t.Fatalf("%s: %v\nstderr:\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+// path returns the path of name inside the test's directory.
+func (n *nixEnv) path(name string) string { return filepath.Join(n.dir, name) }
+
+// nonce makes derivations unique to one test run.
+func nonce(t *testing.T) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return strings.NewReplacer("/", "-").Replace(t.Name()) + "-" + hex.EncodeToString(b[:])
+}
+
+// build evaluates a Nix expression with nix-build and returns the output
+// path.
+func (n *nixEnv) build(expr string) string {
+	n.t.Helper()
+	f := n.path(fmt.Sprintf("expr-%d.nix", len(expr)))
+	if err := os.WriteFile(f, []byte(expr), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+	return strings.TrimSpace(n.run("nix-build", "--no-out-link", f))
+}
+
+// buildClosure builds "app", which refers to "dep", and returns app's path.
+func (n *nixEnv) buildClosure() string {
+	return n.build(fmt.Sprintf(`
+let dep = derivation { name = "dep"; system = builtins.currentSystem;
+                       builder = "/bin/sh"; args = [ "-c" "echo dep %[1]s > $out" ]; };
+in derivation { name = "app"; system = builtins.currentSystem;
+                builder = "/bin/sh"; args = [ "-c" "echo ${dep} %[1]s > $out" ]; }
+`, nonce(n.t)))
+}
+
+// buildTree builds a directory with nested directories, executables,
+// symlinks, empty files and directories, odd sizes, a self-reference and a
+// reference to a dependency.
+func (n *nixEnv) buildTree() string {
+	script := `set -e
+mkdir -p $out/a/b/c $out/emptydir $out/B
+echo ${dep} > $out/a/b/c/deep
+printf '#!/bin/sh\necho hi\n' > $out/run.sh
+chmod 755 $out/run.sh
+chmod 700 $out/a/b
+: > $out/empty
+printf 1234567 > $out/seven
+printf 12345678 > $out/eight
+head -c 100003 /dev/urandom > $out/B/random
+ln -s a/b/c/deep $out/link
+ln -s $out $out/self
+ln -s /nonexistent/target $out/dangling
+echo NONCE > $out/a.b
+echo x > $out/a-b
+`
+	return n.build(fmt.Sprintf(`
+let dep = derivation { name = "dep"; system = builtins.currentSystem;
+                       builder = "/bin/sh"; args = [ "-c" "echo dep %[1]s > $out" ]; };
+in derivation { name = "tree"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
+                builder = "/bin/sh"; args = [ "-c" %[2]q ]; }
+`, nonce(n.t), strings.ReplaceAll(script, "NONCE", nonce(n.t))))
+}
+
+// readNarInfos parses every narinfo of a file:// cache directory.
+func readNarInfos(t *testing.T, cache string) map[string]*NarInfo {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(cache, "*.narinfo"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no narinfo files in %s (%v)", cache, err)
+	}
+	out := map[string]*NarInfo{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ni, err := ParseNarInfo(bytes.NewReader(data), DefaultStoreDir)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", f, err, data)
+		}
+		// Our rendering must be Nix's, byte for byte.
+		again, err := ni.MarshalText()
+		if err != nil {
+			t.Fatalf("%s: MarshalText: %v", f, err)
+		}
+		if !bytes.Equal(again, data) {
+			t.Errorf("%s: MarshalText differs from Nix's file\nnix:\n%s\nours:\n%s", f, data, again)
+		}
+		if HashPart(ni.StorePath)+".narinfo" != filepath.Base(f) {
+			t.Errorf("%s describes %s", f, ni.StorePath)
+		}
+		out[ni.StorePath] = ni
+	}
+	return out
+}
+
+func TestNixKeyInterop(t *testing.T) {
+	n := newNixEnv(t)
+	// Nix-generated keys parse and re-render byte for byte.
+	n.run("nix-store", "--generate-binary-cache-key", "nix-made-1", n.path("nix.sec"), n.path("nix.pub"))
+	secText, _ := os.ReadFile(n.path("nix.sec"))
+	pubText, _ := os.ReadFile(n.path("nix.pub"))
+	sec, err := ParseSecretKey(secText)
+	if err != nil {
+		t.Fatalf("ParseSecretKey(Nix's key): %v", err)
+	}
+	pub, err := ParsePublicKey(pubText)
+	if err != nil {
+		t.Fatalf("ParsePublicKey(Nix's key): %v", err)
+	}
+	if sec.String() != string(secText) || pub.String() != string(pubText) {
+		t.Errorf("re-rendered keys differ from Nix's files:\n%q\n%q\n%q\n%q", sec, secText, pub, pubText)
+	}
+	if !sec.Public().Equal(pub) {
+		t.Errorf("Public() of Nix's secret key = %v, want %v", sec.Public(), pub)
+	}
+	if fi, err := os.Stat(n.path("nix.sec")); err == nil && fi.Mode().Perm() != 0o600 {
+		t.Logf("note: Nix wrote the secret key with mode %v", fi.Mode().Perm())
+	}
+
+	// Our keys are accepted by Nix: it derives the same public key.
+	ours, err := GenerateKey("go-made-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secBytes, _ := ours.MarshalText()
+	out, errOut, err := n.try(secBytes, "nix", "key", "convert-secret-to-public")
+	if err != nil {
+		t.Fatalf("nix key convert-secret-to-public: %v\n%s", err, errOut)
+	}
+	if strings.TrimSpace(out) != ours.Public().String() {
+		t.Errorf("Nix derives public key %q from our secret key, we derive %q", out, ours.Public())
+	}
+}
+
+// TestNixAcceptsOurSignatures copies an unsigned closure to a file:// cache,
+// signs the narinfos with our Sign, and has Nix import them into a chroot
+// store that trusts only our key.
+func TestNixAcceptsOurSignatures(t *testing.T) {
+	n := newNixEnv(t)
+	out := n.buildClosure()
+	cache := n.path("cache")
+	n.run("nix", "copy", "--to", "file://"+cache+"?compression=none", out)
+	infos := readNarInfos(t, cache)
+	if len(infos) != 2 {
+		t.Fatalf("expected 2 narinfos (app and dep), got %d", len(infos))
+	}
+
+	key, err := GenerateKey("nixpki-test-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := key.Public().String()
+
+	// Without signatures Nix refuses the closure.
+	_, errOut, err := n.try(nil, "nix", "copy", "--from", "file://"+cache, "--to", n.path("unsigned-store"),
+		"--option", "trusted-public-keys", trusted, out)
+	if err == nil || !strings.Contains(errOut, "lacks a valid signature") {
+		t.Fatalf("nix copy of unsigned paths: err=%v, stderr:\n%s", err, errOut)
+	}
+
+	for sp, ni := range infos {
+		fp, err := ni.Fingerprint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ni.Sigs = append(ni.Sigs, Sign(key, fp))
+		text, err := ni.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cache, HashPart(sp)+".narinfo"), text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A store trusting another key still refuses.
+	other, _ := GenerateKey("nixpki-test-1") // same name, different key
+	_, errOut, err = n.try(nil, "nix", "copy", "--from", "file://"+cache, "--to", n.path("other-store"),
+		"--option", "trusted-public-keys", other.Public().String(), out)
+	if err == nil || !strings.Contains(errOut, "lacks a valid signature") {
+		t.Fatalf("nix copy trusting an unrelated key: err=%v, stderr:\n%s", err, errOut)
+	}
+
+	// A store trusting our key accepts.
+	target := n.path("target")
+	n.run("nix", "copy", "--from", "file://"+cache, "--to", target, "--option", "trusted-public-keys", trusted, out)
+	n.run("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1",
+		"--option", "trusted-public-keys", trusted, out)
+	sigs := n.run("nix", "path-info", "--store", target, "--sigs", "-r", out)
+	if strings.Count(sigs, key.Name+":") != 2 {
+		t.Errorf("nix path-info --sigs in the target store:\n%s", sigs)
+	}
+}
+
+// TestNixSignaturesVerifyWithUs has Nix sign while copying, with its own
+// key and with ours, and checks the signatures with Verify.
+func TestNixSignaturesVerifyWithUs(t *testing.T) {
+	n := newNixEnv(t)
+	out := n.buildClosure()
+	n.run("nix-store", "--generate-binary-cache-key", "nix-signer-1", n.path("nix.sec"), n.path("nix.pub"))
+	pubText, _ := os.ReadFile(n.path("nix.pub"))
+	nixPub, err := ParsePublicKey(pubText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, _ := GenerateKey("go-signer-1")
+	ourSec, _ := ours.MarshalText()
+	if err := os.WriteFile(n.path("go.sec"), ourSec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		sec string
+		pub PublicKey
+	}{{n.path("nix.sec"), nixPub}, {n.path("go.sec"), ours.Public()}} {
+		cache := n.path("cache-" + c.pub.Name)
+		n.run("nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+c.sec, out)
+		for sp, ni := range readNarInfos(t, cache) {
+			fp, err := ni.Fingerprint()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ni.Sigs) != 1 || !c.pub.Verify(fp, ni.Sigs[0]) {
+				t.Errorf("%s: signatures %v do not verify with %v over %q", sp, ni.Sigs, c.pub, fp)
+			}
+			if ni.Sigs[0].Name == c.pub.Name {
+				bad := ni.Sigs[0]
+				if c.pub.Verify(fp+"x", bad) {
+					t.Errorf("%s: signature verifies over a different fingerprint", sp)
+				}
+			}
+			// The NAR in the cache has the narinfo's hash and size and
+			// is a well-formed NAR.
+			f, err := os.Open(filepath.Join(cache, ni.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, size, err := CheckNAR(f)
+			f.Close()
+			if err != nil || sum != ni.NarHash || size != ni.NarSize {
+				t.Errorf("%s: CheckNAR = %s, %d, %v; narinfo says %s, %d", sp, FormatSHA256(sum), size, err,
+					FormatSHA256(ni.NarHash), ni.NarSize)
+			}
+		}
+		// Nix itself accepts our key's signatures.
+		n.run("nix", "copy", "--from", "file://"+cache, "--to", n.path("target-"+c.pub.Name),
+			"--option", "trusted-public-keys", c.pub.String(), out)
+	}
+}
+
+// TestNixDumpPath compares DumpPath with nix-store --dump, and reads Nix's
+// NAR back.
+func TestNixDumpPath(t *testing.T) {
+	n := newNixEnv(t)
+	tree := n.buildTree()
+
+	// A tree made outside the store, with names that sort differently in
+	// other collations.
+	local := n.path("local")
+	for _, d := range []string{"Z", "a/x y", "ü", "a/.hidden"} {
+		if err := os.MkdirAll(filepath.Join(local, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, mode := range map[string]os.FileMode{"a/b": 0o644, "a/x y/exe": 0o744, "-dash": 0o600, "a/.hidden/f": 0o444, "ä": 0o100} {
+		if err := os.WriteFile(filepath.Join(local, name), []byte(name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("ü", filepath.Join(local, "Z/to-u")); err != nil {
+		t.Fatal(err)
+	}
+	singleFile := filepath.Join(local, "a/b")
+	symlinkRoot := filepath.Join(local, "Z/to-u")
+
+	for _, p := range []string{tree, local, singleFile, symlinkRoot, filepath.Join(tree, "run.sh")} {
+		nixNAR := []byte(n.run("nix-store", "--dump", p))
+		var ours bytes.Buffer
+		if err := DumpPath(&ours, p); err != nil {
+			t.Fatalf("DumpPath(%s): %v", p, err)
+		}
+		if !bytes.Equal(ours.Bytes(), nixNAR) {
+			t.Fatalf("DumpPath(%s) differs from nix-store --dump (%d vs %d bytes)", p, ours.Len(), len(nixNAR))
+		}
+
+		// nix hash path agrees with HashPath.
+		sum, size, err := HashPath(p)
+		if err != nil || size != uint64(len(nixNAR)) {
+			t.Fatalf("HashPath(%s) = %d bytes, %v", p, size, err)
+		}
+		nixHash := strings.TrimSpace(n.run("nix", "hash", "path", "--base32", p))
+		if "sha256:"+nixHash != FormatSHA256(sum) {
+			t.Errorf("nix hash path %s = %s, HashPath = %s", p, nixHash, FormatSHA256(sum))
+		}
+
+		// Reading Nix's NAR gives the tree; writing the entries back
+		// gives the same bytes.
+		entries, again := readAndRewrite(t, nixNAR)
+		if !bytes.Equal(again, nixNAR) {
+			t.Errorf("%s: NARReader→NARWriter round trip changed the archive", p)
+		}
+		if want := walkTree(t, p); !slices.Equal(entries, want) {
+			t.Errorf("%s: NAR entries\n%v\nfile system\n%v", p, entries, want)
+		}
+	}
+
+	// The store's registered NarHash is ours.
+	var infos []struct {
+		NarHash string `json:"narHash"`
+		NarSize uint64 `json:"narSize"`
+	}
+	if err := json.Unmarshal([]byte(n.run("nix", "path-info", "--json", tree)), &infos); err != nil || len(infos) != 1 {
+		t.Fatalf("nix path-info --json: %v", err)
+	}
+	h, err := ParseSHA256(infos[0].NarHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum, size, _ := HashPath(tree); sum != h || size != infos[0].NarSize {
+		t.Errorf("HashPath(%s) = %s %d, Nix registered %s %d", tree, FormatSHA256(sum), size, infos[0].NarHash, infos[0].NarSize)
+	}
+}
+
+// walkTree describes a file-system tree as NAREntry strings, in NAR order.
+func walkTree(t *testing.T, root string) []string {
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		np := "/" + filepath.ToSlash(rel)
+		if rel == "." {
+			np = "/"
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		e := NAREntry{Path: np}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			e.Type = NARSymlink
+			e.LinkTarget, _ = os.Readlink(p)
+		case fi.IsDir():
+			e.Type = NARDirectory
+		case fi.Mode()&0o100 != 0:
+			e.Type, e.Size = NARExecutable, fi.Size()
+		default:
+			e.Type, e.Size = NARRegular, fi.Size()
+		}
+		out = append(out, fmt.Sprint(e))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestNixHashNotations checks ParseSHA256 against nix hash to-*.
+func TestNixHashNotations(t *testing.T) {
+	n := newNixEnv(t)
+	var h [32]byte
+	rand.Read(h[:])
+	b16 := hex.EncodeToString(h[:])
+	for _, conv := range []string{"to-base16", "to-base32", "to-base64", "to-sri"} {
+		s := strings.TrimSpace(n.run("nix", "hash", conv, "--type", "sha256", b16))
+		if conv != "to-sri" {
+			s = "sha256:" + s
+		}
+		got, err := ParseSHA256(s)
+		if err != nil || got != h {
+			t.Errorf("ParseSHA256(%q from nix hash %s) = %x, %v; want %x", s, conv, got, err, h)
+		}
+		if conv == "to-base32" && s != FormatSHA256(h) {
+			t.Errorf("FormatSHA256 = %s, nix hash to-base32 = %s", FormatSHA256(h), s)
+		}
+		if conv == "to-sri" && s != FormatSHA256SRI(h) {
+			t.Errorf("FormatSHA256SRI = %s, nix hash to-sri = %s", FormatSHA256SRI(h), s)
+		}
+	}
+}
+
+// TestNixContentAddressed checks CheckContentAddress on narinfos of
+// content-addressed paths made by Nix: nix-store --add (fixed:r:sha256),
+// --add-fixed flat sha256 and recursive sha1, and a .drv (text, with
+// references).
+func TestNixContentAddressed(t *testing.T) {
+	n := newNixEnv(t)
+	file := n.path("file.txt")
+	if err := os.WriteFile(file, []byte(nonce(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{
+		strings.TrimSpace(n.run("nix-store", "--add", file)),
+		strings.TrimSpace(n.run("nix-store", "--add-fixed", "sha256", file)),
+		strings.TrimSpace(n.run("nix-store", "--add-fixed", "--recursive", "sha1", file)),
+	}
+	expr := n.path("drv.nix")
+	os.WriteFile(expr, []byte(fmt.Sprintf(`
+let dep = derivation { name = "dep"; system = builtins.currentSystem;
+                       builder = "/bin/sh"; args = [ "-c" "echo %s > $out" ]; };
+in derivation { name = "app"; system = builtins.currentSystem;
+                builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, nonce(t))), 0o644)
+	drv := strings.TrimSpace(n.run("nix-instantiate", expr))
+
+	cache := n.path("cache")
+	n.run(append([]string{"nix", "copy", "--to", "file://" + cache + "?compression=none"}, paths...)...)
+	// Without --derivation, nix copy would build and copy the outputs.
+	n.run("nix", "copy", "--derivation", "--to", "file://"+cache+"?compression=none", drv)
+	infos := readNarInfos(t, cache)
+	wantCA := map[string]string{paths[0]: "fixed:r:sha256:", paths[1]: "fixed:sha256:", paths[2]: "fixed:r:sha1:", drv: "text:sha256:"}
+	for p, prefix := range wantCA {
+		ni := infos[p]
+		if ni == nil {
+			t.Fatalf("no narinfo for %s", p)
+		}
+		if !ni.ContentAddressed() || !strings.HasPrefix(ni.CA, prefix) {
+			t.Errorf("%s: CA = %q, want prefix %q", p, ni.CA, prefix)
+		}
+		if err := ni.CheckContentAddress(); err != nil {
+			t.Errorf("CheckContentAddress: %v", err)
+		}
+		if p == drv && len(ni.References) == 0 {
+			t.Errorf("%s: expected the .drv to have references", p)
+		}
+		// An extra reference changes the derived path.
+		bad := *ni
+		bad.References = append(slices.Clone(bad.References), HashPart(drv)+"-extra")
+		if err := bad.CheckContentAddress(); err == nil {
+			t.Errorf("%s: CheckContentAddress accepted an extra reference", p)
+		}
+	}
+	// The .drv's dependencies came along; they are content-addressed too.
+	for p, ni := range infos {
+		if !ni.ContentAddressed() {
+			t.Errorf("%s: no CA", p)
+		} else if err := ni.CheckContentAddress(); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
