@@ -1,0 +1,318 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Nix signing certificate records (internal/nixcert): one-time tokens, what each
+// certificate was issued on, every issuance attempt, and SSH challenges.
+
+// Token errors, reported by ConsumeNixToken.
+var (
+	ErrTokenUsed    = errors.New("token already used")
+	ErrTokenExpired = errors.New("token expired")
+)
+
+// NixToken is a one-time enrollment token; only its hash is stored.
+type NixToken struct {
+	ID         string
+	Hash       []byte
+	Subject    string
+	KeyName    string // "" = any key name of the subject
+	Targets    []string
+	Scope      string
+	Validity   time.Duration
+	CreatedBy  string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	UsedAt     *time.Time
+	UsedSerial string
+}
+
+const nixTokenColumns = `id, hash, subject, key_name, targets, scope, validity, created_by, created_at, expires_at, used_at, used_serial`
+
+func scanNixToken(s scanner) (*NixToken, error) {
+	var t NixToken
+	var targets string
+	var validity, created, expires int64
+	var used sql.NullInt64
+	if err := s.Scan(&t.ID, &t.Hash, &t.Subject, &t.KeyName, &targets, &t.Scope, &validity, &t.CreatedBy, &created, &expires, &used, &t.UsedSerial); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(targets), &t.Targets); err != nil {
+		return nil, fmt.Errorf("token %s: targets: %w", t.ID, err)
+	}
+	t.Validity = time.Duration(validity) * time.Second
+	t.CreatedAt, t.ExpiresAt = time.Unix(created, 0).UTC(), time.Unix(expires, 0).UTC()
+	if used.Valid {
+		u := time.Unix(used.Int64, 0).UTC()
+		t.UsedAt = &u
+	}
+	return &t, nil
+}
+
+func jsonList(l []string) string {
+	if l == nil {
+		l = []string{}
+	}
+	b, _ := json.Marshal(l)
+	return string(b)
+}
+
+// PutNixToken stores a new token; ErrConflict if its ID or hash exists.
+func (db *DB) PutNixToken(ctx context.Context, t *NixToken) error {
+	_, err := db.sql.ExecContext(ctx, `INSERT INTO nix_tokens (`+nixTokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,'')`,
+		t.ID, t.Hash, t.Subject, t.KeyName, jsonList(t.Targets), t.Scope, int64(t.Validity/time.Second), t.CreatedBy, t.CreatedAt.Unix(), t.ExpiresAt.Unix())
+	if isUniqueViolation(err) {
+		return ErrConflict
+	}
+	return err
+}
+
+// ConsumeNixToken spends the token with this hash in one transaction: ErrNotFound if
+// there is none, ErrTokenUsed or ErrTokenExpired (with the token) if it cannot be
+// spent, and check's error (with the token, not spent) if check refuses it.
+func (db *DB) ConsumeNixToken(ctx context.Context, hash []byte, now time.Time, check func(*NixToken) error) (*NixToken, error) {
+	var out *NixToken
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		t, err := scanNixToken(tx.QueryRowContext(ctx, `SELECT `+nixTokenColumns+` FROM nix_tokens WHERE hash = ?`, hash))
+		if err != nil {
+			return err
+		}
+		out = t
+		switch {
+		case t.UsedAt != nil:
+			return ErrTokenUsed
+		case !now.Before(t.ExpiresAt):
+			return ErrTokenExpired
+		}
+		if check != nil {
+			if err := check(t); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE nix_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL`, now.Unix(), t.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrTokenUsed
+		}
+		u := now.UTC().Truncate(time.Second)
+		t.UsedAt = &u
+		return nil
+	})
+	return out, err
+}
+
+// SetNixTokenSerial records the certificate issued with a spent token.
+func (db *DB) SetNixTokenSerial(ctx context.Context, id, serial string) error {
+	_, err := db.sql.ExecContext(ctx, `UPDATE nix_tokens SET used_serial = ? WHERE id = ?`, serial, id)
+	return err
+}
+
+// ReleaseNixToken un-spends a token whose certificate could not be issued.
+func (db *DB) ReleaseNixToken(ctx context.Context, id string) error {
+	_, err := db.sql.ExecContext(ctx, `UPDATE nix_tokens SET used_at = NULL WHERE id = ? AND used_serial = ''`, id)
+	return err
+}
+
+// ListNixTokens returns tokens, newest first.
+func (db *DB) ListNixTokens(ctx context.Context) ([]*NixToken, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT `+nixTokenColumns+` FROM nix_tokens ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*NixToken
+	for rows.Next() {
+		t, err := scanNixToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// NixCert is what a Nix certificate was issued for and on what authentication.
+type NixCert struct {
+	Serial      string
+	Subject     string
+	KeyName     string
+	PublicKey   []byte
+	Targets     []string
+	Scope       string
+	AuthMethod  string
+	AuthAt      time.Time
+	RenewedFrom string
+	NotAfter    time.Time
+	CreatedAt   time.Time
+	// RevokedAt comes from the certificates table.
+	RevokedAt *time.Time
+}
+
+const nixCertColumns = `n.serial, n.subject, n.key_name, n.public_key, n.targets, n.scope, n.auth_method, n.auth_at, n.renewed_from, n.not_after, n.created_at, c.revoked_at`
+
+func scanNixCert(s scanner) (*NixCert, error) {
+	var c NixCert
+	var targets string
+	var authAt, notAfter, created int64
+	var revoked sql.NullInt64
+	if err := s.Scan(&c.Serial, &c.Subject, &c.KeyName, &c.PublicKey, &targets, &c.Scope, &c.AuthMethod, &authAt, &c.RenewedFrom, &notAfter, &created, &revoked); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(targets), &c.Targets); err != nil {
+		return nil, fmt.Errorf("nix certificate %s: targets: %w", c.Serial, err)
+	}
+	c.AuthAt, c.NotAfter, c.CreatedAt = time.Unix(authAt, 0).UTC(), time.Unix(notAfter, 0).UTC(), time.Unix(created, 0).UTC()
+	if revoked.Valid {
+		r := time.Unix(revoked.Int64, 0).UTC()
+		c.RevokedAt = &r
+	}
+	return &c, nil
+}
+
+// PutNixCert records a Nix certificate's issuance details (after PutCert).
+func (db *DB) PutNixCert(ctx context.Context, c *NixCert) error {
+	_, err := db.sql.ExecContext(ctx, `INSERT INTO nix_certs (serial, subject, key_name, public_key, targets, scope, auth_method, auth_at, renewed_from, not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+		c.Serial, c.Subject, c.KeyName, c.PublicKey, jsonList(c.Targets), c.Scope, c.AuthMethod, c.AuthAt.Unix(), c.RenewedFrom, c.NotAfter.Unix(), c.CreatedAt.Unix())
+	if isUniqueViolation(err) {
+		return ErrConflict
+	}
+	return err
+}
+
+// GetNixCert returns the record of the Nix certificate with this serial.
+func (db *DB) GetNixCert(ctx context.Context, serial string) (*NixCert, error) {
+	return scanNixCert(db.sql.QueryRowContext(ctx, `SELECT `+nixCertColumns+` FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial WHERE n.serial = ?`, serial))
+}
+
+// NixCertFilter selects Nix certificates; zero fields don't filter.
+type NixCertFilter struct {
+	Subject string
+	KeyName string
+	// LiveAt keeps certificates not revoked and not expired at this time.
+	LiveAt time.Time
+}
+
+// ListNixCerts returns matching Nix certificates, newest first.
+func (db *DB) ListNixCerts(ctx context.Context, f NixCertFilter) ([]*NixCert, error) {
+	q := `SELECT ` + nixCertColumns + ` FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial WHERE 1=1`
+	var args []any
+	if f.Subject != "" {
+		q += ` AND n.subject = ?`
+		args = append(args, f.Subject)
+	}
+	if f.KeyName != "" {
+		q += ` AND n.key_name = ?`
+		args = append(args, f.KeyName)
+	}
+	if !f.LiveAt.IsZero() {
+		q += ` AND c.revoked_at IS NULL AND n.not_after > ?`
+		args = append(args, f.LiveAt.Unix())
+	}
+	rows, err := db.sql.QueryContext(ctx, q+` ORDER BY n.created_at DESC, n.serial`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*NixCert
+	for rows.Next() {
+		c, err := scanNixCert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// NixAttempt is one issuance attempt.
+type NixAttempt struct {
+	ID             int64
+	At             time.Time
+	Method         string
+	Outcome        string // issued, refused
+	Reason         string
+	Subject        string
+	KeyName        string
+	KeyFingerprint string
+	Remote         string
+	TokenID        string
+	SSHIdentity    string
+	Serial         string
+}
+
+// AddNixAttempt records an attempt and sets its ID.
+func (db *DB) AddNixAttempt(ctx context.Context, a *NixAttempt) error {
+	res, err := db.sql.ExecContext(ctx, `INSERT INTO nix_attempts (at, method, outcome, reason, subject, key_name, key_fingerprint, remote, token_id, ssh_identity, serial) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+		a.At.Unix(), a.Method, a.Outcome, a.Reason, a.Subject, a.KeyName, a.KeyFingerprint, a.Remote, a.TokenID, a.SSHIdentity, a.Serial)
+	if err != nil {
+		return err
+	}
+	a.ID, err = res.LastInsertId()
+	return err
+}
+
+// ListNixAttempts returns the newest attempts first; limit 0 means all.
+func (db *DB) ListNixAttempts(ctx context.Context, limit int) ([]*NixAttempt, error) {
+	q := `SELECT id, at, method, outcome, reason, subject, key_name, key_fingerprint, remote, token_id, ssh_identity, serial FROM nix_attempts ORDER BY id DESC`
+	if limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	rows, err := db.sql.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*NixAttempt
+	for rows.Next() {
+		var a NixAttempt
+		var at int64
+		if err := rows.Scan(&a.ID, &at, &a.Method, &a.Outcome, &a.Reason, &a.Subject, &a.KeyName, &a.KeyFingerprint, &a.Remote, &a.TokenID, &a.SSHIdentity, &a.Serial); err != nil {
+			return nil, err
+		}
+		a.At = time.Unix(at, 0).UTC()
+		out = append(out, &a)
+	}
+	return out, rows.Err()
+}
+
+// PutNixChallenge stores a fresh challenge and drops expired ones.
+func (db *DB) PutNixChallenge(ctx context.Context, value string, expires, now time.Time) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM nix_challenges WHERE expires_at <= ?`, now.Unix()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO nix_challenges (value, expires_at) VALUES (?, ?)`, value, expires.Unix())
+		if isUniqueViolation(err) {
+			return ErrConflict
+		}
+		return err
+	})
+}
+
+// ConsumeNixChallenge spends a challenge: ErrNotFound if it is unknown, spent or
+// expired.
+func (db *DB) ConsumeNixChallenge(ctx context.Context, value string, now time.Time) error {
+	res, err := db.sql.ExecContext(ctx, `DELETE FROM nix_challenges WHERE value = ? AND expires_at > ?`, value, now.Unix())
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return ErrNotFound
+	}
+	return nil
+}
