@@ -4,17 +4,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"nixpki/internal/acme"
 	"nixpki/internal/ca"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/server"
 )
 
 func newServeCmd() *cobra.Command {
 	var f initFlags
 	var dir, passwordFile, listen, httpListen string
+	var acmeHTTPPort, acmeTLSPort int
+	var acmeResolver string
 	cmd := &cobra.Command{
 		Use:   "serve --dir D",
 		Short: "Run the CA server (HTTPS API and ACME, plain-HTTP CRL/OCSP); initialises D on first run",
@@ -22,6 +27,7 @@ func newServeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			if !initialised(dir) {
+				f.listen, f.httpListen = listen, httpListen
 				if err := runInit(cmd, dir, passwordFile, &f, out); err != nil {
 					return err
 				}
@@ -39,6 +45,31 @@ func newServeCmd() *cobra.Command {
 				c.Config.HTTPListen = httpListen
 			}
 			mounts := map[string]http.Handler{}
+			// ACME: --acme-* flags override the config; the directory's base URL is
+			// known before listening when the port is fixed, else (port 0) it follows
+			// the Host clients connect to.
+			if cmd.Flags().Changed("acme-http-port") {
+				c.Config.ACME.HTTPPort = acmeHTTPPort
+			}
+			if cmd.Flags().Changed("acme-tls-port") {
+				c.Config.ACME.TLSPort = acmeTLSPort
+			}
+			if cmd.Flags().Changed("acme-resolver") {
+				c.Config.ACME.Resolver = acmeResolver
+			}
+			acmeBase := ""
+			if _, port, err := net.SplitHostPort(c.Config.Listen); err == nil {
+				if p, err := strconv.Atoi(port); err == nil && p != 0 {
+					acmeBase = httpsBase(c, &net.TCPAddr{Port: p})
+				}
+			}
+			acmeSrv, err := acme.New(acme.Options{CA: c, Log: log, Config: c.Config.ACME, BaseURL: acmeBase})
+			if err != nil {
+				return err
+			}
+			defer acmeSrv.Close()
+			mounts["/acme/"] = acmeSrv
+			mounts["/nix/"] = nixcert.Handler(c, log)
 			srv := &server.Server{CA: c, Log: log, Mounts: mounts}
 			return srv.Run(cmd.Context(), c.Config.Listen, c.Config.HTTPListen, func(a server.Addrs) {
 				base := httpsBase(c, a.HTTPS)
@@ -48,7 +79,9 @@ func newServeCmd() *cobra.Command {
 					fmt.Fprintf(out, "HTTP (CRL, OCSP, CA certificates): listening on %s, advertised as %s\n", a.HTTP, c.Config.ExternalURL)
 				}
 				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(c.Root))
-				fmt.Fprintf(out, "ACME directory: %s/acme/acme/directory\n", base)
+				for _, p := range acmeSrv.Provisioners() {
+					fmt.Fprintf(out, "ACME directory: %s/acme/%s/directory\n", base, p)
+				}
 				fmt.Fprintf(out, "NixOS: trust this CA with\n%s", ca.NixOSTrustSnippet(c.Root))
 			})
 		},
@@ -57,6 +90,9 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&passwordFile, "password-file", "", "password file for the CA keys (default: the one recorded at init)")
 	cmd.Flags().StringVar(&listen, "listen", "", "HTTPS listen address (default from config, :8443)")
 	cmd.Flags().StringVar(&httpListen, "http-listen", "", "plain-HTTP listen address for CRL/OCSP/CA certs (default from config, :8080; empty string disables)")
+	cmd.Flags().IntVar(&acmeHTTPPort, "acme-http-port", 0, "port the ACME validator connects to for http-01 (default from config, 80)")
+	cmd.Flags().IntVar(&acmeTLSPort, "acme-tls-port", 0, "port the ACME validator connects to for tls-alpn-01 (default from config, 443)")
+	cmd.Flags().StringVar(&acmeResolver, "acme-resolver", "", "DNS resolver HOST:PORT the ACME validator uses for dns-01 and for resolving names (default from config, the system's)")
 	f.register(cmd.Flags())
 	return cmd
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Database    Database `json:"database"`
 	Policy      Policy   `json:"policy"`
 	ACME        ACME     `json:"acme"`
+	Nix         Nix      `json:"nix"`
 }
 
 // Database selects the storage backend.
@@ -93,6 +94,41 @@ type ACMEProvisioner struct {
 	RequestsPerMinuteIP int      `json:"requests_per_minute_ip,omitempty"`
 	MaxBodyBytes        int64    `json:"max_body_bytes,omitempty"`
 	NonceLifetime       Duration `json:"nonce_lifetime,omitempty"`
+	// Profiles offered to clients (draft-aaron-acme-profiles); empty = the built-in
+	// "tlsserver" (90 days, the default) and "shortlived" (7 days).
+	Profiles []ACMEProfile `json:"profiles,omitempty"`
+	// DefaultProfile is used for orders that name none; empty = the first profile.
+	DefaultProfile string `json:"default_profile,omitempty"`
+}
+
+// ACMEProfile is one certificate profile an ACME provisioner offers.
+type ACMEProfile struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Validity    Duration `json:"validity"`
+	// ClientAuth adds the clientAuth extended key usage next to serverAuth.
+	ClientAuth bool `json:"client_auth,omitempty"`
+}
+
+// Nix configures Nix signing certificates (docs/nix-certificates.md).
+type Nix struct {
+	DefaultValidity Duration `json:"default_validity"`
+	MaxValidity     Duration `json:"max_validity"`
+	TokenTTL        Duration `json:"token_ttl"`
+	// RenewMaxAge bounds renewal: a certificate is renewed by proof of possession
+	// only while its last token or SSH authentication is younger than this.
+	RenewMaxAge Duration `json:"renew_max_age"`
+	// SSHUserCAs are public keys (authorized_keys format) of trusted SSH user CAs.
+	SSHUserCAs    []string          `json:"ssh_user_cas,omitempty"`
+	SSHPrincipals []NixSSHPrincipal `json:"ssh_principals,omitempty"`
+}
+
+// NixSSHPrincipal maps an SSH certificate principal to a Nix subject and constraints.
+type NixSSHPrincipal struct {
+	Principal string   `json:"principal"`
+	Subject   string   `json:"subject"`
+	Targets   []string `json:"targets"`
+	Scope     string   `json:"scope,omitempty"` // default "any"
 }
 
 // Duration is a time.Duration written as Go duration text ("8760h").
@@ -135,6 +171,8 @@ func Defaults() Config {
 			ServerCertValidity: Duration(30 * 24 * time.Hour),
 		},
 		ACME: ACME{HTTPPort: 80, TLSPort: 443},
+		Nix: Nix{DefaultValidity: Duration(7 * 24 * time.Hour), MaxValidity: Duration(30 * 24 * time.Hour),
+			TokenTTL: Duration(15 * time.Minute), RenewMaxAge: Duration(30 * 24 * time.Hour)},
 	}
 }
 
@@ -174,6 +212,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.MaxValidity != 0 && c.Policy.DefaultValidity > c.Policy.MaxValidity {
 		return fmt.Errorf("policy.default_validity %s exceeds policy.max_validity %s", c.Policy.DefaultValidity.D(), c.Policy.MaxValidity.D())
+	}
+	if c.Nix.DefaultValidity <= 0 || c.Nix.MaxValidity < c.Nix.DefaultValidity {
+		return fmt.Errorf("nix.default_validity %s must be positive and at most nix.max_validity %s", c.Nix.DefaultValidity.D(), c.Nix.MaxValidity.D())
 	}
 	for _, p := range c.ACME.Provisioners {
 		if p.Name == "" || strings.ContainsAny(p.Name, "/?#% ") {

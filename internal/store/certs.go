@@ -57,8 +57,11 @@ func scanCert(s scanner) (*Cert, error) {
 
 // PutCert records a newly issued certificate; ErrConflict if the serial exists.
 func (db *DB) PutCert(ctx context.Context, c *Cert) error {
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)`,
-		c.Serial, c.Issuer, c.Subject, strings.Join(c.SANs, ","), c.NotBefore.Unix(), c.NotAfter.Unix(), c.DER, c.Requester, c.Method, c.CreatedAt.Unix())
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)`,
+			c.Serial, c.Issuer, c.Subject, strings.Join(c.SANs, ","), c.NotBefore.Unix(), c.NotAfter.Unix(), c.DER, c.Requester, c.Method, c.CreatedAt.Unix())
+		return err
+	})
 	if isUniqueViolation(err) {
 		return fmt.Errorf("certificate serial %s: %w", c.Serial, ErrConflict)
 	}

@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -42,6 +43,12 @@ var migrationFS embed.FS
 type DB struct {
 	sql     *sql.DB
 	dialect string
+	// wmu serialises this process's write transactions: SQLite admits one writer at a
+	// time, and a writer that finds the lock taken sleeps in the busy handler (up to
+	// 100 ms a try) where a mutex hands over at once.
+	wmu sync.Mutex
+	// light is the connection of lightTx (acme.go), made on first use.
+	light *sql.Conn
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path and migrates it.
@@ -72,23 +79,40 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.wmu.Lock()
+	if db.light != nil {
+		db.light.Close()
+		db.light = nil
+	}
+	db.wmu.Unlock()
+	return db.sql.Close()
+}
 
 // SQL exposes the handle for packages that keep their own tables in this database.
 func (db *DB) SQL() *sql.DB { return db.sql }
 
 // Tx runs fn in one transaction, committing if fn returns nil. Busy databases are
-// waited on (busy_timeout), never reported as errors to the caller.
+// waited on (busy_timeout), never reported as errors to the caller. fn must not start
+// another transaction: this process's writers take turns.
 func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return runTx(db.sql.BeginTx(ctx, nil))(fn)
+}
+
+// runTx runs fn in a begun transaction, committing if it returns nil.
+func runTx(tx *sql.Tx, err error) func(func(*sql.Tx) error) error {
+	return func(fn func(*sql.Tx) error) error {
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // migration is one numbered schema step.

@@ -1,0 +1,31 @@
+package acme
+
+import (
+	"encoding/pem"
+	"errors"
+	"net/http"
+
+	"nixpki/internal/store"
+)
+
+// certificate downloads an issued certificate with its chain (RFC 8555 §7.4.2):
+// application/pem-certificate-chain, the leaf first, then the TLS intermediate.
+func (s *Server) certificate(q *request) (*response, error) {
+	serial := q.r.PathValue("serial")
+	o, err := s.db.GetACMEOrderByCert(q.ctx, serial)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && o.Provisioner != q.prov.name) {
+		return nil, notFound("certificate")
+	}
+	if err != nil {
+		return nil, internal("reading the order", err)
+	}
+	if o.AccountID != q.account.ID {
+		return nil, unauthorized("this certificate was issued to another account")
+	}
+	rec, err := s.db.GetCert(q.ctx, serial)
+	if err != nil {
+		return nil, storeErr(err, "certificate")
+	}
+	body := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rec.DER}), s.chain...)
+	return &response{status: http.StatusOK, raw: body, ctype: "application/pem-certificate-chain"}, nil
+}

@@ -1,0 +1,198 @@
+package acme
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/keys"
+	"nixpki/internal/store"
+)
+
+// finalize issues the certificate of a ready order from the client's CSR (RFC 8555
+// §7.4). Issuance is synchronous: the answer is the valid order.
+func (s *Server) finalize(q *request) (*response, error) {
+	o, err := s.ownOrder(q)
+	if err != nil {
+		return nil, err
+	}
+	var p struct {
+		CSR string `json:"csr"`
+	}
+	if err := q.decode(&p); err != nil {
+		return nil, err
+	}
+	if st := s.orderStatus(o); st != "ready" {
+		return nil, acmeErr(http.StatusForbidden, errOrderNotReady, "the order is %s, not ready: %s", st, notReadyHint(st))
+	}
+	der, err := base64.RawURLEncoding.DecodeString(p.CSR)
+	if err != nil {
+		return nil, malformed("\"csr\" is not base64url: %v", err)
+	}
+	csr, err := checkCSR(der, o.Identifiers, q.prov)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, validity, err := s.template(q, o, csr)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := s.ca.Sign(q.ctx, s.ca.TLS, tmpl, csr.PublicKey, validity, ca.Meta{Requester: q.accountURL(q.account.ID), Method: "acme"})
+	if err != nil {
+		return nil, internal("signing", err)
+	}
+	serial := ca.SerialHex(iss.Cert.SerialNumber)
+	if err := s.db.FinalizeACMEOrder(q.ctx, o.ID, serial, q.spend()); err != nil {
+		// Another request finalized the order meanwhile: nobody receives this
+		// certificate, so it must not stay valid.
+		if _, rerr := s.db.RevokeCert(q.ctx, serial, s.now(), ocspSuperseded); rerr != nil {
+			s.log.Error("acme: revoking an unclaimed certificate", "serial", serial, "err", rerr)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return nil, acmeErr(http.StatusForbidden, errOrderNotReady, "the order was finalized by another request")
+		}
+		return nil, storeErr(err, "order")
+	}
+	s.log.Info("acme certificate issued", "provisioner", q.prov.name, "account", q.account.ID, "order", o.ID,
+		"serial", serial, "names", o.Identifiers, "not_after", iss.Cert.NotAfter.Format(time.RFC3339))
+	o.Status, o.CertSerial = "valid", serial
+	return s.orderResponse(q, http.StatusOK, o), nil
+}
+
+// ocspSuperseded is RFC 5280's reason code 4.
+const ocspSuperseded = 4
+
+func notReadyHint(status string) string {
+	switch status {
+	case "pending":
+		return "complete its authorizations first"
+	case "processing", "valid":
+		return "it was finalized already; fetch the order"
+	}
+	return "create a new order"
+}
+
+// checkCSR parses a CSR and checks its signature, its key against the provisioner's
+// accepted types, and that its names are exactly the order's identifiers.
+func checkCSR(der []byte, idents []store.ACMEIdentifier, prov *provisioner) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR does not parse: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's signature does not verify: %v", err)
+	}
+	if err := prov.checkCSRKey(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	if len(csr.EmailAddresses) > 0 || len(csr.URIs) > 0 {
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR has email or URI names: only the order's DNS names and IP addresses may be requested")
+	}
+	var names []string
+	names = append(names, csr.DNSNames...)
+	for _, ip := range csr.IPAddresses {
+		names = append(names, ip.String())
+	}
+	want := map[string]bool{}
+	for _, id := range idents {
+		want[id.Value] = true
+	}
+	cn := csr.Subject.CommonName
+	if cn != "" && len(names) == 0 {
+		names = []string{cn}
+	}
+	got, err := ca.ParseSANs(names, true)
+	if err != nil {
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's names: %v", err)
+	}
+	have := map[string]bool{}
+	for _, d := range got.DNS {
+		have[d] = true
+	}
+	for _, ip := range got.IPs {
+		have[ip.String()] = true
+	}
+	if cn != "" {
+		if c, err := ca.ParseSANs([]string{cn}, true); err != nil || !have[firstName(c)] {
+			return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's common name %q is not one of its subject alternative names", cn)
+		}
+	}
+	for n := range have {
+		if !want[n] {
+			return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR names %s, which is not an identifier of the order", n)
+		}
+	}
+	for n := range want {
+		if !have[n] {
+			return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR lacks %s, an identifier of the order", n)
+		}
+	}
+	return csr, nil
+}
+
+func firstName(s ca.SANs) string {
+	if len(s.DNS) > 0 {
+		return s.DNS[0]
+	}
+	if len(s.IPs) > 0 {
+		return s.IPs[0].String()
+	}
+	return ""
+}
+
+// template builds the leaf for an order: its identifiers (DNS names first), the
+// profile's usages and validity (capped by the provisioner and the order's notAfter),
+// after the CA's name constraints.
+func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateRequest) (*x509.Certificate, time.Duration, error) {
+	names := make([]string, len(o.Identifiers))
+	for i, id := range o.Identifiers {
+		names[i] = id.Value
+	}
+	sans, err := ca.ParseSANs(names, true)
+	if err == nil {
+		err = ca.CheckNameConstraints(s.ca.TLS, sans)
+	}
+	if err != nil {
+		return nil, 0, acmeErr(http.StatusBadRequest, errRejectedIdentifier, "%v", err)
+	}
+	prof := q.prov.profiles[o.Profile]
+	validity := prof.Validity.D()
+	if q.prov.maxValidity > 0 {
+		validity = min(validity, q.prov.maxValidity)
+	}
+	if !o.NotAfter.IsZero() {
+		validity = min(validity, o.NotAfter.Sub(s.now()))
+	}
+	if validity <= 0 {
+		return nil, 0, malformed("the order's notAfter has passed")
+	}
+	cn := firstName(sans)
+	if len(cn) > 64 {
+		cn = "" // the subject is optional; the SANs carry the names
+	}
+	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if prof.ClientAuth {
+		eku = append(eku, x509.ExtKeyUsageClientAuth)
+	}
+	ku := x509.KeyUsageDigitalSignature
+	if keys.TypeOf(csr.PublicKey) == keys.RSA3072 {
+		ku |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		DNSNames:    slices.Clone(sans.DNS),
+		IPAddresses: sans.IPs,
+		KeyUsage:    ku,
+		ExtKeyUsage: eku,
+	}
+	if len(tmpl.DNSNames)+len(tmpl.IPAddresses) == 0 {
+		return nil, 0, fmt.Errorf("order %s has no names", o.ID)
+	}
+	return tmpl, validity, nil
+}

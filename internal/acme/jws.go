@@ -1,0 +1,242 @@
+package acme
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"nixpki/internal/store"
+)
+
+// The JWS algorithms accepted for requests (RFC 8555 §6.2). none and MACs are refused.
+var (
+	algorithms     = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.EdDSA}
+	algorithmNames = []string{"ES256", "ES384", "RS256", "EdDSA"}
+)
+
+// flatJWS is the flattened JSON serialization ACME requires (RFC 8555 §6.2).
+type flatJWS struct {
+	Protected  string          `json:"protected"`
+	Payload    *string         `json:"payload"`
+	Signature  string          `json:"signature"`
+	Header     json.RawMessage `json:"header"`
+	Signatures json.RawMessage `json:"signatures"`
+}
+
+// protectedHeader holds the ACME fields of a JWS protected header.
+type protectedHeader struct {
+	Alg   string          `json:"alg"`
+	KID   string          `json:"kid"`
+	JWK   json.RawMessage `json:"jwk"`
+	Nonce string          `json:"nonce"`
+	URL   string          `json:"url"`
+}
+
+// jwkKey is a request's public key with its RFC 7638 thumbprint.
+type jwkKey struct {
+	key   *jose.JSONWebKey
+	thumb string
+	json  []byte
+}
+
+// parseJWS checks a request body's JWS envelope and protected header and parses it
+// with go-jose; the signature is not verified yet.
+func parseJWS(body []byte) (*jose.JSONWebSignature, *protectedHeader, error) {
+	var f flatJWS
+	if err := json.Unmarshal(body, &f); err != nil {
+		return nil, nil, malformed("the body is not a JWS in flattened JSON serialization: %v", err)
+	}
+	switch {
+	case f.Signatures != nil:
+		return nil, nil, malformed("use the flattened JSON serialization with one signature, not \"signatures\"")
+	case f.Header != nil:
+		return nil, nil, malformed("the JWS must not have an unprotected header")
+	case f.Protected == "" || f.Payload == nil:
+		return nil, nil, malformed("the JWS needs \"protected\", \"payload\" and \"signature\"")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(f.Protected)
+	if err != nil {
+		return nil, nil, malformed("the protected header is not base64url: %v", err)
+	}
+	var h protectedHeader
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, nil, malformed("the protected header is not a JSON object: %v", err)
+	}
+	if !allowedAlg(h.Alg) {
+		return nil, nil, acmeErr(http.StatusBadRequest, errBadSignatureAlgorithm, "JWS algorithm %q is not supported: use one of %s", h.Alg, strings.Join(algorithmNames, ", "))
+	}
+	if f.Signature == "" {
+		return nil, nil, malformed("the JWS has no signature")
+	}
+	if (h.KID != "") == (len(h.JWK) > 0) {
+		return nil, nil, malformed("the protected header must have exactly one of \"jwk\" and \"kid\"")
+	}
+	if h.URL == "" {
+		return nil, nil, malformed("the protected header has no \"url\"")
+	}
+	sig, err := jose.ParseSignedJSON(string(body), algorithms)
+	if err != nil {
+		return nil, nil, malformed("the JWS does not parse: %v", err)
+	}
+	if len(sig.Signatures) != 1 {
+		return nil, nil, malformed("the JWS must have exactly one signature")
+	}
+	return sig, &h, nil
+}
+
+func allowedAlg(a string) bool {
+	for _, n := range algorithmNames {
+		if a == n {
+			return true
+		}
+	}
+	return false
+}
+
+// headerKey returns the public key of a jwk-signed JWS, checked for type and size.
+func headerKey(sig *jose.JSONWebSignature) (*jwkKey, error) {
+	k := sig.Signatures[0].Protected.JSONWebKey
+	if k == nil || !k.Valid() || !k.IsPublic() {
+		return nil, acmeErr(http.StatusBadRequest, errBadPublicKey, "the \"jwk\" header is not a valid public key")
+	}
+	return newJWKKey(k)
+}
+
+func newJWKKey(k *jose.JSONWebKey) (*jwkKey, error) {
+	if err := checkAccountKey(k.Key); err != nil {
+		return nil, err
+	}
+	tp, err := k.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, acmeErr(http.StatusBadRequest, errBadPublicKey, "cannot compute the key's thumbprint: %v", err)
+	}
+	b, err := k.MarshalJSON()
+	if err != nil {
+		return nil, acmeErr(http.StatusBadRequest, errBadPublicKey, "cannot encode the key: %v", err)
+	}
+	return &jwkKey{key: k, thumb: base64.RawURLEncoding.EncodeToString(tp), json: b}, nil
+}
+
+// checkAccountKey accepts RSA of at least 2048 bits, ECDSA P-256 and P-384, Ed25519.
+func checkAccountKey(pub any) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {
+			return nil
+		}
+	case *rsa.PublicKey:
+		if k.N.BitLen() >= 2048 {
+			return nil
+		}
+		return acmeErr(http.StatusBadRequest, errBadPublicKey, "RSA account keys must have at least 2048 bits")
+	case ed25519.PublicKey:
+		return nil
+	}
+	return acmeErr(http.StatusBadRequest, errBadPublicKey, "unsupported account key (%T): use ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519", pub)
+}
+
+// verify authenticates a POST: media type, size, JWS envelope, url, key (account
+// or header), nonce, signature. On success q has the payload, the nonce to spend and
+// the account or key.
+func (s *Server) verify(q *request, kind jwsKind) error {
+	mt, _, _ := mime.ParseMediaType(q.r.Header.Get("Content-Type"))
+	if mt != "application/jose+json" {
+		return acmeErr(http.StatusUnsupportedMediaType, errMalformed, "requests must be application/jose+json, not %q", q.r.Header.Get("Content-Type"))
+	}
+	body, err := readBody(q.r.Body, q.prov.maxBody)
+	if err != nil {
+		return err
+	}
+	sig, h, err := parseJWS(body)
+	if err != nil {
+		return err
+	}
+	if want := q.base + q.r.URL.RequestURI(); h.URL != want {
+		return unauthorized("the JWS \"url\" %q is not the URL requested, %q", h.URL, want)
+	}
+	var key *jose.JSONWebKey
+	if h.KID != "" {
+		if kind == byJWK {
+			return malformed("this request must be signed with a \"jwk\", not a \"kid\"")
+		}
+		if q.account, err = s.accountByKID(q, h.KID); err != nil {
+			return err
+		}
+		if key, err = s.keys.get(q.account.JWK); err != nil {
+			return internal("parsing the account key", err)
+		}
+	} else {
+		if kind == byKID {
+			return malformed("this request must be signed with the account key, named by \"kid\"")
+		}
+		if q.jwk, err = headerKey(sig); err != nil {
+			return err
+		}
+		key = q.jwk.key
+	}
+	if q.nonce, err = s.nonces.check(h.Nonce, q.prov.nonceLife); err != nil {
+		return err
+	}
+	if q.payload, err = sig.Verify(key); err != nil {
+		return malformed("the JWS signature does not verify with the %s", map[bool]string{true: "account key", false: "\"jwk\" key"}[h.KID != ""])
+	}
+	return nil
+}
+
+// accountByKID resolves a kid: an account URL of this provisioner, of a valid account.
+func (s *Server) accountByKID(q *request, kid string) (*store.ACMEAccount, error) {
+	id, ok := strings.CutPrefix(kid, q.url("account")+"/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return nil, acmeErr(http.StatusBadRequest, errAccountDoesNotExist, "kid %q is not an account URL of this directory", kid)
+	}
+	a, err := s.db.GetACMEAccount(q.ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.Provisioner != q.prov.name) {
+		return nil, acmeErr(http.StatusBadRequest, errAccountDoesNotExist, "no account %q", kid)
+	}
+	if err != nil {
+		return nil, internal("reading the account", err)
+	}
+	if a.Status != "valid" {
+		return nil, unauthorized("account %s is %s", kid, a.Status)
+	}
+	return a, nil
+}
+
+// keyCache keeps parsed account keys by their stored JWK text.
+type keyCache struct {
+	mu sync.RWMutex
+	m  map[string]*jose.JSONWebKey
+}
+
+const keyCacheMax = 4096
+
+func (c *keyCache) get(jwk []byte) (*jose.JSONWebKey, error) {
+	c.mu.RLock()
+	k := c.m[string(jwk)]
+	c.mu.RUnlock()
+	if k != nil {
+		return k, nil
+	}
+	k = new(jose.JSONWebKey)
+	if err := k.UnmarshalJSON(jwk); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= keyCacheMax {
+		c.m = map[string]*jose.JSONWebKey{}
+	}
+	c.m[string(jwk)] = k
+	c.mu.Unlock()
+	return k, nil
+}

@@ -1,0 +1,371 @@
+// Package acme is nixpki's ACME server (RFC 8555 with RFC 8737 tls-alpn-01, RFC 8738
+// IP identifiers, RFC 9773 renewal information and draft-aaron-acme-profiles). It
+// serves one directory per provisioner at /acme/<name>/directory and keeps all of
+// its state in the CA's database, so several servers sharing that database serve as
+// one: nonces are sealed by a key kept there and spent there, every state change is
+// one transaction, and validations that a stopped server left half-done are picked up
+// by another. Certificates are minted by (*ca.CA).Sign after provisioner policy.
+//
+// One file per resource: directory, nonce, jws, account, keychange, eab, order, authz,
+// challenge, validate (the http-01, dns-01 and tls-alpn-01 validators), finalize,
+// certificate, revoke, renewalinfo; policy holds the provisioners' rules and
+// problems the ACME error types.
+package acme
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/config"
+	"nixpki/internal/store"
+)
+
+// Options configure the ACME server.
+type Options struct {
+	CA *ca.CA
+	// DB defaults to CA.DB.
+	DB     *store.DB
+	Log    *slog.Logger
+	Config config.ACME
+	// BaseURL is the https base clients use, e.g. https://ca.internal:8443; empty means
+	// https://<the request's Host>.
+	BaseURL string
+	// ValidationAttempts bounds the tries of one challenge validation (default 3), with
+	// RetryDelay (default 1s, doubling) between them.
+	ValidationAttempts int
+	RetryDelay         time.Duration
+	// Now is the clock (default the CA's).
+	Now func() time.Time
+}
+
+// Server is the ACME HTTP handler; Close stops its background work.
+type Server struct {
+	ca      *ca.CA
+	db      *store.DB
+	log     *slog.Logger
+	base    string
+	now     func() time.Time
+	provs   map[string]*provisioner
+	nonces  *nonces
+	spender *spender
+	val     *validator
+	mux     *http.ServeMux
+	keys    keyCache
+	dirs    sync.Map // base + provisioner → directory JSON
+	chain   []byte   // the TLS intermediate in PEM, appended to every leaf
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds the ACME server for a loaded CA.
+func New(opts Options) (*Server, error) {
+	if opts.CA == nil {
+		return nil, errors.New("acme: no CA")
+	}
+	if opts.DB == nil {
+		opts.DB = opts.CA.DB
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = opts.CA.Now
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	provs, maxLife, err := compileProvisioners(opts.Config, opts.CA.Config.Policy)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	key, err := opts.DB.ACMESecret(ctx, "nonce-hmac", randomBytes32)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("acme: reading the nonce key: %w", err)
+	}
+	s := &Server{
+		ca: opts.CA, db: opts.DB, log: opts.Log, now: opts.Now, provs: provs,
+		base:    strings.TrimRight(opts.BaseURL, "/"),
+		nonces:  &nonces{key: key, now: opts.Now, maxLife: maxLife},
+		spender: newSpender(opts.DB, opts.Log, opts.Now),
+		val:     newValidator(opts),
+		chain:   ca.ChainPEM(opts.CA.TLS.Cert),
+		ctx:     ctx, cancel: cancel,
+	}
+	s.routes()
+	s.wg.Add(1)
+	go s.recoverValidations()
+	return s, nil
+}
+
+// Close stops validations and the nonce committer and waits for them.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	s.spender.close()
+	return nil
+}
+
+// ServeHTTP serves /acme/<provisioner>/...
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// jwsKind says how a POST must be signed.
+type jwsKind int
+
+const (
+	noJWS    jwsKind = iota // GET/HEAD resources
+	byKID                   // an account's key, named by kid
+	byJWK                   // a key given in the header (newAccount)
+	byEither                // revokeCert: the account's or the certificate's key
+)
+
+type handlerFunc func(q *request) (*response, error)
+
+func (s *Server) routes() {
+	mux := http.NewServeMux()
+	type route struct {
+		method, path string
+		kind         jwsKind
+		h            handlerFunc
+	}
+	rs := []route{
+		{"GET", "directory", noJWS, s.directory},
+		{"GET", "new-nonce", noJWS, s.newNonce},
+		{"POST", "new-account", byJWK, s.newAccount},
+		{"POST", "account/{id}", byKID, s.account},
+		{"POST", "account/{id}/orders", byKID, s.orders},
+		{"POST", "key-change", byKID, s.keyChange},
+		{"POST", "new-order", byKID, s.newOrder},
+		{"POST", "order/{id}", byKID, s.order},
+		{"POST", "order/{id}/finalize", byKID, s.finalize},
+		{"POST", "authz/{id}", byKID, s.authz},
+		{"POST", "chall/{id}/{type}", byKID, s.challenge},
+		{"POST", "cert/{serial}", byKID, s.certificate},
+		{"POST", "revoke-cert", byEither, s.revokeCert},
+		{"GET", "renewal-info/{id}", noJWS, s.renewalInfo},
+	}
+	for _, rt := range rs {
+		p := "/acme/{prov}/" + rt.path
+		mux.Handle(rt.method+" "+p, s.handle(rt.kind, rt.h))
+		allow := rt.method
+		if allow == "GET" {
+			allow = "GET, HEAD"
+		}
+		mux.Handle(p, s.handle(noJWS, func(q *request) (*response, error) {
+			e := acmeErr(http.StatusMethodNotAllowed, errMalformed, "%s is not allowed here: use %s", q.r.Method, rt.method)
+			e.Headers = http.Header{"Allow": {allow}}
+			return nil, e
+		}))
+	}
+	mux.Handle("/acme/", s.handle(noJWS, func(q *request) (*response, error) {
+		return nil, notFound("ACME resource " + q.r.URL.Path)
+	}))
+	s.mux = mux
+}
+
+// request is one ACME request after provisioner lookup and JWS verification.
+type request struct {
+	r       *http.Request
+	ctx     context.Context
+	prov    *provisioner
+	base    string // https base URL
+	payload []byte
+	nonce   *store.Nonce
+	spent   bool
+	account *store.ACMEAccount // kid requests
+	jwk     *jwkKey            // jwk requests
+}
+
+// response is what a handler produced; the adapter writes it with the common headers.
+type response struct {
+	status int
+	header http.Header
+	json   any
+	raw    []byte
+	ctype  string
+}
+
+func jsonResponse(status int, v any) *response {
+	return &response{status: status, json: v, header: http.Header{}}
+}
+
+// spend returns the request's nonce for a store method to spend in its transaction.
+func (q *request) spend() *store.Nonce {
+	q.spent = true
+	return q.nonce
+}
+
+// url builds an absolute URL of this provisioner's resources.
+func (q *request) url(parts ...string) string {
+	return q.base + "/acme/" + q.prov.name + "/" + strings.Join(parts, "/")
+}
+
+func (q *request) accountURL(id string) string { return q.url("account", id) }
+
+// decode reads the JSON payload into v; an empty payload (POST-as-GET) is malformed.
+func (q *request) decode(v any) error {
+	if len(q.payload) == 0 {
+		return malformed("this request needs a JSON payload, not POST-as-GET")
+	}
+	if err := json.Unmarshal(q.payload, v); err != nil {
+		return malformed("the payload is not the expected JSON object: %v", err)
+	}
+	return nil
+}
+
+// handle adapts a handler: provisioner, client rate limit, JWS, the handler, spending
+// the nonce if the handler did not, and writing — with a fresh Replay-Nonce, the
+// directory Link and no-store on every response, errors included.
+func (s *Server) handle(kind jwsKind, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := &request{r: r, ctx: r.Context(), base: s.baseFor(r)}
+		res, err := s.serve(q, kind, h)
+		hdr := w.Header()
+		hdr.Set("Replay-Nonce", s.nonces.make())
+		hdr.Set("Cache-Control", "no-store")
+		if q.prov != nil {
+			hdr.Add("Link", link(q.url("directory"), "index"))
+		}
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		for k, vs := range res.header {
+			hdr[k] = append(hdr[k], vs...)
+		}
+		body := res.raw
+		if res.json != nil {
+			body, _ = json.MarshalIndent(res.json, "", "  ")
+			res.ctype = "application/json"
+		}
+		if res.ctype != "" {
+			hdr.Set("Content-Type", res.ctype)
+		}
+		hdr.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(res.status)
+		if r.Method != http.MethodHead {
+			w.Write(body)
+		}
+	})
+}
+
+func (s *Server) serve(q *request, kind jwsKind, h handlerFunc) (*response, error) {
+	name := q.r.PathValue("prov")
+	if name == "" {
+		name, _, _ = strings.Cut(strings.TrimPrefix(q.r.URL.Path, "/acme/"), "/")
+	}
+	q.prov = s.provs[name]
+	if q.prov == nil {
+		return nil, acmeErr(http.StatusNotFound, errMalformed, "no ACME provisioner %q", name)
+	}
+	if err := q.prov.ipLimit.allow(clientIP(q.r), s.now()); err != nil {
+		return nil, err
+	}
+	if kind != noJWS {
+		if err := s.verify(q, kind); err != nil {
+			return nil, err
+		}
+	}
+	res, err := h(q)
+	if err != nil {
+		return nil, err
+	}
+	if q.nonce != nil && !q.spent {
+		if err := s.spender.spend(q.ctx, q.nonce); err != nil {
+			return nil, nonceError(err)
+		}
+	}
+	return res, nil
+}
+
+// nonceError maps a failure to spend a nonce: reuse is badNonce, anything else internal.
+func nonceError(err error) error {
+	if errors.Is(err, store.ErrNonceReused) {
+		return badNonce("the nonce was used before: get a fresh one")
+	}
+	return err
+}
+
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p := toProblem(err)
+	if p.Status >= 500 {
+		s.log.Error("acme request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", errors.Unwrap(p))
+	}
+	for k, vs := range p.Headers {
+		w.Header()[k] = append(w.Header()[k], vs...)
+	}
+	wp := wireProblem{Problem: p}
+	if p.Type == errBadSignatureAlgorithm {
+		wp.Algorithms = algorithmNames
+	}
+	body, _ := json.MarshalIndent(wp, "", "  ")
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(p.Status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// baseFor is the configured base URL, or https://<Host> when none is configured.
+func (s *Server) baseFor(r *http.Request) string {
+	if s.base != "" {
+		return s.base
+	}
+	return "https://" + r.Host
+}
+
+func link(url, rel string) string { return "<" + url + `>;rel="` + rel + `"` }
+
+func retryAfter(h http.Header, d time.Duration) {
+	h.Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+}
+
+// storeErr maps the store's sentinel errors of state changes onto ACME problems.
+func storeErr(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNonceReused):
+		return nonceError(err)
+	case errors.Is(err, store.ErrNotFound):
+		return notFound(what)
+	}
+	return internal(what, err)
+}
+
+// readBody reads a request body up to limit bytes.
+func readBody(w io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(w, limit+1))
+	if err != nil {
+		return nil, malformed("reading the request body: %v", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, acmeErr(http.StatusRequestEntityTooLarge, errMalformed, "the request body is larger than this provisioner's limit of %d bytes", limit)
+	}
+	return b, nil
+}
+
+// Provisioners lists the provisioners' names, sorted.
+func (s *Server) Provisioners() []string {
+	names := make([]string, 0, len(s.provs))
+	for n := range s.provs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
