@@ -94,11 +94,11 @@ function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <=
 	for (i = 2; i <= NF; i++) { split($i, kv, "="); v[s, kv[1], n[s]] = kv[2] }
 }
 END {
-	split("orders_per_s p50_ms p99_ms server_cpu_ms_per_order server_peak_rss_mb", keys, " ")
+	split("orders_per_s p50_ms p99_ms server_cpu_ms_per_order server_peak_rss_mb requests_per_order", keys, " ")
 	for (si = 1; si <= 2; si++) {
 		s = si == 1 ? "nixpki" : "pebble"
 		line = sprintf("%-7s median of %d runs:", s, n[s])
-		for (k = 1; k <= 5; k++) {
+		for (k = 1; k <= 6; k++) {
 			delete a; for (i = 1; i <= n[s]; i++) a[i] = v[s, keys[k], i]
 			m[s, keys[k]] = median(a, n[s]); line = line sprintf(" %s=%s", keys[k], m[s, keys[k]])
 		}

@@ -56,6 +56,9 @@ func main() {
 	}
 }
 
+// requests counts the requests sent to the ACME server.
+var requests atomic.Int64
+
 // tokens maps http-01 tokens to key authorizations for the responder.
 var tokens sync.Map
 
@@ -141,15 +144,17 @@ func run(dirURL, caFile, listen, ident, label string, conc, total, warmup, pid i
 		}
 	}
 	cpu0, _ := procCPU(pid)
+	req0 := requests.Load()
 	lat, elapsed, err := phase(total)
 	cpu1, _ := procCPU(pid)
+	reqs := requests.Load() - req0
 	if err != nil {
 		return err
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-	fmt.Printf("%s orders=%d concurrency=%d orders_per_s=%.1f p50_ms=%.1f p99_ms=%.1f", label, total, conc,
-		float64(total)/elapsed.Seconds(), pct(0.50), pct(0.99))
+	fmt.Printf("%s orders=%d concurrency=%d orders_per_s=%.1f p50_ms=%.1f p99_ms=%.1f requests_per_order=%.2f", label, total, conc,
+		float64(total)/elapsed.Seconds(), pct(0.50), pct(0.99), float64(reqs)/float64(total))
 	if pid > 0 {
 		rss, hwm := procMem(pid)
 		fmt.Printf(" server_cpu_ms_per_order=%.2f server_rss_mb=%.1f server_peak_rss_mb=%.1f",
@@ -269,6 +274,7 @@ func (c *client) getNonce() (string, error) {
 		c.nonce = ""
 		return n, nil
 	}
+	requests.Add(1)
 	res, err := c.hc.Head(c.dir.NewNonce)
 	if err != nil {
 		return "", err
@@ -305,6 +311,7 @@ func (c *client) post(url string, payload any) (*http.Response, []byte, error) {
 		body, _ := json.Marshal(map[string]string{"protected": b64.EncodeToString(ph), "payload": b64.EncodeToString(p), "signature": b64.EncodeToString(sig)})
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/jose+json")
+		requests.Add(1)
 		res, err := c.hc.Do(req)
 		if err != nil {
 			return nil, nil, err

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strconv"
 	"strings"
 
@@ -33,6 +36,9 @@ func newServeCmd() *cobra.Command {
 				}
 			}
 			log := logger()
+			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
+				return err
+			}
 			c, err := ca.Open(cmd.Context(), dir, passwordFile, log)
 			if err != nil {
 				return err
@@ -113,4 +119,28 @@ func httpsBase(c *ca.CA, addr net.Addr) string {
 		return "https://" + host
 	}
 	return "https://" + host + ":" + port
+}
+
+// startPprof serves net/http/pprof on addr when it is set (NIXPKI_PPROF=127.0.0.1:6060),
+// for profiling; only a loopback address is accepted.
+func startPprof(addr string, log *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("NIXPKI_PPROF=%q: give a loopback address such as 127.0.0.1:6060", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("NIXPKI_PPROF: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Warn("serving pprof (NIXPKI_PPROF)", "addr", ln.Addr().String())
+	go http.Serve(ln, mux)
+	return nil
 }

@@ -12,7 +12,7 @@ import (
 // application/pem-certificate-chain, the leaf first, then the TLS intermediate.
 func (s *Server) certificate(q *request) (*response, error) {
 	serial := q.r.PathValue("serial")
-	o, err := s.db.GetACMEOrderByCert(q.ctx, serial)
+	o, der, err := s.db.GetACMEOrderCert(q.ctx, serial)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && o.Provisioner != q.prov.name) {
 		return nil, notFound("certificate")
 	}
@@ -22,10 +22,6 @@ func (s *Server) certificate(q *request) (*response, error) {
 	if o.AccountID != q.account.ID {
 		return nil, unauthorized("this certificate was issued to another account")
 	}
-	rec, err := s.db.GetCert(q.ctx, serial)
-	if err != nil {
-		return nil, storeErr(err, "certificate")
-	}
-	body := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rec.DER}), s.chain...)
+	body := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), s.chain...)
 	return &response{status: http.StatusOK, raw: body, ctype: "application/pem-certificate-chain"}, nil
 }

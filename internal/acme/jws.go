@@ -6,9 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"mime"
 	"net/http"
 	"strings"
@@ -41,6 +44,7 @@ type protectedHeader struct {
 	JWK   json.RawMessage `json:"jwk"`
 	Nonce string          `json:"nonce"`
 	URL   string          `json:"url"`
+	Crit  json.RawMessage `json:"crit"`
 }
 
 // jwkKey is a request's public key with its RFC 7638 thumbprint.
@@ -53,6 +57,31 @@ type jwkKey struct {
 // parseJWS checks a request body's JWS envelope and protected header and parses it
 // with go-jose; the signature is not verified yet.
 func parseJWS(body []byte) (*jose.JSONWebSignature, *protectedHeader, error) {
+	_, h, err := parseEnvelope(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, err := parseJose(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sig, h, nil
+}
+
+// parseJose parses a JWS whose envelope parseEnvelope accepted with go-jose.
+func parseJose(body []byte) (*jose.JSONWebSignature, error) {
+	sig, err := jose.ParseSignedJSON(string(body), algorithms)
+	if err != nil {
+		return nil, malformed("the JWS does not parse: %v", err)
+	}
+	if len(sig.Signatures) != 1 {
+		return nil, malformed("the JWS must have exactly one signature")
+	}
+	return sig, nil
+}
+
+// parseEnvelope checks a request body's JWS envelope and protected header.
+func parseEnvelope(body []byte) (*flatJWS, *protectedHeader, error) {
 	var f flatJWS
 	if err := json.Unmarshal(body, &f); err != nil {
 		return nil, nil, malformed("the body is not a JWS in flattened JSON serialization: %v", err)
@@ -85,14 +114,60 @@ func parseJWS(body []byte) (*jose.JSONWebSignature, *protectedHeader, error) {
 	if h.URL == "" {
 		return nil, nil, malformed("the protected header has no \"url\"")
 	}
-	sig, err := jose.ParseSignedJSON(string(body), algorithms)
+	return &f, &h, nil
+}
+
+// verifyFlat verifies a kid-signed request's signature with the account key directly
+// (RFC 7515 §5.2), without go-jose's second parse of the body: the signing input is
+// the protected header as sent, ".", the payload in canonical base64url — what
+// go-jose signs and verifies — and the algorithm must match the key (ES256 P-256,
+// ES384 P-384, RS256 RSA, EdDSA Ed25519). A "crit" header is refused, as go-jose
+// does. It returns the payload, or ok=false.
+func verifyFlat(f *flatJWS, h *protectedHeader, key any) (payload []byte, ok bool) {
+	if h.Crit != nil {
+		return nil, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(*f.Payload, "="))
 	if err != nil {
-		return nil, nil, malformed("the JWS does not parse: %v", err)
+		return nil, false
 	}
-	if len(sig.Signatures) != 1 {
-		return nil, nil, malformed("the JWS must have exactly one signature")
+	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(f.Signature, "="))
+	if err != nil {
+		return nil, false
 	}
-	return sig, &h, nil
+	input := make([]byte, 0, len(f.Protected)+1+base64.RawURLEncoding.EncodedLen(len(payload)))
+	input = append(input, f.Protected...)
+	input = append(input, '.')
+	input = base64.RawURLEncoding.AppendEncode(input, payload)
+	switch k := key.(type) {
+	case *ecdsa.PublicKey:
+		var digest []byte
+		switch {
+		case h.Alg == "ES256" && k.Curve == elliptic.P256() && len(sig) == 64:
+			d := sha256.Sum256(input)
+			digest = d[:]
+		case h.Alg == "ES384" && k.Curve == elliptic.P384() && len(sig) == 96:
+			d := sha512.Sum384(input)
+			digest = d[:]
+		default:
+			return nil, false
+		}
+		n := len(sig) / 2
+		r, s := new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])
+		return payload, ecdsa.Verify(k, digest, r, s)
+	case *rsa.PublicKey:
+		if h.Alg != "RS256" {
+			return nil, false
+		}
+		d := sha256.Sum256(input)
+		return payload, rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], sig) == nil
+	case ed25519.PublicKey:
+		if h.Alg != "EdDSA" {
+			return nil, false
+		}
+		return payload, ed25519.Verify(k, input, sig)
+	}
+	return nil, false
 }
 
 func allowedAlg(a string) bool {
@@ -158,9 +233,15 @@ func (s *Server) verify(q *request, kind jwsKind) error {
 	if err != nil {
 		return err
 	}
-	sig, h, err := parseJWS(body)
+	f, h, err := parseEnvelope(body)
 	if err != nil {
 		return err
+	}
+	var sig *jose.JSONWebSignature // go-jose's parse, for jwk-signed requests only
+	if h.KID == "" {
+		if sig, err = parseJose(body); err != nil {
+			return err
+		}
 	}
 	if want := q.base + q.r.URL.RequestURI(); h.URL != want {
 		return unauthorized("the JWS \"url\" %q is not the URL requested, %q", h.URL, want)
@@ -188,7 +269,20 @@ func (s *Server) verify(q *request, kind jwsKind) error {
 	if q.nonce, err = s.nonces.check(h.Nonce, q.prov.nonceLife); err != nil {
 		return err
 	}
-	if q.payload, err = sig.Verify(key); err != nil {
+	if q.account != nil {
+		// The account may come from the cache: the nonce is spent only if the account
+		// is still valid with this key, checked in the statement that spends it.
+		q.nonce.AccountID, q.nonce.Thumbprint = q.account.ID, q.account.Thumbprint
+	}
+	if sig == nil {
+		var ok bool
+		if q.payload, ok = verifyFlat(f, h, key.Key); !ok {
+			err = errors.New("bad signature")
+		}
+	} else {
+		q.payload, err = sig.Verify(key)
+	}
+	if err != nil {
 		return malformed("the JWS signature does not verify with the %s", map[bool]string{true: "account key", false: "\"jwk\" key"}[h.KID != ""])
 	}
 	return nil
@@ -200,6 +294,9 @@ func (s *Server) accountByKID(q *request, kid string) (*store.ACMEAccount, error
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return nil, acmeErr(http.StatusBadRequest, errAccountDoesNotExist, "kid %q is not an account URL of this directory", kid)
 	}
+	if a := s.accounts.get(id); a != nil && a.Provisioner == q.prov.name {
+		return a, nil
+	}
 	a, err := s.db.GetACMEAccount(q.ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && a.Provisioner != q.prov.name) {
 		return nil, acmeErr(http.StatusBadRequest, errAccountDoesNotExist, "no account %q", kid)
@@ -210,7 +307,44 @@ func (s *Server) accountByKID(q *request, kid string) (*store.ACMEAccount, error
 	if a.Status != "valid" {
 		return nil, unauthorized("account %s is %s", kid, a.Status)
 	}
+	s.accounts.put(a)
 	return a, nil
+}
+
+// accountCache keeps valid accounts by ID, so that a request's account costs no read.
+// A cached account may be stale — deactivated or rekeyed by another server on the
+// database — but the request's nonce is spent only if the account is still valid
+// with the cached key (store.Nonce.AccountID), in the transaction of the request's
+// state change or, for a request that changes nothing, before its answer is sent. So
+// a stale entry never lets a request through; it is dropped on any failed request and
+// on this server's own account changes. Handlers that show the account itself
+// (contacts) read it from the database.
+type accountCache struct {
+	mu sync.RWMutex
+	m  map[string]*store.ACMEAccount
+}
+
+const accountCacheMax = 8192
+
+func (c *accountCache) get(id string) *store.ACMEAccount {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[id]
+}
+
+func (c *accountCache) put(a *store.ACMEAccount) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= accountCacheMax {
+		c.m = map[string]*store.ACMEAccount{}
+	}
+	c.m[a.ID] = a
+	c.mu.Unlock()
+}
+
+func (c *accountCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
 }
 
 // keyCache keeps parsed account keys by their stored JWK text.

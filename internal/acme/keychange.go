@@ -62,6 +62,7 @@ func (s *Server) keyChange(q *request) (*response, error) {
 		return nil, malformed("the new key is the account's current key")
 	}
 	err = s.db.ChangeACMEAccountKey(q.ctx, q.account.ID, q.account.Thumbprint, newKey.thumb, newKey.json, q.spend())
+	s.accounts.drop(q.account.ID)
 	if errors.Is(err, store.ErrConflict) {
 		e := acmeErr(http.StatusConflict, errMalformed, "another account already uses the new key")
 		if other, err := s.db.GetACMEAccountByKey(q.ctx, q.prov.name, newKey.thumb); err == nil {

@@ -92,7 +92,8 @@ func newSpender(db *store.DB, log *slog.Logger, now func() time.Time) *spender {
 	return s
 }
 
-// spend records n, waiting for the commit; it fails with store.ErrNonceReused.
+// spend records n, waiting for the commit; it fails with store.ErrNonceReused or
+// store.ErrAccountChanged.
 func (s *spender) spend(ctx context.Context, n *store.Nonce) error {
 	r := spendReq{n: *n, errc: make(chan error, 1)}
 	select {
@@ -139,15 +140,12 @@ func (s *spender) loop() {
 		if now := s.now(); now.Sub(lastPurge) > purgeInterval {
 			purge, lastPurge = now, now
 		}
-		fresh, err := s.db.SpendNonces(context.Background(), ns, purge)
+		res, err := s.db.SpendNonces(context.Background(), ns, purge)
 		for i, r := range batch {
-			switch {
-			case err != nil:
+			if err != nil {
 				r.errc <- err
-			case !fresh[i]:
-				r.errc <- store.ErrNonceReused
-			default:
-				r.errc <- nil
+			} else {
+				r.errc <- res[i]
 			}
 		}
 	}

@@ -80,7 +80,7 @@ func (s *Server) newOrder(q *request) (*response, error) {
 	}
 	now := s.now().UTC().Truncate(time.Second)
 	o := &store.ACMEOrder{
-		ID: newID(), AccountID: q.account.ID, Provisioner: q.prov.name, Status: "pending",
+		ID: newSeqID(), AccountID: q.account.ID, Provisioner: q.prov.name, Status: "pending",
 		Expires: now.Add(orderLifetime), CreatedAt: now, Profile: p.Profile,
 	}
 	if o.Profile == "" {
@@ -113,7 +113,7 @@ func (s *Server) newOrder(q *request) (*response, error) {
 	authzs := make([]*store.ACMEAuthz, len(o.Identifiers))
 	for i, id := range o.Identifiers {
 		a := &store.ACMEAuthz{
-			ID: newID(), OrderID: o.ID, AccountID: o.AccountID, Identifier: id, Status: "pending",
+			ID: newSeqID(), OrderID: o.ID, AccountID: o.AccountID, Identifier: id, Status: "pending",
 			Expires: o.Expires, Token: newToken(),
 		}
 		if w, ok := cutWildcard(id.Value); ok && id.Type == "dns" {

@@ -48,6 +48,11 @@ func (s *Server) revokeCert(q *request) (*response, error) {
 		return nil, internal("reading the certificate", err)
 	}
 	if q.account != nil {
+		// Revocation is not recorded in the transaction that spends the nonce (which
+		// checks the account): check a possibly cached account against the database.
+		if a, err := s.db.GetACMEAccount(q.ctx, q.account.ID); err != nil || a.Status != "valid" || a.Thumbprint != q.account.Thumbprint {
+			return nil, unauthorized("the account is no longer valid with this key (deactivated, or its key changed)")
+		}
 		o, err := s.db.GetACMEOrderByCert(q.ctx, serial)
 		if err != nil || o.AccountID != q.account.ID {
 			return nil, unauthorized("the certificate was not issued to this account: sign with the certificate's key or the account that ordered it")

@@ -51,19 +51,20 @@ type Options struct {
 
 // Server is the ACME HTTP handler; Close stops its background work.
 type Server struct {
-	ca      *ca.CA
-	db      *store.DB
-	log     *slog.Logger
-	base    string
-	now     func() time.Time
-	provs   map[string]*provisioner
-	nonces  *nonces
-	spender *spender
-	val     *validator
-	mux     *http.ServeMux
-	keys    keyCache
-	dirs    sync.Map // base + provisioner → directory JSON
-	chain   []byte   // the TLS intermediate in PEM, appended to every leaf
+	ca       *ca.CA
+	db       *store.DB
+	log      *slog.Logger
+	base     string
+	now      func() time.Time
+	provs    map[string]*provisioner
+	nonces   *nonces
+	spender  *spender
+	val      *validator
+	mux      *http.ServeMux
+	keys     keyCache
+	accounts accountCache
+	dirs     sync.Map // base + provisioner → directory JSON
+	chain    []byte   // the TLS intermediate in PEM, appended to every leaf
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -281,21 +282,27 @@ func (s *Server) serve(q *request, kind jwsKind, h handlerFunc) (*response, erro
 		}
 	}
 	res, err := h(q)
-	if err != nil {
-		return nil, err
-	}
-	if q.nonce != nil && !q.spent {
-		if err := s.spender.spend(q.ctx, q.nonce); err != nil {
-			return nil, nonceError(err)
+	if err == nil && q.nonce != nil && !q.spent {
+		if err = s.spender.spend(q.ctx, q.nonce); err != nil {
+			err = nonceError(err)
 		}
 	}
-	return res, nil
+	if err != nil && q.account != nil {
+		// The cached account may be what failed (deactivated or rekeyed by another
+		// server): read it again next time.
+		s.accounts.drop(q.account.ID)
+	}
+	return res, err
 }
 
-// nonceError maps a failure to spend a nonce: reuse is badNonce, anything else internal.
+// nonceError maps a failure to spend a nonce: reuse is badNonce, an account that
+// changed under the request unauthorized, anything else internal.
 func nonceError(err error) error {
 	if errors.Is(err, store.ErrNonceReused) {
 		return badNonce("the nonce was used before: get a fresh one")
+	}
+	if errors.Is(err, store.ErrAccountChanged) {
+		return unauthorized("the account is no longer valid with this key (deactivated, or its key changed)")
 	}
 	return err
 }
@@ -340,7 +347,7 @@ func storeErr(err error, what string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, store.ErrNonceReused):
+	case errors.Is(err, store.ErrNonceReused), errors.Is(err, store.ErrAccountChanged):
 		return nonceError(err)
 	case errors.Is(err, store.ErrNotFound):
 		return notFound(what)

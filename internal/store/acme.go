@@ -35,11 +35,23 @@ var ErrRateLimited = errors.New("rate limited")
 // live order already replaces.
 var ErrAlreadyReplaced = errors.New("certificate already replaced")
 
+// ErrAccountChanged reports that the account a request was signed for is not valid
+// with that key any more (deactivated, or its key changed, maybe by another server):
+// the request's nonce is not spent and nothing changes.
+var ErrAccountChanged = errors.New("account deactivated or its key changed")
+
 // Nonce is a request's anti-replay token, spent once; the record of its use is kept
 // until Expires.
+//
+// When AccountID is set, the nonce is spent only if that account is still valid with
+// the key of thumbprint Thumbprint, checked in the statement that spends it: a server
+// that authenticated the request from a cached copy of the account learns in the
+// same transaction whether that copy was stale (ErrAccountChanged).
 type Nonce struct {
-	Value   string
-	Expires time.Time
+	Value      string
+	Expires    time.Time
+	AccountID  string
+	Thumbprint string
 }
 
 // ACMEIdentifier is an order identifier (RFC 8555 §9.7.7): type dns or ip.
@@ -137,6 +149,7 @@ func (db *DB) prepared(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, er
 
 // exec runs a prepared statement, in tx when tx is not nil.
 func (db *DB) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	db.stats.statements.Add(1)
 	st, err := db.prepared(ctx, tx, q)
 	if err != nil {
 		return nil, err
@@ -144,13 +157,55 @@ func (db *DB) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.
 	return st.ExecContext(ctx, args...)
 }
 
-// row runs a prepared one-row query.
+// row runs a prepared one-row query, in tx when tx is not nil. Outside a transaction
+// it runs on the write connection when that is idle: its page cache survives this
+// process's commits, where every other connection must re-read its pages after each.
 func (db *DB) row(ctx context.Context, tx *sql.Tx, q string, args ...any) scanner {
+	db.stats.statements.Add(1)
+	if tx == nil && db.wmu.TryLock() {
+		if db.w == nil {
+			db.wmu.Unlock()
+		} else {
+			st, err := db.wprepared(ctx, q)
+			if err != nil {
+				db.wmu.Unlock()
+				return errScanner{err}
+			}
+			return lockedRow{st.QueryRowContext(ctx, args...), &db.wmu}
+		}
+	}
 	st, err := db.prepared(ctx, tx, q)
 	if err != nil {
 		return errScanner{err}
 	}
 	return st.QueryRowContext(ctx, args...)
+}
+
+// wprepared returns q prepared on the write connection (wmu held).
+func (db *DB) wprepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st := db.wstmts[q]; st != nil {
+		return st, nil
+	}
+	st, err := db.w.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if db.wstmts == nil {
+		db.wstmts = map[string]*sql.Stmt{}
+	}
+	db.wstmts[q] = st
+	return st, nil
+}
+
+// lockedRow is a row read on the write connection; Scan releases the connection.
+type lockedRow struct {
+	r  *sql.Row
+	mu *sync.Mutex
+}
+
+func (l lockedRow) Scan(dst ...any) error {
+	defer l.mu.Unlock()
+	return l.r.Scan(dst...)
 }
 
 type errScanner struct{ err error }
@@ -192,50 +247,56 @@ func (db *DB) spendNonce(ctx context.Context, tx *sql.Tx, n *Nonce) error {
 	if n == nil {
 		return nil
 	}
-	res, err := db.exec(ctx, tx, `INSERT INTO acme_nonces (expires_at, nonce) VALUES (?, ?) ON CONFLICT (expires_at, nonce) DO NOTHING`, n.Expires.Unix(), n.Value)
+	var res sql.Result
+	var err error
+	if n.AccountID == "" {
+		res, err = db.exec(ctx, tx, `INSERT INTO acme_nonces (expires_at, nonce) VALUES (?, ?) ON CONFLICT (expires_at, nonce) DO NOTHING`, n.Expires.Unix(), n.Value)
+	} else {
+		res, err = db.exec(ctx, tx, `INSERT INTO acme_nonces (expires_at, nonce)
+			SELECT ?, ? WHERE EXISTS (SELECT 1 FROM acme_accounts WHERE id = ? AND thumbprint = ? AND status = 'valid')
+			ON CONFLICT (expires_at, nonce) DO NOTHING`, n.Expires.Unix(), n.Value, n.AccountID, n.Thumbprint)
+	}
 	if err != nil {
 		return err
 	}
-	if k, _ := res.RowsAffected(); k == 0 {
-		return ErrNonceReused
+	if k, _ := res.RowsAffected(); k > 0 {
+		return nil
 	}
-	return nil
+	if n.AccountID != "" { // which check failed? (rare: only on refusal)
+		var k int
+		if err := db.row(ctx, tx, `SELECT COUNT(*) FROM acme_accounts WHERE id = ? AND thumbprint = ? AND status = 'valid'`, n.AccountID, n.Thumbprint).Scan(&k); err != nil {
+			return err
+		}
+		if k == 0 {
+			return ErrAccountChanged
+		}
+	}
+	return ErrNonceReused
 }
 
 // lightTx runs fn in a transaction that is not synced to disk on commit (synchronous
-// NORMAL, on a connection of its own): for bookkeeping whose loss in a power cut costs
-// nothing — spent-nonce records of requests that changed nothing, validation progress
-// that a restarted server redoes. It is visible to every reader at once like any other
-// commit, and the next synced commit makes it durable. Writers still take turns.
+// NORMAL): for bookkeeping whose loss in a power cut costs nothing — spent-nonce
+// records of requests that changed nothing, validation progress that a restarted
+// server redoes. It is visible to every reader at once like any other commit, and the
+// next synced commit makes it durable. Writers still take turns, on one connection, and
+// are group-committed (store.go).
 func (db *DB) lightTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	db.wmu.Lock()
-	defer db.wmu.Unlock()
-	if db.light == nil {
-		c, err := db.sql.Conn(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-			c.Close()
-			return err
-		}
-		db.light = c
-	}
-	return runTx(db.light.BeginTx(ctx, nil))(fn)
+	return db.group(ctx, "NORMAL", fn)
 }
 
 // SpendNonces records a batch of nonces in one transaction (group commit for requests
-// that change nothing else) and reports, per nonce, whether it was fresh. Expired
-// records are removed in the same transaction when purgeBefore is not zero.
-func (db *DB) SpendNonces(ctx context.Context, ns []Nonce, purgeBefore time.Time) ([]bool, error) {
-	fresh := make([]bool, len(ns))
+// that change nothing else) and reports, per nonce, nil when it was spent, else
+// ErrNonceReused or ErrAccountChanged. Expired records are removed in the same
+// transaction when purgeBefore is not zero.
+func (db *DB) SpendNonces(ctx context.Context, ns []Nonce, purgeBefore time.Time) ([]error, error) {
+	res := make([]error, len(ns))
 	err := db.lightTx(ctx, func(tx *sql.Tx) error {
 		for i := range ns {
 			err := db.spendNonce(ctx, tx, &ns[i])
-			if err != nil && !errors.Is(err, ErrNonceReused) {
+			if err != nil && !errors.Is(err, ErrNonceReused) && !errors.Is(err, ErrAccountChanged) {
 				return err
 			}
-			fresh[i] = err == nil
+			res[i] = err
 		}
 		if !purgeBefore.IsZero() {
 			_, err := db.exec(ctx, tx, `DELETE FROM acme_nonces WHERE expires_at < ?`, purgeBefore.Unix())
@@ -243,7 +304,7 @@ func (db *DB) SpendNonces(ctx context.Context, ns []Nonce, purgeBefore time.Time
 		}
 		return nil
 	})
-	return fresh, err
+	return res, err
 }
 
 // ACMESecret returns the named shared secret, storing gen's value the first time: every
@@ -569,6 +630,27 @@ func (db *DB) GetACMEOrderByCert(ctx context.Context, serial string) (*ACMEOrder
 	return scanACMEOrder(db.row(ctx, nil, `SELECT `+acmeOrderColumns+` FROM acme_orders WHERE cert_serial = ? AND cert_serial <> '' AND status = 'valid'`, serial))
 }
 
+// GetACMEOrderCert returns the valid order that produced the certificate with this
+// serial together with the certificate's DER, in one read.
+func (db *DB) GetACMEOrderCert(ctx context.Context, serial string) (*ACMEOrder, []byte, error) {
+	var der []byte
+	o, err := scanACMEOrder(extraScanner{db.row(ctx, nil, `SELECT o.`+strings.ReplaceAll(acmeOrderColumns, ", ", ", o.")+`, c.der
+		FROM acme_orders o JOIN certificates c ON c.serial = o.cert_serial
+		WHERE o.cert_serial = ? AND o.cert_serial <> '' AND o.status = 'valid'`, serial), &der})
+	if err != nil {
+		return nil, nil, err
+	}
+	return o, der, nil
+}
+
+// extraScanner scans one more column after those its caller asks for.
+type extraScanner struct {
+	s     scanner
+	extra any
+}
+
+func (e extraScanner) Scan(dst ...any) error { return e.s.Scan(append(dst, e.extra)...) }
+
 // ACMECertReplaced reports whether a live order replaces the certificate.
 func (db *DB) ACMECertReplaced(ctx context.Context, serial string) (bool, error) {
 	var k int
@@ -638,9 +720,13 @@ func (db *DB) StartACMEChallenge(ctx context.Context, authzID, challType string,
 			return err
 		}
 		var err error
-		started, err = changed(db.exec(ctx, tx, `UPDATE acme_authzs SET chall_type = ?, chall_status = 'processing', started_at = ?
-			WHERE id = ? AND status = 'pending' AND chall_status = '' AND expires_at > ?`, challType, now.Unix(), authzID, now.Unix()))
-		if err != nil {
+		a, err = scanACMEAuthz(db.row(ctx, tx, `UPDATE acme_authzs SET chall_type = ?, chall_status = 'processing', started_at = ?
+			WHERE id = ? AND status = 'pending' AND chall_status = '' AND expires_at > ? RETURNING `+acmeAuthzColumns, challType, now.Unix(), authzID, now.Unix()))
+		if err == nil {
+			started = true
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		a, err = scanACMEAuthz(db.row(ctx, tx, `SELECT `+acmeAuthzColumns+` FROM acme_authzs WHERE id = ?`, authzID))
@@ -659,13 +745,13 @@ func (db *DB) FinishACMEChallenge(ctx context.Context, authzID string, problem [
 		if problem != nil {
 			status = "invalid"
 		}
-		ok, err := changed(db.exec(ctx, tx, `UPDATE acme_authzs SET status = ?, chall_status = ?, validated_at = ?, chall_error = ?
-			WHERE id = ? AND status = 'pending' AND chall_status = 'processing'`, status, status, now.Unix(), string(problem), authzID))
-		if err != nil || !ok {
-			return err // not ok: deactivated or expired meanwhile
-		}
 		var orderID string
-		if err := db.row(ctx, tx, `SELECT order_id FROM acme_authzs WHERE id = ?`, authzID).Scan(&orderID); err != nil {
+		err := db.row(ctx, tx, `UPDATE acme_authzs SET status = ?, chall_status = ?, validated_at = ?, chall_error = ?
+			WHERE id = ? AND status = 'pending' AND chall_status = 'processing' RETURNING order_id`, status, status, now.Unix(), string(problem), authzID).Scan(&orderID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // deactivated or expired meanwhile
+		}
+		if err != nil {
 			return err
 		}
 		if problem != nil {
@@ -676,9 +762,10 @@ func (db *DB) FinishACMEChallenge(ctx context.Context, authzID string, problem [
 			return err
 		}
 		if left == 0 {
-			_, err = db.exec(ctx, tx, `UPDATE acme_orders SET status = 'ready' WHERE id = ? AND status = 'pending'`, orderID)
+			_, err := db.exec(ctx, tx, `UPDATE acme_orders SET status = 'ready' WHERE id = ? AND status = 'pending'`, orderID)
+			return err
 		}
-		return err
+		return nil
 	})
 }
 
