@@ -1,0 +1,65 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+
+	"nixpki/internal/gate"
+	"nixpki/internal/nixkey"
+)
+
+// GateLog is a gate's admission log, verified (internal/gate's Audit checks the
+// Merkle log against the gate's public key before answering), indexed by store
+// path.
+type GateLog struct {
+	Root       *x509.Certificate // the root the gate trusts (G/root.crt)
+	admissions map[string][]Admission
+}
+
+// OpenGate reads the gate in dir: its root and its admissions. internal/gate does
+// not export the certificates it holds, so the certificates themselves come from
+// --certs; the log says when a path was admitted under which of them.
+func OpenGate(dir string) (*GateLog, error) {
+	root, err := gate.ReadRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading its root: %w", err)
+	}
+	events, _, err := gate.Audit(dir, "")
+	if err != nil {
+		return nil, err
+	}
+	g := &GateLog{Root: root, admissions: map[string][]Admission{}}
+	for _, e := range events {
+		if e.Type != "admission" {
+			continue
+		}
+		for _, s := range e.Signers {
+			g.admissions[e.Path] = append(g.admissions[e.Path], Admission{At: e.Time, CertSHA256: s.Cert, Sig: s.Sig, Entry: e.Entry})
+		}
+	}
+	return g, nil
+}
+
+// Admissions lists the admissions of a store path, one per signature that counted.
+func (g *GateLog) Admissions(storePath string) ([]Admission, error) {
+	return g.admissions[storePath], nil
+}
+
+// Paths is the number of store paths the log shows admitted.
+func (g *GateLog) Paths() int { return len(g.admissions) }
+
+// admittedUnder finds an admission of exactly this signature (so of this path's
+// fingerprint: same contents) under the certificate c.
+func admittedUnder(admissions []Admission, c *x509.Certificate, sig nixkey.Signature) (Admission, bool) {
+	sum := sha256.Sum256(c.Raw)
+	id := hex.EncodeToString(sum[:])
+	text := sig.String()
+	for _, a := range admissions {
+		if a.CertSHA256 == id && a.Sig == text {
+			return a, true
+		}
+	}
+	return Admission{}, false
+}

@@ -1,0 +1,78 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+
+	"nixpki/internal/nixkey"
+)
+
+// errCorrupt marks a contents error that shows the data is damaged (as opposed to
+// being unreadable): such a path is reported corrupt, not failed.
+var errCorrupt = errors.New("corrupt")
+
+type corruptError struct{ msg string }
+
+func (e *corruptError) Error() string { return e.msg }
+func (e *corruptError) Is(t error) bool {
+	return t == errCorrupt
+}
+
+func corruptf(format string, args ...any) error {
+	return &corruptError{msg: fmt.Sprintf(format, args...)}
+}
+
+// caHash is what a content address covers, beyond the NAR hash that every check
+// computes: the flat file (text: and fixed: addresses) or the NAR under another
+// algorithm than sha256 (fixed:r:sha1 and the like).
+type caHash struct {
+	ca        nixkey.ContentAddress
+	recursive bool
+	h         hash.Hash
+}
+
+// newCAHash returns what must be hashed to check the content address ca beyond
+// NarHash, or nil when checking NarHash is enough (fixed:r:sha256, whose digest
+// CheckContentAddress compares with NarHash) or ca does not parse.
+func newCAHash(caText string) *caHash {
+	ca, err := nixkey.ParseContentAddress(caText)
+	if err != nil {
+		return nil
+	}
+	if ca.Method == nixkey.CAFixedRecursive && ca.Algo == "sha256" {
+		return nil
+	}
+	var h hash.Hash
+	switch ca.Algo {
+	case "md5":
+		h = md5.New()
+	case "sha1":
+		h = sha1.New()
+	case "sha256":
+		h = sha256.New()
+	case "sha512":
+		h = sha512.New()
+	default:
+		return nil
+	}
+	return &caHash{ca: ca, recursive: ca.Method == nixkey.CAFixedRecursive, h: h}
+}
+
+// check compares what was hashed with the content address.
+func (c *caHash) check() error {
+	if got := c.h.Sum(nil); !bytes.Equal(got, c.ca.Digest) {
+		what := "its file"
+		if c.recursive {
+			what = "its NAR"
+		}
+		got := nixkey.ContentAddress{Method: c.ca.Method, Algo: c.ca.Algo, Digest: got}
+		return corruptf("does not match its content address '%s': %s hashes to '%s'", c.ca, what, got)
+	}
+	return nil
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package verify
+
+import "nixpki/internal/nixkey"
+
+// hashPath is the sha256 and size of a path's NAR (see the Linux version).
+func hashPath(fsPath string) ([32]byte, uint64, error) { return nixkey.HashPath(fsPath) }
