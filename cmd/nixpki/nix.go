@@ -31,6 +31,7 @@ func newNixCmd() *cobra.Command {
 	token.AddCommand(newNixTokenCreateCmd(), newNixTokenListCmd())
 	cmd.AddCommand(key, newNixCertifyCmd(), token, newNixEnrollCmd(), newNixRenewCmd(),
 		newNixRevokeCmd(), newNixCRLCmd(), newNixAttemptsCmd())
+	cmd.AddCommand(newNixPushCmd())
 	return cmd
 }
 

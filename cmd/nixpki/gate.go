@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"nixpki/internal/gate"
+	"nixpki/internal/tlog"
+)
+
+func newGateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gate",
+		Short: "A Nix binary cache that admits only what certified keys signed and serves it re-signed with its own key",
+	}
+	cmd.AddCommand(newGateInitCmd(), newGateServeCmd(), newGatePendingCmd(), newGateAuditCmd())
+	return cmd
+}
+
+func newGateInitCmd() *cobra.Command {
+	var o gate.InitOptions
+	cmd := &cobra.Command{
+		Use:   "init --dir G --name host-a --root root.crt",
+		Short: "Create a gate: its Nix key (G/gate.pub), configuration, database and log; prints the NixOS snippet",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Dir == "" || o.Name == "" {
+				return errors.New("--dir and --name are required")
+			}
+			cfg, pub, err := gate.Init(o)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Gate %s created in %s\nKey: %s (public half in %s)\n\n", cfg.Name, o.Dir, pub, filepath.Join(o.Dir, gate.PublicFile))
+			fmt.Fprintf(out, "NixOS configuration of the targets behind this gate:\n\n%s", gate.NixOSSnippet(cfg, pub))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Dir, "dir", "", "gate directory to create")
+	cmd.Flags().StringVar(&o.Name, "name", "", "the gate's name, as certificates' targets name it (e.g. host-a)")
+	cmd.Flags().StringVar(&o.RootFile, "root", "", "the CA root certificate (PEM) to trust")
+	cmd.Flags().StringVar(&o.PasswordFile, "password-file", "", "password file encrypting gate.sec (default: generate G/secrets/password)")
+	cmd.Flags().StringVar(&o.KeyName, "key-name", "", "the gate key's Nix name (default <name>-gate-1)")
+	cmd.Flags().StringVar(&o.URL, "url", "", "URL targets use to reach the gate (default https://<name>:8501)")
+	cmd.Flags().StringVar(&o.Listen, "listen", "", "address to serve on (default 127.0.0.1:8501)")
+	return cmd
+}
+
+func newGateServeCmd() *cobra.Command {
+	var dir, listen, passwordFile string
+	cmd := &cobra.Command{
+		Use:   "serve --dir G [--listen ADDR]",
+		Short: "Serve the gate: the Nix HTTP binary-cache protocol (HTTPS, or plain HTTP on loopback only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			g, err := gate.Open(dir, passwordFile, logger())
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			scheme := "http"
+			if g.Cfg.TLSEnabled() {
+				scheme = "https"
+			}
+			return g.Serve(cmd.Context(), gate.ServeOptions{Listen: listen, Ready: func(addr string) {
+				fmt.Fprintf(cmd.OutOrStdout(), "Gate %s serving on %s://%s (key %s)\n", g.Cfg.Name, scheme, addr, g.Key.Public())
+			}})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
+	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (default: listen in G/config.json)")
+	cmd.Flags().StringVar(&passwordFile, "password-file", "", "password file for gate.sec (default: the configured one)")
+	cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newGatePendingCmd() *cobra.Command {
+	var dir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "pending --dir G",
+		Short: "List store paths waiting for more signatures or for their references",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			recs, err := gate.ListPending(dir)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				type item struct {
+					Path    string        `json:"path"`
+					Since   time.Time     `json:"since"`
+					Signers []gate.Signer `json:"signers"`
+					Needed  int           `json:"needed"`
+					Reason  string        `json:"reason"`
+				}
+				items := []item{}
+				for _, r := range recs {
+					items = append(items, item{r.StorePath, r.FirstSeen.UTC(), r.Signers, r.Needed, r.Reason})
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(items)
+			}
+			if len(recs) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "No pending paths.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PATH\tSIGNATURES\tSINCE\tWHY")
+			for _, r := range recs {
+				var who []string
+				for _, s := range r.Signers {
+					who = append(who, s.Subject)
+				}
+				fmt.Fprintf(tw, "%s\t%d of %d (%s)\t%s\t%s\n", r.StorePath, len(r.Signers), r.Needed, strings.Join(who, ","), r.FirstSeen.UTC().Format(time.RFC3339), r.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newGateAuditCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "audit --dir G [PATH]",
+		Short: "From the verified log: who introduced a store path, under which certificate, and when (all admissions without PATH)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := ""
+			if len(args) == 1 {
+				q = args[0]
+			}
+			evs, v, err := gate.Audit(dir, q)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Log verified: %d entries, root %s\n", v.Head.Size, v.Head.Root)
+			if len(evs) == 0 {
+				if q != "" {
+					return fmt.Errorf("the log has no event about %s", q)
+				}
+				fmt.Fprintln(out, "No admissions yet.")
+			}
+			for _, e := range evs {
+				fmt.Fprintln(out, e.Describe())
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
+	cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newLogCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "The gate's tamper-evident log (RFC 9162 Merkle tree, signed tree heads)",
+	}
+	cmd.AddCommand(newLogVerifyCmd(), newLogShowCmd(), newLogHeadCmd())
+	return cmd
+}
+
+func newLogVerifyCmd() *cobra.Command {
+	var dir, since string
+	cmd := &cobra.Command{
+		Use:   "verify --dir G [--since HEAD.json]",
+		Short: "Recompute the log's Merkle tree and check every signed tree head; detects altered, reordered or deleted entries",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := gate.VerifyLog(dir)
+			if err != nil {
+				return fmt.Errorf("log verification FAILED: %w", err)
+			}
+			if since != "" {
+				data, err := os.ReadFile(since)
+				if err != nil {
+					return err
+				}
+				old, err := tlog.ParseHead([]byte(strings.TrimSpace(string(data))))
+				if err != nil {
+					return fmt.Errorf("%s: %w", since, err)
+				}
+				pub, err := gate.ReadPublic(dir)
+				if err != nil {
+					return err
+				}
+				if err := v.CheckExtends(old, pub.Key); err != nil {
+					return fmt.Errorf("log verification FAILED: %w", err)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Log OK: %d entries, root %s, signed %s\n", v.Head.Size, v.Head.Root, v.Head.Time.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
+	cmd.Flags().StringVar(&since, "since", "", "an older tree head (from nixpki log head) the log must extend (consistency proof)")
+	cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newLogShowCmd() *cobra.Command {
+	var dir, typ string
+	cmd := &cobra.Command{
+		Use:   "show --dir G [--type admission]",
+		Short: "Print the verified log's entries, one JSON object a line",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := gate.VerifyLog(dir)
+			if err != nil {
+				return fmt.Errorf("log verification FAILED: %w", err)
+			}
+			for _, r := range v.Records {
+				if typ == "" || r.Entry.Type == typ {
+					fmt.Fprintf(cmd.OutOrStdout(), "%d\t%s\n", r.Index, r.Raw)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
+	cmd.Flags().StringVar(&typ, "type", "", "only entries of this type (certificate, crl, admission, pending, rejection, quarantine, …)")
+	cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newLogHeadCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "head --dir G",
+		Short: "Print the verified log's signed tree head, to keep elsewhere and check later with log verify --since",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := gate.VerifyLog(dir)
+			if err != nil {
+				return fmt.Errorf("log verification FAILED: %w", err)
+			}
+			b, _ := v.Head.MarshalJSON()
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
+	cmd.MarkFlagRequired("dir")
+	return cmd
+}

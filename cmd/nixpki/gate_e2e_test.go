@@ -1,0 +1,544 @@
+package main
+
+// End-to-end tests of the gate with real Nix: closures built with nix-build, pushed
+// with nixpki nix push (nix copy to the gate over HTTP on loopback), and copied into
+// a separate target store that trusts only the gate's key.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/gate"
+	"nixpki/internal/keys"
+	"nixpki/internal/nixcert"
+	"nixpki/internal/nixkey"
+	"nixpki/internal/testutil"
+)
+
+// gateRig is a CA, a running gate and the helpers to drive Nix against them.
+type gateRig struct {
+	t          *testing.T
+	n          *nixTool
+	tmp        string
+	caDir      string
+	gateDir    string
+	url        string
+	gatePub    string
+	role       int
+	builtSeq   int
+	lastTarget string
+}
+
+func (r *gateRig) p(name string) string { return filepath.Join(r.tmp, name) }
+
+// env returns Nix's environment with a narinfo cache of its own: every role (a
+// member's laptop, a target) is another machine.
+func (r *gateRig) env() []string {
+	r.role++
+	var env []string
+	for _, kv := range r.n.env {
+		if !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "XDG_CACHE_HOME="+r.p(fmt.Sprintf("cache-%d", r.role)))
+}
+
+func (r *gateRig) exec(env []string, name string, args ...string) (string, string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env, cmd.Dir = env, r.tmp
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// build makes a fresh input-addressed closure: a dependency and a top path called
+// name that references it.
+func (r *gateRig) build(name string) (top, dep string) {
+	r.t.Helper()
+	r.builtSeq++
+	nonce := fmt.Sprintf("%d-%d", time.Now().UnixNano(), r.builtSeq)
+	expr := r.p(fmt.Sprintf("expr-%d.nix", r.builtSeq))
+	os.WriteFile(expr, []byte(fmt.Sprintf(`
+let dep = derivation { name = "dep%[3]d"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
+                       builder = "/bin/sh"; args = [ "-c" "echo dep %[1]s > $out" ]; };
+in derivation { name = "%[2]s"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
+                builder = "/bin/sh"; args = [ "-c" "echo ${dep} %[1]s > $out" ]; }
+`, nonce, name, r.builtSeq)), 0o644)
+	top = strings.TrimSpace(r.n.must("nix-build", "--no-out-link", expr))
+	refs := strings.Fields(r.n.must("nix-store", "-q", "--references", top))
+	if len(refs) != 1 {
+		r.t.Fatalf("%s references %v", top, refs)
+	}
+	return top, refs[0]
+}
+
+// push runs nixpki nix push as a member.
+func (r *gateRig) push(member string, extra []string, paths ...string) (string, error) {
+	args := append([]string{"nix", "push", "--gate", r.url, "--cert", r.p(member + ".crt"), "--secret", r.p(member + ".sec"), "--no-fetch-crl"}, extra...)
+	cmd := exec.Command(nixpkiBin(r.t), append(args, paths...)...)
+	cmd.Env = r.env()
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	cmd.Stdout = &errOut
+	err := cmd.Run()
+	return errOut.String(), err
+}
+
+// rawCopy signs and uploads with plain nix copy, as anyone could.
+func (r *gateRig) rawCopy(member string, paths ...string) (string, error) {
+	_, e, err := r.exec(r.env(), "nix", append([]string{"copy", "--to", r.url + "?compression=zstd&secret-key=" + r.p(member+".sec")}, paths...)...)
+	return e, err
+}
+
+// target copies paths from the gate into a fresh store that trusts only the gate.
+func (r *gateRig) target(paths ...string) (string, error) {
+	store := r.p(fmt.Sprintf("target-%d", r.role+1))
+	r.lastTarget = store
+	_, e, err := r.exec(r.env(), "nix", append([]string{"copy", "--from", r.url, "--to", store, "--option", "trusted-public-keys", r.gatePub}, paths...)...)
+	if err == nil {
+		if _, e2, err := r.exec(r.env(), "nix", append([]string{"store", "verify", "--store", store, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", r.gatePub}, paths...)...); err != nil {
+			r.t.Fatalf("nix store verify in the target after a successful copy: %v\n%s", err, e2)
+		}
+	}
+	return e, err
+}
+
+func (r *gateRig) mustTarget(paths ...string) {
+	r.t.Helper()
+	if e, err := r.target(paths...); err != nil {
+		r.t.Fatalf("target copy of %v failed: %v\n%s", paths, err, e)
+	}
+}
+
+func (r *gateRig) mustNotTarget(paths ...string) {
+	r.t.Helper()
+	if e, err := r.target(paths...); err == nil {
+		r.t.Fatalf("target copy of %v succeeded, want failure", paths)
+	} else if !strings.Contains(e, "does not exist in binary cache") && !strings.Contains(e, "is not valid") && !strings.Contains(e, "lacks a valid signature") {
+		r.t.Logf("target copy failed with: %s", e)
+	}
+}
+
+func (r *gateRig) narinfoStatus(path string) int {
+	res, err := http.Get(r.url + "/" + nixkey.HashPart(path) + ".narinfo")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func (r *gateRig) put(urlPath string, body []byte) (int, string) {
+	req, _ := http.NewRequest(http.MethodPut, r.url+urlPath, bytes.NewReader(body))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func wantIn(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s: %q lacks %q", what, got, w)
+		}
+	}
+}
+
+// startGate runs `nixpki gate serve` until the test ends.
+func startGate(t *testing.T, dir, listen string, env ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, nixpkiBin(t), "gate", "serve", "--dir", dir, "--listen", listen)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.Env = append(os.Environ(), env...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "serving on") {
+				ready <- sc.Text()
+			}
+		}
+	}()
+	select {
+	case line := <-ready:
+		return line
+	case <-time.After(30 * time.Second):
+		t.Fatal("nixpki gate serve did not start within 30s")
+	}
+	return ""
+}
+
+// certifyExpired signs a Nix certificate that expired an hour ago, with the CA's Nix
+// intermediate (the CLI refuses validities under a minute, rightly).
+func certifyExpired(t *testing.T, caDir, pubFile, out string) {
+	t.Helper()
+	password, err := keys.ReadPassword(filepath.Join(caDir, "secrets", "password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := keys.LoadSigner(filepath.Join(caDir, "secrets", "nix-intermediate.key"), password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := ca.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(pubFile)
+	pub, err := nixkey.ParsePublicKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := nixcert.Template(nixcert.Constraints{KeyName: pub.Name, Subject: "eve", Targets: []string{"host-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber, _ = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, inter, pub.Key, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
+}
+
+func newGateRig(t *testing.T) *gateRig {
+	n := newNixTool(t)
+	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
+	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
+	run(t, false, "init", "--dir", r.caDir, "--name", "GateE2E", "--dns", "ca.internal", "--ip", "127.0.0.1")
+	certify := func(member, subject, targets, scope string) {
+		n.must("nix-store", "--generate-binary-cache-key", member, r.p(member+".sec"), r.p(member+".pub"))
+		if subject != "" {
+			run(t, false, "nix", "certify", "--dir", r.caDir, "--public", r.p(member+".pub"), "--subject", subject, "--targets", targets, "--scope", scope, "--out", r.p(member+".crt"))
+		}
+	}
+	certify("alice-1", "alice", "host-a", "any")
+	certify("alice-2", "alice", "host-a", "any")
+	certify("bob-1", "bob", "host-*", "any")
+	certify("carol-1", "carol", "host-b", "any")
+	certify("dave-1", "dave", "host-a", "content-addressed")
+	certify("mallory-1", "", "", "")
+	certify("eve-1", "", "", "")
+	certifyExpired(t, r.caDir, r.p("eve-1.pub"), r.p("eve-1.crt"))
+	run(t, false, "nix", "crl", "--dir", r.caDir, "--out", r.p("nix.crl"))
+
+	out := run(t, false, "gate", "init", "--dir", r.gateDir, "--name", "host-a", "--root", filepath.Join(r.caDir, "root.crt"))
+	wantIn(t, "gate init", out, "substituters", "trusted-public-keys", "host-a-gate-1:")
+	pub, err := os.ReadFile(filepath.Join(r.gateDir, "gate.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.gatePub = string(pub)
+	cfg, err := gate.LoadConfig(r.gateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+	data, _ := cfg.Marshal()
+	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
+	addr := testutil.FreePort(t)
+	startGate(t, r.gateDir, addr)
+	r.url = "http://" + addr
+	return r
+}
+
+func TestGateEndToEnd(t *testing.T) {
+	r := newGateRig(t)
+	crl := []string{"--crl", r.p("nix.crl")}
+
+	// A certified member pushes a closure; a target trusting only the gate copies it.
+	app, _ := r.build("app")
+	if out, err := r.push("alice-1", crl, app); err != nil {
+		t.Fatalf("alice's push: %v\n%s", err, out)
+	} else {
+		wantIn(t, "alice's push", out, "may sign for gate host-a", "2 of 2 paths admitted")
+	}
+	r.mustTarget(app)
+	sigs, _, _ := r.exec(r.env(), "nix", "path-info", "--sigs", "--store", r.lastTarget, app)
+	wantIn(t, "signatures in the target", sigs, "alice-1:", "host-a-gate-1:")
+
+	// Every compression Nix writes.
+	for _, c := range []string{"xz", "bzip2", "none"} {
+		top, _ := r.build("comp-" + c)
+		if out, err := r.push("alice-1", []string{"--compression", c}, top); err != nil {
+			t.Fatalf("push with %s: %v\n%s", c, err, out)
+		}
+		r.mustTarget(top)
+	}
+
+	// An uncertified key.
+	top, _ := r.build("uncertified")
+	out, err := r.rawCopy("mallory-1", top)
+	if err == nil {
+		t.Fatal("nix copy signed by an uncertified key succeeded")
+	}
+	wantIn(t, "uncertified key", out, "rejected /nix/store/", "key mallory-1: unknown key")
+	r.mustNotTarget(top)
+
+	// An expired certificate: nixpki nix push stops at the certificate; plain nix copy
+	// is rejected path by path.
+	top, _ = r.build("expired")
+	out, err = r.push("eve-1", nil, top)
+	if err == nil {
+		t.Fatal("push with an expired certificate succeeded")
+	}
+	wantIn(t, "expired certificate (push)", out, "refuses the certificate", "expired at")
+	out, err = r.rawCopy("eve-1", top)
+	if err == nil {
+		t.Fatal("nix copy with an expired certificate succeeded")
+	}
+	wantIn(t, "expired certificate", out, "rejected /nix/store/", "key eve-1", "expired")
+	r.mustNotTarget(top)
+
+	// A certificate whose targets exclude the gate.
+	top, _ = r.build("wrong-target")
+	out, err = r.push("carol-1", nil, top)
+	if err == nil {
+		t.Fatal("push with a certificate for another gate succeeded")
+	}
+	wantIn(t, "targets (push)", out, `its targets (host-b) do not include this gate "host-a"`)
+	out, err = r.rawCopy("carol-1", top)
+	if err == nil {
+		t.Fatal("nix copy with a certificate for another gate succeeded")
+	}
+	wantIn(t, "targets", out, "rejected /nix/store/", "key carol-1", "do not include this gate")
+	r.mustNotTarget(top)
+
+	// A content-addressed-only certificate signing an input-addressed path.
+	top, _ = r.build("ca-only")
+	out, err = r.push("dave-1", nil, top)
+	if err == nil {
+		t.Fatal("push of input-addressed paths with a content-addressed-only certificate succeeded")
+	}
+	wantIn(t, "scope", out, "rejected /nix/store/", "key dave-1", `scope "content-addressed" does not allow an input-addressed path`)
+	r.mustNotTarget(top)
+
+	// A tampered NAR: the narinfo (signed by alice) says one NarHash, the NAR uploaded
+	// under a correct file name holds other bytes.
+	_, tdep := r.build("tampered")
+	tamperedNAR(t, r, tdep)
+	r.mustNotTarget(tdep)
+
+	// One signature where a protected name needs two: pending, then admitted when a
+	// second identity pushes; the same identity's second key does not count.
+	sudo, sudoDep := r.build("fake-sudo-1.0")
+	out, err = r.push("alice-1", nil, sudo)
+	if err == nil {
+		t.Fatal("a *-sudo-* path was admitted on one signature")
+	}
+	wantIn(t, "threshold", out, "pending "+sudo, "has 1 of 2 signatures from distinct certified identities (pattern *-sudo-* needs 2)", "1 of 2 paths admitted")
+	if r.narinfoStatus(sudoDep) != 200 || r.narinfoStatus(sudo) != 404 {
+		t.Errorf("after one signature: dep %d, sudo %d; want 200, 404", r.narinfoStatus(sudoDep), r.narinfoStatus(sudo))
+	}
+	r.mustNotTarget(sudo)
+	pending := run(t, false, "gate", "pending", "--dir", r.gateDir)
+	wantIn(t, "gate pending", pending, sudo, "1 of 2 (alice)")
+	out, err = r.push("alice-2", nil, sudo)
+	if err == nil {
+		t.Fatal("a second key of the same subject completed a two-identity threshold")
+	}
+	wantIn(t, "same subject", out, "has 1 of 2 signatures")
+	if out, err := r.push("bob-1", crl, sudo); err != nil {
+		t.Fatalf("bob's push of the pending path: %v\n%s", err, out)
+	}
+	r.mustTarget(sudo)
+	if p := run(t, false, "gate", "pending", "--dir", r.gateDir); !strings.Contains(p, "No pending paths") {
+		t.Errorf("still pending after the second identity:\n%s", p)
+	}
+
+	// A revoked certificate: bob's paths are admitted and served; a CRL revoking bob
+	// uploaded afterwards withdraws those admitted only on his signature at once.
+	bobApp, _ := r.build("bob-app")
+	if out, err := r.push("bob-1", nil, bobApp); err != nil {
+		t.Fatalf("bob's push: %v\n%s", err, out)
+	}
+	r.mustTarget(bobApp)
+	bob := readChain(t, r.p("bob-1.crt"))
+	run(t, false, "nix", "revoke", "--dir", r.caDir, bob.Serial(), "--reason", "keyCompromise")
+	run(t, false, "nix", "crl", "--dir", r.caDir, "--out", r.p("nix2.crl"))
+	crl2, _ := os.ReadFile(r.p("nix2.crl"))
+	status, body := r.put("/nixpki/crl", crl2)
+	if status != 200 {
+		t.Fatalf("CRL upload: %d %s", status, body)
+	}
+	wantIn(t, "CRL upload", body, "accepted (1 revoked)", "3 paths quarantined")
+	for _, p := range []string{bobApp, sudo} {
+		if s := r.narinfoStatus(p); s != 404 {
+			t.Errorf("%s served (%d) after its signer's revocation", p, s)
+		}
+	}
+	if r.narinfoStatus(app) != 200 || r.narinfoStatus(sudoDep) != 200 {
+		t.Error("paths alice signed were withdrawn with bob's")
+	}
+	r.mustNotTarget(bobApp)
+	r.mustNotTarget(sudo)
+	top, _ = r.build("revoked")
+	out, err = r.push("bob-1", nil, top)
+	if err == nil {
+		t.Fatal("push with a revoked certificate succeeded")
+	}
+	wantIn(t, "revoked", out, "refuses the certificate", "revoked at")
+	// An older CRL does not undo the revocation.
+	status, body = r.put("/nixpki/crl", mustRead(t, r.p("nix.crl")))
+	if status != 200 || !strings.Contains(body, "not newer") || r.narinfoStatus(bobApp) != 404 {
+		t.Errorf("older CRL: %d %s", status, body)
+	}
+
+	// The log answers who introduced a path, and detects a changed byte.
+	audit := run(t, false, "gate", "audit", "--dir", r.gateDir, app)
+	alice := readChain(t, r.p("alice-1.crt"))
+	wantIn(t, "gate audit", audit, "admission", app, "signed by alice with key alice-1, certificate "+strings.ToUpper(alice.Serial()), "targets host-a, scope any")
+	audit = run(t, false, "gate", "audit", "--dir", r.gateDir, bobApp)
+	wantIn(t, "gate audit (quarantine)", audit, "admission", "quarantine", "revoked")
+	wantIn(t, "log verify", run(t, false, "log", "verify", "--dir", r.gateDir), "Log OK")
+	entries := filepath.Join(r.gateDir, "log", "entries")
+	data := mustRead(t, entries)
+	i := bytes.Index(data, []byte(`"type":"admission"`)) + 30
+	data[i] ^= 0x01
+	os.WriteFile(entries, data, 0o600)
+	e := run(t, true, "log", "verify", "--dir", r.gateDir)
+	wantIn(t, "log verify after a changed byte", e, "FAILED", "entry ", "admission")
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tamperedNAR uploads path's NAR with one byte changed, under the file name of its
+// new content, and alice's genuine narinfo pointing to it: the gate must refuse the
+// narinfo. The NAR under its original name with changed bytes is refused too.
+func tamperedNAR(t *testing.T, r *gateRig, path string) {
+	t.Helper()
+	cache := r.p("tamper-cache")
+	if _, e, err := r.exec(r.env(), "nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+r.p("alice-1.sec"), path); err != nil {
+		t.Fatalf("nix copy to a file cache: %v\n%s", err, e)
+	}
+	niText := mustRead(t, filepath.Join(cache, nixkey.HashPart(path)+".narinfo"))
+	ni, err := nixkey.ParseNarInfo(bytes.NewReader(niText), nixkey.DefaultStoreDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nar := mustRead(t, filepath.Join(cache, ni.URL))
+	i := bytes.Index(nar, []byte("dep "))
+	nar[i+1] = 'i' // "dep" → "dip"
+	if s, b := r.put("/"+ni.URL, nar); s != 400 || !strings.Contains(b, "but its name says") {
+		t.Errorf("tampered NAR under its original name: %d %s", s, b)
+	}
+	sum, _, _ := nixkey.HashNAR(bytes.NewReader(nar))
+	u := "nar/" + nixkey.EncodeBase32(sum[:]) + ".nar"
+	if s, b := r.put("/"+u, nar); s != 200 {
+		t.Fatalf("upload of a well-formed NAR: %d %s", s, b)
+	}
+	ni.URL, ni.FileHash, ni.FileSize = u, &sum, uint64(len(nar))
+	text, _ := ni.MarshalText()
+	s, b := r.put("/"+nixkey.HashPart(path)+".narinfo", text)
+	if s != 400 {
+		t.Fatalf("narinfo over a tampered NAR: %d %s", s, b)
+	}
+	wantIn(t, "tampered NAR", b, "rejected "+path, "the NAR does not match the narinfo")
+}
+
+// TestGateHTTPS serves the gate over HTTPS, with a certificate from files and with
+// one obtained from nixpki's own ACME directory (TLS-ALPN-01), and pushes and
+// substitutes through it with real Nix.
+func TestGateHTTPS(t *testing.T) {
+	n := newNixTool(t)
+	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
+	r.caDir = r.p("ca")
+	run(t, false, "init", "--dir", r.caDir, "--name", "GateTLS", "--dns", "localhost", "--ip", "127.0.0.1")
+	root := filepath.Join(r.caDir, "root.crt")
+	n.must("nix-store", "--generate-binary-cache-key", "alice-1", r.p("alice-1.sec"), r.p("alice-1.pub"))
+	run(t, false, "nix", "certify", "--dir", r.caDir, "--public", r.p("alice-1.pub"), "--subject", "alice", "--targets", "host-*,localhost", "--out", r.p("alice-1.crt"))
+	run(t, false, "nix", "crl", "--dir", r.caDir, "--out", r.p("nix.crl"))
+	gateAddr := testutil.FreePort(t)
+	_, port, _ := strings.Cut(gateAddr, ":")
+	caHTTPS, _ := serve(t, r.caDir, "--acme-tls-port", port)
+	_, caPort, _ := strings.Cut(caHTTPS, ":")
+
+	setup := func(name string, edit func(*gate.Config)) {
+		r.gateDir = r.p(name)
+		run(t, false, "gate", "init", "--dir", r.gateDir, "--name", name, "--root", root)
+		cfg, err := gate.LoadConfig(r.gateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(&cfg)
+		data, _ := cfg.Marshal()
+		os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
+		r.gatePub = string(mustRead(t, filepath.Join(r.gateDir, "gate.pub")))
+	}
+	withRoot := func(env []string) []string { return append(env, "NIX_SSL_CERT_FILE="+root) }
+
+	check := func(what string) {
+		top, _ := r.build(what)
+		args := []string{"nix", "push", "--gate", r.url, "--cert", r.p("alice-1.crt"), "--secret", r.p("alice-1.sec"), "--crl", r.p("nix.crl"), "--ca-file", root, top}
+		if o, e, err := runEnv(t, r.env(), args...); err != nil {
+			t.Fatalf("%s: push over HTTPS: %v\n%s%s", what, err, o, e)
+		}
+		store := r.p("target-" + what)
+		if _, e, err := r.exec(withRoot(r.env()), "nix", "copy", "--from", r.url, "--to", store, "--option", "trusted-public-keys", r.gatePub, top); err != nil {
+			t.Fatalf("%s: target copy over HTTPS: %v\n%s", what, err, e)
+		}
+	}
+
+	// Certificate files, issued by the CA for 127.0.0.1.
+	run(t, false, "cert", "issue", "--dir", r.caDir, "--san", "127.0.0.1", "--out-cert", r.p("gate.crt"), "--out-key", r.p("gate.key"))
+	setup("host-files", func(c *gate.Config) { c.TLS = gate.TLS{CertFile: r.p("gate.crt"), KeyFile: r.p("gate.key")} })
+	filesAddr := testutil.FreePort(t)
+	startGate(t, r.gateDir, filesAddr)
+	r.url = "https://" + filesAddr
+	check("files")
+
+	// ACME: the gate answers TLS-ALPN-01 on its own port for "localhost".
+	setup("localhost", func(c *gate.Config) {
+		c.ACME = gate.ACME{Directory: "https://localhost:" + caPort + "/acme/acme/directory", Names: []string{"localhost"}}
+	})
+	startGate(t, r.gateDir, gateAddr)
+	r.url = "https://localhost:" + port
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, err := r.exec(nil, testutil.NeedTool(t, "curl"), "-sf", "--cacert", root, r.url+"/nix-cache-info")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gate did not obtain its certificate over ACME within 30s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	check("acme")
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/nixcert"
+)
+
+// pushFlags are what `nixpki nix push` takes.
+type pushFlags struct {
+	gate, cert, secret, caFile, compression string
+	crls                                    []string
+	noFetchCRL                              bool
+}
+
+func newNixPushCmd() *cobra.Command {
+	var f pushFlags
+	cmd := &cobra.Command{
+		Use:   "push --gate URL --cert alice.crt --secret alice.sec [--crl F] PATH…",
+		Short: "Upload your certificate chain and CRL to a gate, then sign and upload the closure of PATHs (nix copy)",
+		Long: `Uploads the certificate chain and the newest CRL at hand to the gate (PUT /nixpki/certs),
+failing early with the gate's reason if the certificate cannot sign for it; then runs
+nix copy --to 'URL?secret-key=S&compression=C', which signs each path in the client and
+uploads what the gate lacks; then asks the gate which paths it admitted. It fails if a
+path was rejected or waits as pending (for another member's signature, say).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return f.run(cmd, args) },
+	}
+	cmd.Flags().StringVar(&f.gate, "gate", "", "the gate's URL, e.g. https://host-a:8501")
+	cmd.Flags().StringVar(&f.cert, "cert", "", "your Nix certificate chain (PEM: leaf, Nix intermediate)")
+	cmd.Flags().StringVar(&f.secret, "secret", "", "your Nix secret key (the certified one)")
+	cmd.Flags().StringSliceVar(&f.crls, "crl", nil, "CRL file(s) to upload (DER or PEM, from nixpki nix crl); default: fetch the certificate's CRL distribution point")
+	cmd.Flags().BoolVar(&f.noFetchCRL, "no-fetch-crl", false, "do not fetch the CRL from the certificate's distribution point")
+	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "PEM root(s) to trust for the gate's HTTPS (e.g. the CA's root.crt); also given to nix as NIX_SSL_CERT_FILE")
+	cmd.Flags().StringVar(&f.compression, "compression", "zstd", "NAR compression nix copy uses: zstd, xz, bzip2 or none")
+	return cmd
+}
+
+func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
+	if f.gate == "" || f.cert == "" || f.secret == "" {
+		return errors.New("--gate, --cert and --secret are required")
+	}
+	switch f.compression {
+	case "zstd", "xz", "bzip2", "none":
+	default:
+		return fmt.Errorf("--compression %q: use zstd, xz, bzip2 or none", f.compression)
+	}
+	gateURL, err := url.Parse(strings.TrimRight(f.gate, "/"))
+	if err != nil || (gateURL.Scheme != "http" && gateURL.Scheme != "https") || gateURL.Host == "" || gateURL.RawQuery != "" {
+		return fmt.Errorf("--gate %q: give the gate's base URL, http(s)://HOST:PORT", f.gate)
+	}
+	stderr := cmd.ErrOrStderr()
+	say := func(format string, args ...any) { fmt.Fprintf(stderr, "nixpki: "+format+"\n", args...) }
+
+	sec, err := readSecretKey(f.secret)
+	if err != nil {
+		return err
+	}
+	chainPEM, err := os.ReadFile(f.cert)
+	if err != nil {
+		return err
+	}
+	chain, err := nixcert.ParseChainPEM(chainPEM)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.cert, err)
+	}
+	id, err := nixcert.ParseCertificate(chain[0])
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.cert, err)
+	}
+	if !id.Key.Equal(sec.Public()) {
+		return fmt.Errorf("%s certifies key %s, but %s is key %s: push with the certified key", f.cert, id.Key, f.secret, sec.Public())
+	}
+	client, err := httpClient(f.caFile)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+
+	// 1. Certificates and CRLs: self-authenticating, so the gate takes them from anyone.
+	bundle := ca.ChainPEM(chain...)
+	for _, c := range f.crls {
+		der, err := readCRL(c)
+		if err != nil {
+			return err
+		}
+		bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})...)
+	}
+	if len(f.crls) == 0 && !f.noFetchCRL {
+		for _, u := range chain[0].CRLDistributionPoints {
+			der, err := fetchCRL(ctx, client, u, 10*time.Second)
+			if err != nil {
+				say("warning: could not fetch the CRL %s (%v); the gate uses the newest one it holds", u, err)
+				continue
+			}
+			bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})...)
+		}
+	}
+	say("uploading certificate %s (%s, key %s) to %s", strings.ToUpper(id.Serial()), id.Constraints.Subject, id.Key.Name, gateURL)
+	status, body, err := call(ctx, client, http.MethodPut, gateURL.String()+"/nixpki/certs", bundle)
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
+		say("gate: %s", l)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("the gate refuses the certificate (HTTP %d): %s", status, strings.TrimSpace(body))
+	}
+
+	// 2. The closure, signed in the client and uploaded by nix copy.
+	closure, err := nixOutput(ctx, f.caFile, append([]string{"path-info", "-r"}, paths...)...)
+	if err != nil {
+		return err
+	}
+	storePaths := strings.Fields(closure)
+	say("pushing the closure of %s: %d paths, compression %s", strings.Join(paths, " "), len(storePaths), f.compression)
+	abs, err := filepath.Abs(f.secret)
+	if err != nil {
+		return err
+	}
+	dest := gateURL.String() + "?secret-key=" + url.QueryEscape(abs) + "&compression=" + f.compression
+	copyArgs := append([]string{"copy", "--to", dest,
+		// Ask the gate afresh: a pending path answers 404 and must be uploaded again.
+		"--option", "narinfo-cache-negative-ttl", "0", "--option", "narinfo-cache-positive-ttl", "0"}, paths...)
+	copyErr := nixRun(ctx, f.caFile, stderr, copyArgs...)
+
+	// 3. What the gate made of it.
+	status, body, err = call(ctx, client, http.MethodPost, gateURL.String()+"/nixpki/status", []byte(strings.Join(storePaths, "\n")+"\n"))
+	if err != nil {
+		return errors.Join(copyErr, err)
+	}
+	if status != http.StatusOK {
+		return errors.Join(copyErr, fmt.Errorf("gate status (HTTP %d): %s", status, strings.TrimSpace(body)))
+	}
+	admitted, notAdmitted := 0, []string{}
+	for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
+		if strings.HasPrefix(l, "admitted ") {
+			admitted++
+		} else if l != "" {
+			notAdmitted = append(notAdmitted, l)
+		}
+	}
+	for _, l := range notAdmitted {
+		say("%s", l)
+	}
+	say("%d of %d paths admitted by the gate", admitted, len(storePaths))
+	if copyErr != nil {
+		return fmt.Errorf("nix copy failed: %w", copyErr)
+	}
+	if len(notAdmitted) > 0 {
+		return fmt.Errorf("%d paths are not admitted yet (see above)", len(notAdmitted))
+	}
+	return nil
+}
+
+func httpClient(caFile string) (*http.Client, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if caFile != "" {
+		data, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("%s: no PEM certificate", caFile)
+		}
+	}
+	return &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
+}
+
+func call(ctx context.Context, c *http.Client, method, u string, body []byte) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/x-pem-file")
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("gate: %w", err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	return res.StatusCode, string(b), err
+}
+
+func fetchCRL(ctx context.Context, c *http.Client, u string, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", res.StatusCode)
+	}
+	der, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := x509.ParseRevocationList(der); err != nil {
+		return nil, fmt.Errorf("not a DER CRL: %v", err)
+	}
+	return der, nil
+}
+
+// readCRL reads a CRL file in DER or PEM.
+func readCRL(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if b, _ := pem.Decode(data); b != nil {
+		data = b.Bytes
+	}
+	if _, err := x509.ParseRevocationList(data); err != nil {
+		return nil, fmt.Errorf("%s: not a CRL: %v", path, err)
+	}
+	return data, nil
+}
+
+func nixCommand(ctx context.Context, caFile string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "nix", append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
+	cmd.Env = os.Environ()
+	if caFile != "" {
+		abs, _ := filepath.Abs(caFile)
+		cmd.Env = append(cmd.Env, "NIX_SSL_CERT_FILE="+abs)
+	}
+	return cmd
+}
+
+func nixOutput(ctx context.Context, caFile string, args ...string) (string, error) {
+	cmd := nixCommand(ctx, caFile, args...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("nix %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
+	}
+	return string(out), nil
+}
+
+func nixRun(ctx context.Context, caFile string, stderr io.Writer, args ...string) error {
+	cmd := nixCommand(ctx, caFile, args...)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	return cmd.Run()
+}

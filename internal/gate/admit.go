@@ -1,0 +1,449 @@
+package gate
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"nixpki/internal/nixkey"
+	"nixpki/internal/problem"
+)
+
+// judgement is what the gate finds about a narinfo's signatures and references.
+type judgement struct {
+	signers []Signer // counted: one per distinct certified subject
+	refused []string // why the other signatures do not count
+	needed  int
+	rule    string
+	waiting []string // references not admitted yet (pending or quarantined)
+	missing []string // references the gate does not hold at all
+}
+
+// judge evaluates sigs over ni's fingerprint at now.
+func (g *Gate) judge(ctx context.Context, ni *nixkey.NarInfo, sigs []nixkey.Signature, contentAddressed bool, now time.Time) (judgement, error) {
+	var j judgement
+	j.needed, j.rule = g.Cfg.SigsNeededFor(ni.StorePath)
+	fp, err := ni.Fingerprint()
+	if err != nil {
+		return j, err
+	}
+	subjects := map[string]bool{}
+	for _, s := range sigs {
+		if s.Name == g.Key.Name {
+			continue // the gate's own signature is added when serving
+		}
+		signer, why := g.sigVerdict(s, fp, ni.StorePath, contentAddressed, now)
+		if why != "" {
+			j.refused = append(j.refused, why)
+			continue
+		}
+		if !subjects[signer.Subject] {
+			subjects[signer.Subject] = true
+			j.signers = append(j.signers, signer)
+		}
+	}
+	self := ni.StorePath[strings.LastIndexByte(ni.StorePath, '/')+1:]
+	for _, r := range ni.References {
+		if r == self {
+			continue
+		}
+		st, err := g.stateOf(ctx, nixkey.HashPart(r))
+		if err != nil {
+			return j, err
+		}
+		switch st {
+		case StateAdmitted:
+		case "":
+			j.missing = append(j.missing, r)
+		default:
+			j.waiting = append(j.waiting, r+" ("+st+")")
+		}
+	}
+	return j, nil
+}
+
+// stateOf is the best state among a path's candidates: admitted, pending,
+// quarantined, or "" when the gate does not hold it.
+func (g *Gate) stateOf(ctx context.Context, hash string) (string, error) {
+	cands, err := g.db.candidates(ctx, hash)
+	if err != nil {
+		return "", err
+	}
+	best := ""
+	for _, c := range cands {
+		switch {
+		case c.State == StateAdmitted:
+			return StateAdmitted, nil
+		case c.State == StatePending || best == "":
+			best = c.State
+		}
+	}
+	return best, nil
+}
+
+func sigStrings(signers []Signer) []string {
+	out := make([]string, len(signers))
+	for i, s := range signers {
+		out[i] = fmt.Sprintf("%s (key %s, certificate %s)", s.Subject, s.KeyName, strings.ToUpper(s.Serial))
+	}
+	return out
+}
+
+func (j judgement) signerSigs() []nixkey.Signature {
+	out := make([]nixkey.Signature, 0, len(j.signers))
+	for _, s := range j.signers {
+		if sig, err := nixkey.ParseSignature(s.Sig); err == nil {
+			out = append(out, sig)
+		}
+	}
+	return out
+}
+
+// PutNarInfo admits, keeps pending or rejects an uploaded narinfo (PUT
+// /<hash>.narinfo). It answers 200 when the path is admitted, and 403 when it is kept
+// pending (waiting for more signatures or for its references) or a 4xx problem when
+// it is rejected, each with one line naming the path, the keys and the rule. Pending
+// is a 4xx too because Nix retries any other answer than 200, 201 and 204, and it
+// makes nix copy report the reason instead of a success.
+func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote string) (int, string, error) {
+	ni, err := nixkey.ParseNarInfo(bytes.NewReader(body), g.Cfg.StoreDir)
+	if err != nil {
+		msg := fmt.Sprintf("rejected %s.narinfo: %v", hash, err)
+		g.reject(ctx, hash, "", msg, remote)
+		return 0, "", problem.BadRequest("%s", msg)
+	}
+	p := ni.StorePath
+	fail := func(status int, format string, args ...any) (int, string, error) {
+		msg := "rejected " + p + ": " + fmt.Sprintf(format, args...)
+		g.reject(ctx, hash, p, msg, remote)
+		return 0, "", problem.New(status, "", "%s", msg)
+	}
+	if nixkey.HashPart(p) != hash {
+		return fail(http.StatusBadRequest, "uploaded as %s.narinfo, not as %s.narinfo", hash, nixkey.HashPart(p))
+	}
+	if _, _, err := ParseNARURL(ni.URL); err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
+	nar, ok, err := g.db.getNAR(ctx, ni.URL)
+	if err != nil {
+		return 0, "", err
+	}
+	switch {
+	case !ok:
+		return fail(http.StatusBadRequest, "its NAR %s was never uploaded (or expired from staging): upload the NAR before the narinfo", ni.URL)
+	case ni.Compression != nar.Compression:
+		return fail(http.StatusBadRequest, "Compression is %s but the uploaded NAR %s is %s", ni.Compression, ni.URL, nar.Compression)
+	case ni.FileHash != nil && *ni.FileHash != nar.FileHash, ni.FileSize != 0 && int64(ni.FileSize) != nar.FileSize:
+		return fail(http.StatusBadRequest, "FileHash/FileSize do not match the uploaded file %s (%s, %d bytes)", ni.URL, nixkey.FormatSHA256(nar.FileHash), nar.FileSize)
+	case ni.NarHash != nar.NarHash || int64(ni.NarSize) != nar.NarSize:
+		return fail(http.StatusBadRequest, "the NAR does not match the narinfo: NarHash %s, NarSize %d claimed; the uploaded NAR %s is %s, %d bytes (tampered or corrupt)",
+			nixkey.FormatSHA256(ni.NarHash), ni.NarSize, ni.URL, nixkey.FormatSHA256(nar.NarHash), nar.NarSize)
+	}
+	ni.FileHash, ni.FileSize = &nar.FileHash, uint64(nar.FileSize)
+	contentAddressed := false
+	if ni.CA != "" {
+		if err := ni.CheckContentAddress(); err != nil {
+			return fail(http.StatusBadRequest, "%v", err)
+		}
+		contentAddressed = true
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.Now()
+	cands, err := g.db.candidates(ctx, hash)
+	if err != nil {
+		return 0, "", err
+	}
+	var same *PathRec
+	for i := range cands {
+		c := &cands[i]
+		if c.State == StateAdmitted && c.NarHash != ni.NarHash {
+			return fail(http.StatusConflict, "already admitted with other content (NarHash %s): the first admission fixes an input-addressed path's content",
+				nixkey.FormatSHA256(c.NarHash))
+		}
+		if c.NarHash == ni.NarHash {
+			same = c
+		}
+	}
+	sigs := ni.Sigs
+	if same != nil {
+		if old, err := nixkey.ParseNarInfo(strings.NewReader(same.NarInfo), g.Cfg.StoreDir); err == nil {
+			sigs = mergeSigs(old.Sigs, ni.Sigs)
+		}
+	}
+	j, err := g.judge(ctx, ni, sigs, contentAddressed, now)
+	if err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
+	if same != nil && same.State == StateAdmitted {
+		return g.addSignatures(ctx, ni, same, j, now)
+	}
+	if len(j.signers) == 0 {
+		if len(j.refused) == 0 {
+			return fail(http.StatusForbidden, "it carries no signature: sign it with a certified key (nix copy --to 'URL?secret-key=…')")
+		}
+		return fail(http.StatusForbidden, "no signature counts: %s", strings.Join(j.refused, "; "))
+	}
+	if len(j.missing) > 0 {
+		return fail(http.StatusBadRequest, "its references %s are not in the gate: upload them first", strings.Join(j.missing, ", "))
+	}
+	rec := PathRec{Hash: hash, NarHash: ni.NarHash, StorePath: p, URL: ni.URL, FirstSeen: now}
+	if same != nil {
+		rec.FirstSeen = same.FirstSeen
+	}
+	return g.decide(ctx, ni, rec, j, now)
+}
+
+// decide stores a candidate as admitted or pending according to its judgement.
+func (g *Gate) decide(ctx context.Context, ni *nixkey.NarInfo, rec PathRec, j judgement, now time.Time) (int, string, error) {
+	kept := *ni
+	kept.Sigs = j.signerSigs()
+	text, err := kept.MarshalText()
+	if err != nil {
+		return 0, "", err
+	}
+	rec.NarInfo, rec.Signers, rec.Needed, rec.UpdatedAt = string(text), j.signers, j.needed, now
+	who := strings.Join(sigStrings(j.signers), ", ")
+	switch {
+	case len(j.signers) < j.needed:
+		rec.State = StatePending
+		rec.Reason = fmt.Sprintf("has %d of %d signatures from distinct certified identities (%s): %s; waiting for another identity's push", len(j.signers), j.needed, j.rule, who)
+		if len(j.refused) > 0 {
+			rec.Reason += "; not counted: " + strings.Join(j.refused, "; ")
+		}
+	case len(j.waiting) > 0:
+		rec.State = StatePending
+		rec.Reason = "signed by " + who + "; waiting for its references " + strings.Join(j.waiting, ", ")
+	default:
+		served, err := g.serve(&kept)
+		if err != nil {
+			return 0, "", err
+		}
+		rec.State, rec.Reason, rec.Served, rec.AdmittedAt = StateAdmitted, "admitted: signed by "+who, served, now
+	}
+	if rec.State == StatePending {
+		if err := g.record("pending", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
+			return 0, "", err
+		}
+		if err := g.db.putPath(ctx, rec); err != nil {
+			return 0, "", err
+		}
+		return http.StatusForbidden, "pending " + rec.StorePath + ": " + rec.Reason, nil
+	}
+	if err := g.syncNARDir(); err != nil {
+		return 0, "", err
+	}
+	if err := g.record("admission", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "nar_size": ni.NarSize,
+		"signers": j.signers, "needed": j.needed, "rule": j.rule}); err != nil {
+		return 0, "", err
+	}
+	if err := g.db.putPath(ctx, rec); err != nil {
+		return 0, "", err
+	}
+	if err := g.dropOtherCandidates(ctx, rec); err != nil {
+		return 0, "", err
+	}
+	if err := g.cascade(ctx, rec.StorePath, now); err != nil {
+		return 0, "", err
+	}
+	return http.StatusOK, "admitted " + rec.StorePath + ": signed by " + who, nil
+}
+
+// serve renders the narinfo the gate serves: the kept one plus the gate's signature.
+func (g *Gate) serve(kept *nixkey.NarInfo) (string, error) {
+	fp, err := kept.Fingerprint()
+	if err != nil {
+		return "", err
+	}
+	out := *kept
+	out.Sigs = append(slices.Clone(kept.Sigs), g.Key.Sign(fp))
+	text, err := out.MarshalText()
+	return string(text), err
+}
+
+// addSignatures merges new identities into an admitted path.
+func (g *Gate) addSignatures(ctx context.Context, ni *nixkey.NarInfo, rec *PathRec, j judgement, now time.Time) (int, string, error) {
+	have := map[string]bool{}
+	for _, s := range rec.Signers {
+		have[s.Subject] = true
+	}
+	var added []Signer
+	for _, s := range j.signers {
+		if !have[s.Subject] {
+			have[s.Subject] = true
+			added = append(added, s)
+		}
+	}
+	stored, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+	if err != nil {
+		return 0, "", err
+	}
+	oldFP, _ := stored.Fingerprint()
+	newFP, _ := ni.Fingerprint()
+	if oldFP != newFP {
+		msg := fmt.Sprintf("rejected %s: already admitted with other references; an admitted path's narinfo does not change", rec.StorePath)
+		g.reject(ctx, rec.Hash, rec.StorePath, msg, "")
+		return 0, "", problem.New(http.StatusConflict, "", "%s", msg)
+	}
+	if len(added) == 0 {
+		return http.StatusOK, "already admitted " + rec.StorePath, nil
+	}
+	rec.Signers = append(rec.Signers, added...)
+	kept := *stored
+	kept.Sigs = judgement{signers: rec.Signers}.signerSigs()
+	text, err := kept.MarshalText()
+	if err != nil {
+		return 0, "", err
+	}
+	if rec.Served, err = g.serve(&kept); err != nil {
+		return 0, "", err
+	}
+	rec.NarInfo, rec.UpdatedAt = string(text), now
+	if err := g.record("signatures", map[string]any{"path": rec.StorePath, "added": added}); err != nil {
+		return 0, "", err
+	}
+	if err := g.db.putPath(ctx, *rec); err != nil {
+		return 0, "", err
+	}
+	return http.StatusOK, "already admitted " + rec.StorePath + "; added signatures of " + strings.Join(sigStrings(added), ", "), nil
+}
+
+func mergeSigs(a, b []nixkey.Signature) []nixkey.Signature {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.ContainsFunc(out, func(o nixkey.Signature) bool { return o.String() == s.String() }) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// dropOtherCandidates forgets the other contents proposed for an admitted path.
+func (g *Gate) dropOtherCandidates(ctx context.Context, rec PathRec) error {
+	cands, err := g.db.candidates(ctx, rec.Hash)
+	if err != nil {
+		return err
+	}
+	for _, c := range cands {
+		if c.NarHash != rec.NarHash {
+			if err := g.db.deletePath(ctx, c.Hash, c.NarHash); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cascade re-judges pending paths that waited for the path just admitted.
+func (g *Gate) cascade(ctx context.Context, admitted string, now time.Time) error {
+	base := admitted[strings.LastIndexByte(admitted, '/')+1:]
+	pend, err := g.db.pathsInState(ctx, StatePending)
+	if err != nil {
+		return err
+	}
+	for _, rec := range pend {
+		ni, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+		if err != nil || !slices.Contains(ni.References, base) {
+			continue
+		}
+		ca := ni.CA != "" && ni.CheckContentAddress() == nil
+		j, err := g.judge(ctx, ni, ni.Sigs, ca, now)
+		if err != nil {
+			return err
+		}
+		if len(j.signers) >= j.needed && len(j.waiting) == 0 && len(j.missing) == 0 {
+			if _, _, err := g.decide(ctx, ni, rec, j, now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// quarantine withdraws admitted paths that no longer have enough signatures from
+// unrevoked certificates. It returns how many it withdrew.
+func (g *Gate) quarantine(ctx context.Context) (int, error) {
+	adm, err := g.db.pathsInState(ctx, StateAdmitted)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	now := g.Now()
+	for _, rec := range adm {
+		var remain []Signer
+		var revoked []string
+		for _, s := range rec.Signers {
+			c := g.trust.findCert(s.Cert)
+			if c != nil && g.trust.v.IsRevoked(c) {
+				revoked = append(revoked, fmt.Sprintf("certificate %s (%s, key %s)", strings.ToUpper(s.Serial), s.Subject, s.KeyName))
+				continue
+			}
+			remain = append(remain, s)
+		}
+		if len(remain) >= rec.Needed {
+			continue
+		}
+		rec.State, rec.Served, rec.UpdatedAt = StateQuarantined, "", now
+		rec.Reason = fmt.Sprintf("quarantined: %s revoked; %d of %d needed signatures remain", strings.Join(revoked, ", "), len(remain), rec.Needed)
+		if err := g.record("quarantine", map[string]any{"path": rec.StorePath, "revoked": revoked, "reason": rec.Reason}); err != nil {
+			return n, err
+		}
+		if err := g.db.putPath(ctx, rec); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// reject records a rejection in the log (and, for a path, as its last rejection).
+func (g *Gate) reject(ctx context.Context, hash, storePath, reason, remote string) {
+	if err := g.record("rejection", map[string]string{"path": storePath, "reason": reason, "remote": remote}); err != nil {
+		g.Log.Error("logging a rejection", "err", err)
+	}
+	if hash != "" && len(hash) == nixkey.StorePathHashLen {
+		if err := g.db.setRejection(ctx, hash, storePath, reason, g.Now()); err != nil {
+			g.Log.Error("storing a rejection", "err", err)
+		}
+	}
+	g.Log.Info("rejected", "reason", reason, "remote", remote)
+}
+
+// Status reports, for each store path (or hash part) given, whether the gate serves
+// it: "admitted PATH", "pending PATH: why", "quarantined PATH: why",
+// "rejected PATH: why" or "absent PATH".
+func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		hash := nixkey.HashPart(p)
+		cands, err := g.db.candidates(ctx, hash)
+		if err != nil {
+			return nil, err
+		}
+		line := ""
+		for _, c := range cands {
+			switch {
+			case c.State == StateAdmitted:
+				line = "admitted " + p
+			case line == "" || c.State == StatePending && !strings.HasPrefix(line, "admitted"):
+				line = c.State + " " + p + ": " + c.Reason
+			}
+		}
+		if line == "" {
+			if r, ok, err := g.db.rejection(ctx, hash); err != nil {
+				return nil, err
+			} else if ok {
+				line = "rejected " + p + ": " + strings.TrimPrefix(r, "rejected "+p+": ")
+			} else {
+				line = "absent " + p
+			}
+		}
+		out = append(out, line)
+	}
+	return out, nil
+}

@@ -1,0 +1,221 @@
+package gate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"nixpki/internal/config"
+	"nixpki/internal/nixcert"
+	"nixpki/internal/nixkey"
+)
+
+// Files in a gate directory.
+const (
+	ConfigFile   = "config.json"
+	PublicFile   = "gate.pub"          // the gate's Nix public key, NAME:base64
+	SecretFile   = "gate.sec"          // its Ed25519 key, encrypted PKCS#8 PEM (0600)
+	RootFile     = "root.crt"          // the CA root the gate trusts
+	DBFile       = "gate.db"           // SQLite: NARs, paths, certificates, CRLs
+	NARDir       = "nar"               // NAR files, named as their URLs
+	LogDir       = "log"               // the tamper-evident log (internal/tlog)
+	ACMECacheDir = "acme"              // certificates obtained over ACME
+	passwordFile = "secrets/password"  // default password file
+	tmpDir       = NARDir + "/.upload" // uploads in progress
+)
+
+// Threshold raises the number of signatures needed for store paths whose base name
+// ("<hash>-<name>") or name matches Pattern (path.Match syntax).
+type Threshold struct {
+	Pattern    string `json:"pattern"`
+	SigsNeeded int    `json:"sigs_needed"`
+}
+
+// TLS names certificate and key files (PEM; the key unencrypted or encrypted with
+// the gate's password). They are re-read when they change on disk.
+type TLS struct {
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+}
+
+// ACME obtains the gate's HTTPS certificate from an ACME directory (nixpki serve's
+// /acme/directory) with the TLS-ALPN-01 challenge on the gate's own port.
+type ACME struct {
+	Directory string   `json:"directory,omitempty"`
+	Names     []string `json:"names,omitempty"` // default: the gate's name
+	Email     string   `json:"email,omitempty"`
+}
+
+// Config is G/config.json. Unknown keys are an error naming the key.
+type Config struct {
+	// Name is the gate's name as certificates' targets name it.
+	Name string `json:"name"`
+	// KeyName is the Nix name of the gate's key (default "<name>-gate-1").
+	KeyName string `json:"key_name"`
+	// PasswordFile decrypts gate.sec (relative to the directory).
+	PasswordFile string `json:"password_file"`
+	// Listen is the address to serve on; without TLS or ACME only loopback.
+	Listen string `json:"listen"`
+	// URL is how targets reach the gate, for the NixOS snippet.
+	URL      string `json:"url"`
+	StoreDir string `json:"store_dir"`
+	Priority int    `json:"priority"`
+
+	// SigsNeeded is how many distinct certified identities must sign a path
+	// (default 1); Thresholds raise it for matching names (the highest match wins).
+	SigsNeeded int         `json:"sigs_needed"`
+	Thresholds []Threshold `json:"thresholds,omitempty"`
+	// MaxCRLAge: a signature counts only if the newest CRL held for its issuer was
+	// issued at most this long ago (fail closed; 0 = any age, but a CRL is needed).
+	MaxCRLAge config.Duration `json:"max_crl_age"`
+
+	// MaxNARSize bounds a NAR, uncompressed and compressed (bytes).
+	MaxNARSize int64 `json:"max_nar_size"`
+	// StagingMaxBytes bounds NARs received but not yet claimed by a narinfo;
+	// StagingMaxAge is how long such a NAR is kept.
+	StagingMaxBytes int64           `json:"staging_max_bytes"`
+	StagingMaxAge   config.Duration `json:"staging_max_age"`
+	// PendingMaxAge is how long a path short of signatures waits.
+	PendingMaxAge config.Duration `json:"pending_max_age"`
+	// MaxXZDict bounds the dictionary an xz upload may declare (bytes).
+	MaxXZDict int64 `json:"max_xz_dict"`
+
+	TLS  TLS  `json:"tls"`
+	ACME ACME `json:"acme"`
+}
+
+// DefaultConfig returns the defaults for a gate called name.
+func DefaultConfig(name string) Config {
+	return Config{
+		Name:            name,
+		KeyName:         name + "-gate-1",
+		PasswordFile:    passwordFile,
+		Listen:          "127.0.0.1:8501",
+		URL:             "https://" + name + ":8501",
+		StoreDir:        nixkey.DefaultStoreDir,
+		Priority:        30,
+		SigsNeeded:      1,
+		MaxCRLAge:       config.Duration(8 * 24 * time.Hour),
+		MaxNARSize:      8 << 30,
+		StagingMaxBytes: 4 << 30,
+		StagingMaxAge:   config.Duration(time.Hour),
+		PendingMaxAge:   config.Duration(14 * 24 * time.Hour),
+		MaxXZDict:       64 << 20,
+	}
+}
+
+// LoadConfig reads dir/config.json strictly and validates it.
+func LoadConfig(dir string) (Config, error) {
+	p := filepath.Join(dir, ConfigFile)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return Config{}, err
+	}
+	var probe struct {
+		Name string `json:"name"`
+	}
+	json.Unmarshal(data, &probe)
+	cfg := DefaultConfig(probe.Name)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", p, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Config{}, fmt.Errorf("%s: data after the JSON object", p)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return cfg, nil
+}
+
+// Marshal renders the configuration as written to config.json.
+func (c Config) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(c, "", "  ")
+	return append(b, '\n'), err
+}
+
+// Validate checks every field.
+func (c Config) Validate() error {
+	if err := nixcert.ValidateTarget(c.Name); err != nil || strings.ContainsAny(c.Name, "*?[]\\") {
+		return fmt.Errorf("name %q: a gate name is what certificates' targets match: letters, digits, '.', '-', no glob characters", c.Name)
+	}
+	if err := nixkey.ValidateKeyName(c.KeyName); err != nil {
+		return fmt.Errorf("key_name: %w", err)
+	}
+	if err := nixkey.ValidateStoreDir(c.StoreDir); err != nil {
+		return fmt.Errorf("store_dir: %w", err)
+	}
+	if c.SigsNeeded < 1 || c.SigsNeeded > 64 {
+		return fmt.Errorf("sigs_needed %d: must be 1 to 64", c.SigsNeeded)
+	}
+	for _, t := range c.Thresholds {
+		if _, err := path.Match(t.Pattern, ""); err != nil || t.Pattern == "" {
+			return fmt.Errorf("thresholds: pattern %q is not a valid glob", t.Pattern)
+		}
+		if t.SigsNeeded < 1 || t.SigsNeeded > 64 {
+			return fmt.Errorf("thresholds: pattern %q: sigs_needed %d must be 1 to 64", t.Pattern, t.SigsNeeded)
+		}
+	}
+	switch {
+	case c.MaxCRLAge < 0:
+		return errors.New("max_crl_age must not be negative")
+	case c.MaxNARSize < 1<<10:
+		return fmt.Errorf("max_nar_size %d is too small", c.MaxNARSize)
+	case c.StagingMaxBytes < 1<<10:
+		return fmt.Errorf("staging_max_bytes %d is too small", c.StagingMaxBytes)
+	case c.StagingMaxAge.D() < time.Minute:
+		return errors.New("staging_max_age must be at least 1m")
+	case c.PendingMaxAge.D() < time.Minute:
+		return errors.New("pending_max_age must be at least 1m")
+	case c.MaxXZDict < 1<<20 || c.MaxXZDict > 1<<30:
+		return fmt.Errorf("max_xz_dict %d must be 1 MiB to 1 GiB", c.MaxXZDict)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls: give both cert_file and key_file, or neither")
+	}
+	if c.TLS.CertFile != "" && c.ACME.Directory != "" {
+		return errors.New("tls and acme are exclusive: give certificate files or an ACME directory")
+	}
+	return nil
+}
+
+// SigsNeededFor returns how many distinct identities must sign storePath and the rule
+// that says so.
+func (c Config) SigsNeededFor(storePath string) (int, string) {
+	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
+	n, rule := c.SigsNeeded, fmt.Sprintf("sigs_needed %d", c.SigsNeeded)
+	for _, t := range c.Thresholds {
+		m1, _ := path.Match(t.Pattern, base)
+		m2, _ := path.Match(t.Pattern, nixkey.NamePart(base))
+		if (m1 || m2) && t.SigsNeeded > n {
+			n, rule = t.SigsNeeded, fmt.Sprintf("pattern %s needs %d", t.Pattern, t.SigsNeeded)
+		}
+	}
+	return n, rule
+}
+
+// TLSEnabled reports whether the gate serves HTTPS.
+func (c Config) TLSEnabled() bool { return c.TLS.CertFile != "" || c.ACME.Directory != "" }
+
+// IsLoopback reports whether a listen address binds only loopback interfaces.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

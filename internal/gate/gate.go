@@ -1,0 +1,277 @@
+// Package gate is nixpki's gate: a Nix HTTP binary cache on (or near) a target that
+// admits a store path only when enough distinct certified identities signed it, and
+// serves it re-signed with the gate's own key, which the target's nix.conf trusts.
+// Stock Nix on the target then accepts exactly what certified keys signed.
+//
+// Uploads come as `nix copy --to http(s)://gate?secret-key=…` sends them: NARs
+// (PUT /nar/…, any compression Nix writes) are streamed to disk while decompressed,
+// checked as NARs and hashed; a narinfo (PUT /<hash>.narinfo) is admitted if its NAR
+// matches, its references are admitted and its signatures, judged against the
+// certificates and CRLs uploaded to PUT /nixpki/certs and /nixpki/crl, meet the
+// threshold for its name. Paths short of signatures wait as pending; a newer CRL
+// quarantines paths left short at once. Every certificate, CRL, admission, rejection
+// and quarantine is appended to a tamper-evident log (internal/tlog).
+//
+// Files: config.go (G/config.json), init.go (gate init, keys), db.go (SQLite state),
+// nar.go (NAR uploads), trust.go (certificates, CRLs, signature verdicts), admit.go
+// (admission, pending, quarantine), server.go (HTTP, TLS), audit.go (reports).
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"nixpki/internal/nixkey"
+	"nixpki/internal/problem"
+	"nixpki/internal/tlog"
+)
+
+// Gate is an open gate directory.
+type Gate struct {
+	Dir string
+	Cfg Config
+	Key nixkey.SecretKey
+	Log *slog.Logger
+	// Now is the clock; tests may replace it before serving.
+	Now func() time.Time
+
+	db    *db
+	tlog  *tlog.Log
+	trust *trust
+	// mu serialises state changes: admissions, certificates, CRLs, expiry.
+	mu       sync.Mutex
+	inflight atomic.Int64 // bytes of NAR uploads in progress
+	// narDirDirty: a NAR was renamed into G/nar since the directory was last synced.
+	narDirDirty atomic.Bool
+}
+
+// Open loads the gate in dir: configuration, key (passwordFile overrides the
+// configured password file), root, database and log. The log is verified first: a
+// gate whose log was tampered with does not start.
+func Open(dir, passwordFile string, log *slog.Logger) (*Gate, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	key, err := LoadKey(dir, cfg, passwordFile)
+	if err != nil {
+		return nil, err
+	}
+	root, err := ReadRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gate{Dir: dir, Cfg: cfg, Key: key, Log: log, Now: time.Now, trust: newTrust(root)}
+	if g.tlog, err = tlog.Open(filepath.Join(dir, LogDir), key.Key); err != nil {
+		return nil, fmt.Errorf("the gate's log %s: %w", filepath.Join(dir, LogDir), err)
+	}
+	if g.db, err = openDB(filepath.Join(dir, DBFile)); err != nil {
+		g.tlog.Close()
+		return nil, err
+	}
+	ctx := context.Background()
+	if err := g.loadTrust(ctx); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if err := g.cleanNARDir(ctx); err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Close releases the database and the log.
+func (g *Gate) Close() error {
+	return errors.Join(g.db.Close(), g.tlog.Close())
+}
+
+// record appends an entry to the log; an error fails the operation it records.
+func (g *Gate) record(typ string, data any) error {
+	if _, _, err := g.tlog.Append(typ, data); err != nil {
+		return fmt.Errorf("the gate's log: %w", err)
+	}
+	return nil
+}
+
+// cleanNARDir removes uploads cut short by a crash and NAR files whose row was never
+// committed.
+func (g *Gate) cleanNARDir(ctx context.Context) error {
+	tmp := filepath.Join(g.Dir, tmpDir)
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	known, err := g.db.narURLs(ctx)
+	if err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(filepath.Join(g.Dir, NARDir))
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() && !known[NARDir+"/"+e.Name()] {
+			os.Remove(filepath.Join(g.Dir, NARDir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// errStagingFull is a NAR upload past staging_max_bytes.
+var errStagingFull = errors.New("staging full")
+
+// stagingReader counts an upload's bytes against the staging limit.
+type stagingReader struct {
+	r      io.Reader
+	g      *Gate
+	staged int64
+	n      int64
+}
+
+func (s *stagingReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if s.staged+s.g.inflight.Add(int64(n)) > s.g.Cfg.StagingMaxBytes {
+		return n, errStagingFull
+	}
+	return n, err
+}
+
+// PutNAR receives a NAR file (PUT /nar/…): it is streamed to a temporary file while
+// decompressed and checked as a NAR, its name must be the hash of its bytes, and it
+// is fsynced and renamed into place before the database knows of it. It waits in
+// staging until a narinfo claims it.
+func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote string) (string, error) {
+	fail := func(status int, format string, args ...any) (string, error) {
+		msg := "NAR " + u + " refused: " + fmt.Sprintf(format, args...)
+		g.reject(ctx, "", "", msg, remote)
+		return "", problem.New(status, "", "%s", msg)
+	}
+	fileHash, compression, err := ParseNARURL(u)
+	if err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
+	if _, ok, err := g.db.getNAR(ctx, u); err != nil {
+		return "", err
+	} else if ok {
+		return "NAR " + u + " already held", g.db.touchNAR(ctx, u, g.Now())
+	}
+	staged, err := g.db.stagingBytes(ctx)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(filepath.Join(g.Dir, tmpDir), "nar-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	sr := &stagingReader{r: body, g: g, staged: staged}
+	defer func() { g.inflight.Add(-sr.n) }()
+	res, err := receiveNAR(sr, f, compression, g.Cfg.MaxNARSize, g.Cfg.MaxXZDict)
+	var tl errTooLarge
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, errStagingFull):
+		return fail(http.StatusInsufficientStorage, "staging is full (staging_max_bytes %d): NARs wait there until their narinfo comes; retry later", g.Cfg.StagingMaxBytes)
+	case errors.As(err, &tl):
+		return fail(http.StatusRequestEntityTooLarge, "%v", tl)
+	case errors.As(err, &mbe):
+		return fail(http.StatusRequestEntityTooLarge, "the upload is larger than max_nar_size (%d bytes)", g.Cfg.MaxNARSize)
+	case err != nil:
+		return fail(http.StatusBadRequest, "%v", err)
+	case res.FileHash != fileHash:
+		return fail(http.StatusBadRequest, "the file's SHA-256 is %s but its name says %s (corrupt or altered)", nixkey.FormatSHA256(res.FileHash), nixkey.FormatSHA256(fileHash))
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(g.Dir, filepath.FromSlash(u))
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return "", err
+	}
+	g.narDirDirty.Store(true) // synced before the next admission (syncNARDir)
+	rec := narRec{URL: u, Compression: compression, FileHash: res.FileHash, FileSize: res.FileSize, NarHash: res.NarHash, NarSize: res.NarSize, ReceivedAt: g.Now()}
+	if err := g.db.insertNAR(ctx, rec); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("received NAR %s: %s, %d bytes (NarHash %s)", u, compression, res.NarSize, nixkey.FormatSHA256(res.NarHash)), nil
+}
+
+// syncNARDir makes NAR renames durable; admissions call it before they commit, so a
+// committed admission never names a NAR file a power cut could lose. (The file's
+// data is fsynced before its rename.)
+func (g *Gate) syncNARDir() error {
+	if !g.narDirDirty.Swap(false) {
+		return nil
+	}
+	if err := syncDir(filepath.Join(g.Dir, NARDir)); err != nil {
+		g.narDirDirty.Store(true)
+		return err
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Expire drops staged NARs older than staging_max_age and pending paths older than
+// pending_max_age, and removes NAR files no path or staging row holds.
+func (g *Gate) Expire(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.Now()
+	pend, err := g.db.pathsInState(ctx, StatePending)
+	if err != nil {
+		return err
+	}
+	for _, p := range pend {
+		if now.Sub(p.UpdatedAt) <= g.Cfg.PendingMaxAge.D() {
+			continue
+		}
+		if err := g.record("expired", map[string]string{"path": p.StorePath, "nar_hash": nixkey.FormatSHA256(p.NarHash), "reason": p.Reason}); err != nil {
+			return err
+		}
+		if err := g.db.deletePath(ctx, p.Hash, p.NarHash); err != nil {
+			return err
+		}
+	}
+	urls, err := g.db.dropStaged(ctx, now.Add(-g.Cfg.StagingMaxAge.D()))
+	if err != nil {
+		return err
+	}
+	for _, u := range urls {
+		if strings.HasPrefix(u, NARDir+"/") && !strings.Contains(u[len(NARDir)+1:], "/") {
+			os.Remove(filepath.Join(g.Dir, filepath.FromSlash(u)))
+		}
+	}
+	return nil
+}
+
+// Pending lists the paths waiting for signatures or references.
+func (g *Gate) Pending(ctx context.Context) ([]PathRec, error) {
+	return g.db.pathsInState(ctx, StatePending)
+}

@@ -1,0 +1,175 @@
+package gate
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/config"
+	"nixpki/internal/keys"
+	"nixpki/internal/nixkey"
+	"nixpki/internal/tlog"
+)
+
+// InitOptions are what `nixpki gate init` takes.
+type InitOptions struct {
+	Dir, Name, RootFile string
+	// PasswordFile encrypts gate.sec; empty generates one in G/secrets/password.
+	PasswordFile string
+	KeyName      string // default "<name>-gate-1"
+	URL          string // default "https://<name>:8501"
+	Listen       string // default 127.0.0.1:8501
+}
+
+// Init creates a gate directory: config, the gate's Nix key (gate.sec encrypted at
+// rest, gate.pub), the trusted root, the database and the log.
+func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
+	var pub nixkey.PublicKey
+	cfg := DefaultConfig(opts.Name)
+	if opts.KeyName != "" {
+		cfg.KeyName = opts.KeyName
+	}
+	if opts.URL != "" {
+		cfg.URL = strings.TrimRight(opts.URL, "/")
+	}
+	if opts.Listen != "" {
+		cfg.Listen = opts.Listen
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, pub, err
+	}
+	if opts.RootFile == "" {
+		return cfg, pub, errors.New("--root is required: the CA root certificate the gate trusts")
+	}
+	root, err := ca.ReadCertFile(opts.RootFile)
+	if err != nil {
+		return cfg, pub, fmt.Errorf("root: %w", err)
+	}
+	if !root.IsCA || root.CheckSignatureFrom(root) != nil {
+		return cfg, pub, fmt.Errorf("%s is not a self-signed CA certificate", opts.RootFile)
+	}
+	if _, err := os.Stat(filepath.Join(opts.Dir, ConfigFile)); err == nil {
+		return cfg, pub, fmt.Errorf("%s already holds a gate (%s exists)", opts.Dir, ConfigFile)
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, tmpDir), 0o700); err != nil {
+		return cfg, pub, err
+	}
+	var password []byte
+	if opts.PasswordFile == "" {
+		pw, err := keys.NewPassword()
+		if err != nil {
+			return cfg, pub, err
+		}
+		if err := keys.WritePrivateFile(filepath.Join(opts.Dir, passwordFile), []byte(pw+"\n")); err != nil {
+			return cfg, pub, err
+		}
+		password = []byte(pw)
+	} else {
+		abs, err := filepath.Abs(opts.PasswordFile)
+		if err != nil {
+			return cfg, pub, err
+		}
+		if password, err = keys.ReadPassword(abs); err != nil {
+			return cfg, pub, err
+		}
+		cfg.PasswordFile = abs
+	}
+	sec, err := nixkey.GenerateKey(cfg.KeyName)
+	if err != nil {
+		return cfg, pub, err
+	}
+	if err := keys.WriteEncrypted(filepath.Join(opts.Dir, SecretFile), sec.Key, password); err != nil {
+		return cfg, pub, err
+	}
+	pub = sec.Public()
+	if err := os.WriteFile(filepath.Join(opts.Dir, PublicFile), []byte(pub.String()), 0o644); err != nil {
+		return cfg, pub, err
+	}
+	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), ca.ChainPEM(root), 0o644); err != nil {
+		return cfg, pub, err
+	}
+	data, err := cfg.Marshal()
+	if err != nil {
+		return cfg, pub, err
+	}
+	if err := os.WriteFile(filepath.Join(opts.Dir, ConfigFile), data, 0o600); err != nil {
+		return cfg, pub, err
+	}
+	db, err := openDB(filepath.Join(opts.Dir, DBFile))
+	if err != nil {
+		return cfg, pub, err
+	}
+	db.Close()
+	logDir := filepath.Join(opts.Dir, LogDir)
+	if err := tlog.Create(logDir, cfg.Name, sec.Key); err != nil {
+		return cfg, pub, err
+	}
+	l, err := tlog.Open(logDir, sec.Key)
+	if err != nil {
+		return cfg, pub, err
+	}
+	defer l.Close()
+	rootSum := sha256.Sum256(root.Raw)
+	_, _, err = l.Append("init", map[string]string{"gate": cfg.Name, "key": pub.String(), "root": root.Subject.CommonName, "root_sha256": hex.EncodeToString(rootSum[:])})
+	return cfg, pub, err
+}
+
+// NixOSSnippet is the NixOS configuration that makes a target substitute from the
+// gate and trust only the gate's key for it.
+func NixOSSnippet(cfg Config, pub nixkey.PublicKey) string {
+	return fmt.Sprintf(`nix.settings = {
+  substituters = [ "%s" ];
+  trusted-public-keys = [ "%s" ];
+  require-sigs = true;
+};
+`, cfg.URL, pub)
+}
+
+// LoadKey decrypts the gate's key. passwordFile overrides the configured one.
+func LoadKey(dir string, cfg Config, passwordFile string) (nixkey.SecretKey, error) {
+	if passwordFile == "" {
+		passwordFile = config.Resolve(dir, cfg.PasswordFile)
+	}
+	password, err := keys.ReadPassword(passwordFile)
+	if err != nil {
+		return nixkey.SecretKey{}, err
+	}
+	signer, err := keys.LoadSigner(filepath.Join(dir, SecretFile), password)
+	if err != nil {
+		return nixkey.SecretKey{}, err
+	}
+	k, ok := signer.(ed25519.PrivateKey)
+	if !ok {
+		return nixkey.SecretKey{}, fmt.Errorf("%s is a %T key, not Ed25519", SecretFile, signer)
+	}
+	sec := nixkey.SecretKey{Name: cfg.KeyName, Key: k}
+	pub, err := ReadPublic(dir)
+	if err != nil {
+		return nixkey.SecretKey{}, err
+	}
+	if !pub.Equal(sec.Public()) {
+		return nixkey.SecretKey{}, fmt.Errorf("%s does not match %s (key name %q in config)", PublicFile, SecretFile, cfg.KeyName)
+	}
+	return sec, nil
+}
+
+// ReadPublic reads G/gate.pub.
+func ReadPublic(dir string) (nixkey.PublicKey, error) {
+	data, err := os.ReadFile(filepath.Join(dir, PublicFile))
+	if err != nil {
+		return nixkey.PublicKey{}, err
+	}
+	return nixkey.ParsePublicKey(data)
+}
+
+// ReadRoot reads G/root.crt.
+func ReadRoot(dir string) (*x509.Certificate, error) {
+	return ca.ReadCertFile(filepath.Join(dir, RootFile))
+}

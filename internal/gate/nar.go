@@ -1,0 +1,269 @@
+package gate
+
+import (
+	"bufio"
+	"compress/bzip2"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"nixpki/internal/nixkey"
+)
+
+// Compressions the gate takes, by NAR file extension, as Nix names them.
+var extCompression = map[string]string{
+	".nar":     "none",
+	".nar.xz":  "xz",
+	".nar.zst": "zstd",
+	".nar.bz2": "bzip2",
+}
+
+// ParseNARURL checks a NAR location as Nix writes it, "nar/<nix32 sha256 of the
+// file>.nar[.xz|.zst|.bz2]", and returns the file hash it names and the compression
+// its extension stands for.
+func ParseNARURL(u string) (fileHash [32]byte, compression string, err error) {
+	name, ok := strings.CutPrefix(u, "nar/")
+	if !ok {
+		return fileHash, "", fmt.Errorf("NAR URL %.100q is not nar/<hash>.nar[.xz|.zst|.bz2]", u)
+	}
+	const hashLen = 52
+	if len(name) < hashLen || strings.ContainsAny(name, "/\x00") {
+		return fileHash, "", fmt.Errorf("NAR file name %.100q is not <52-character nix32 hash>.nar[.xz|.zst|.bz2]", name)
+	}
+	ext := name[hashLen:]
+	compression, ok = extCompression[ext]
+	if !ok {
+		return fileHash, "", fmt.Errorf("NAR file name %.100q: extension %.20q: the gate takes xz, zstd, bzip2 or no compression (.nar.xz, .nar.zst, .nar.bz2, .nar)", name, ext)
+	}
+	d, err := nixkey.DecodeBase32(name[:hashLen])
+	if err != nil || len(d) != 32 {
+		return fileHash, "", fmt.Errorf("NAR file name %.100q: the hash part is not a nix32 SHA-256", name)
+	}
+	copy(fileHash[:], d)
+	return fileHash, compression, nil
+}
+
+// NARURL is the location Nix gives a NAR file.
+func NARURL(fileHash [32]byte, compression string) string {
+	for ext, c := range extCompression {
+		if c == compression {
+			return "nar/" + nixkey.EncodeBase32(fileHash[:]) + ext
+		}
+	}
+	return ""
+}
+
+// errTooLarge is returned when a NAR exceeds the configured maximum.
+type errTooLarge struct {
+	what string
+	max  int64
+}
+
+func (e errTooLarge) Error() string {
+	return fmt.Sprintf("%s is larger than max_nar_size (%d bytes)", e.what, e.max)
+}
+
+// capReader fails once more than max bytes were read.
+type capReader struct {
+	r    io.Reader
+	n    int64
+	max  int64
+	what string
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.max {
+		return n, errTooLarge{c.what, c.max}
+	}
+	return n, err
+}
+
+// hashWriter hashes and counts what is written.
+type hashWriter struct {
+	h interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+	n int64
+}
+
+func newHashWriter() *hashWriter { return &hashWriter{h: sha256.New()} }
+
+func (w *hashWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return w.h.Write(p)
+}
+
+func (w *hashWriter) sum() (s [32]byte) {
+	copy(s[:], w.h.Sum(nil))
+	return s
+}
+
+// narCheck is what receiving a NAR established.
+type narCheck struct {
+	FileHash [32]byte
+	FileSize int64
+	NarHash  [32]byte
+	NarSize  int64
+}
+
+var zstdPool sync.Pool
+
+// xzSlots bounds concurrent xz decoding, whose dictionary the stream chooses.
+var xzSlots = make(chan struct{}, 2)
+
+// decompress returns a reader of the decompressed stream and a function releasing
+// what it holds.
+func decompress(r *bufio.Reader, compression string, maxXZDict int64) (io.Reader, func(), error) {
+	switch compression {
+	case "none":
+		return r, func() {}, nil
+	case "bzip2":
+		return bzip2.NewReader(r), func() {}, nil
+	case "zstd":
+		d, _ := zstdPool.Get().(*zstd.Decoder)
+		if d == nil {
+			var err error
+			d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+				zstd.WithDecoderMaxWindow(64<<20))
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		if err := d.Reset(r); err != nil {
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return d, func() { d.Reset(nil); zstdPool.Put(d) }, nil
+	case "xz":
+		if err := checkXZDict(r, maxXZDict); err != nil {
+			return nil, nil, err
+		}
+		xzSlots <- struct{}{}
+		xr, err := xz.ReaderConfig{DictCap: 4096}.NewReader(r)
+		if err != nil {
+			<-xzSlots
+			return nil, nil, fmt.Errorf("xz: %w", err)
+		}
+		return xr, func() { <-xzSlots }, nil
+	}
+	return nil, nil, fmt.Errorf("unsupported compression %q", compression)
+}
+
+// checkXZDict reads the first block header of an xz stream and refuses an LZMA2
+// dictionary larger than max: the decoder allocates what the stream declares.
+func checkXZDict(r *bufio.Reader, max int64) error {
+	head, err := r.Peek(12 + 1)
+	if err != nil {
+		return fmt.Errorf("xz: truncated stream header: %w", err)
+	}
+	if string(head[:6]) != "\xfd7zXZ\x00" {
+		return errors.New("xz: not an xz stream (bad magic)")
+	}
+	size := int(head[12])
+	if size == 0 {
+		return nil // the index: no blocks
+	}
+	size = (size + 1) * 4
+	b, err := r.Peek(12 + size)
+	if err != nil {
+		return fmt.Errorf("xz: truncated block header: %w", err)
+	}
+	b = b[12+1 : 12+size]
+	flags := b[0]
+	b = b[1:]
+	varint := func() (uint64, bool) {
+		var v uint64
+		for i := 0; i < 9 && len(b) > 0; i++ {
+			c := b[0]
+			b = b[1:]
+			v |= uint64(c&0x7f) << (7 * i)
+			if c&0x80 == 0 {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} {
+		if present {
+			if _, ok := varint(); !ok {
+				return errors.New("xz: malformed block header")
+			}
+		}
+	}
+	for i := 0; i <= int(flags&3); i++ {
+		id, ok1 := varint()
+		n, ok2 := varint()
+		if !ok1 || !ok2 || uint64(len(b)) < n {
+			return errors.New("xz: malformed filter flags")
+		}
+		props := b[:n]
+		b = b[n:]
+		if id == 0x21 && n == 1 {
+			code := props[0] & 0x3f
+			var dict int64 = 0xffffffff
+			if code < 40 {
+				dict = int64(2|(code&1)) << (code/2 + 11)
+			}
+			if dict > max {
+				return fmt.Errorf("xz: the stream declares a %d MiB dictionary, more than max_xz_dict (%d MiB)", dict>>20, max>>20)
+			}
+		}
+	}
+	return nil
+}
+
+// receiveNAR reads a compressed NAR from body, writing it unchanged to dst while
+// hashing it, decompresses it as it goes and checks that it is one well-formed NAR
+// (nixkey.NARReader), hashing the NAR too. Memory does not depend on the NAR's size.
+func receiveNAR(body io.Reader, dst io.Writer, compression string, maxSize, maxXZDict int64) (narCheck, error) {
+	var res narCheck
+	fh := newHashWriter()
+	out := bufio.NewWriterSize(dst, 1<<20)
+	tee := bufio.NewReaderSize(io.TeeReader(body, io.MultiWriter(out, fh)), 256<<10)
+	dec, release, err := decompress(tee, compression, maxXZDict)
+	if err != nil {
+		return res, err
+	}
+	defer release()
+	// SHA-256 is most of the work: an uncompressed file is its NAR, hashed once.
+	nh := newHashWriter()
+	var in io.Reader = &capReader{r: dec, max: maxSize, what: "the decompressed NAR"}
+	if compression != "none" {
+		in = io.TeeReader(in, nh)
+	}
+	nr := nixkey.NewNARReader(in)
+	for {
+		_, err := nr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var tl errTooLarge
+			if errors.As(err, &tl) {
+				return res, tl
+			}
+			return res, fmt.Errorf("not a valid %s-compressed NAR: %w", compression, err)
+		}
+	}
+	// Whatever follows the compressed stream is part of the file (and its hash).
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return res, fmt.Errorf("reading the upload: %w", err)
+	}
+	if err := out.Flush(); err != nil {
+		return res, fmt.Errorf("writing the NAR: %w", err)
+	}
+	res.FileHash, res.FileSize = fh.sum(), fh.n
+	res.NarHash, res.NarSize = nh.sum(), nh.n
+	if compression == "none" {
+		res.NarHash, res.NarSize = res.FileHash, res.FileSize
+	}
+	return res, nil
+}

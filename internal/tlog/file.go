@@ -1,0 +1,401 @@
+package tlog
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// File names inside a log directory.
+const (
+	EntriesFile = "entries"   // one record per line: entry JSON, tab, tree head JSON
+	HeadFile    = "head.json" // the newest signed tree head
+	// MaxRecordLen bounds one record (entry and tree head); longer lines are damage.
+	MaxRecordLen = 1 << 20
+)
+
+// Entry is one logged event. Its canonical bytes (Marshal) are what the leaf hashes.
+type Entry struct {
+	Type string          `json:"type"`
+	Time time.Time       `json:"time"`
+	Data json.RawMessage `json:"data"`
+}
+
+// timeLayout renders entry and head times: UTC, fixed width, nanoseconds.
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+type entryJSON struct {
+	Type string          `json:"type"`
+	Time string          `json:"time"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Marshal renders the entry canonically: compact JSON with the keys type, time, data
+// in that order, the time in UTC with nanoseconds.
+func (e Entry) Marshal() ([]byte, error) {
+	if e.Type == "" {
+		return nil, errors.New("tlog: entry has no type")
+	}
+	var data bytes.Buffer
+	if len(e.Data) == 0 {
+		data.WriteString("null")
+	} else if err := json.Compact(&data, e.Data); err != nil {
+		return nil, fmt.Errorf("tlog: entry data: %w", err)
+	}
+	return json.Marshal(entryJSON{Type: e.Type, Time: e.Time.UTC().Format(timeLayout), Data: data.Bytes()})
+}
+
+// parseEntry reads an entry in canonical form: parsing and re-marshalling must give
+// back the same bytes.
+func parseEntry(b []byte) (Entry, error) {
+	var j entryJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return Entry{}, fmt.Errorf("not an entry: %v", err)
+	}
+	t, err := time.Parse(timeLayout, j.Time)
+	if err != nil {
+		return Entry{}, fmt.Errorf("entry time %q: %v", j.Time, err)
+	}
+	e := Entry{Type: j.Type, Time: t, Data: j.Data}
+	again, err := e.Marshal()
+	if err != nil {
+		return Entry{}, err
+	}
+	if !bytes.Equal(again, b) {
+		return Entry{}, errors.New("entry is not in canonical form")
+	}
+	return e, nil
+}
+
+// Head is a signed tree head: the log's name, its size, the root hash of its first
+// Size entries and when it was signed.
+type Head struct {
+	Origin string    `json:"origin"`
+	Size   uint64    `json:"size"`
+	Root   Hash      `json:"root"`
+	Time   time.Time `json:"time"`
+	Sig    []byte    `json:"sig"`
+}
+
+// MarshalText renders a hash in standard base64.
+func (h Hash) MarshalText() ([]byte, error) {
+	return []byte(base64.StdEncoding.EncodeToString(h[:])), nil
+}
+
+// UnmarshalText reads a hash in standard base64.
+func (h *Hash) UnmarshalText(b []byte) error {
+	d, err := base64.StdEncoding.DecodeString(string(b))
+	if err != nil || len(d) != len(h) {
+		return fmt.Errorf("hash %.60q is not %d bytes in base64", b, len(h))
+	}
+	copy(h[:], d)
+	return nil
+}
+
+// String is the hash in base64.
+func (h Hash) String() string { return base64.StdEncoding.EncodeToString(h[:]) }
+
+// SignedMessage is what the signature of a tree head covers. Its first line keeps it
+// apart from anything else the same key signs (Nix fingerprints begin "1;").
+func (h Head) SignedMessage() []byte {
+	return []byte("nixpki-tlog tree head v1\n" + h.Origin + "\n" + strconv.FormatUint(h.Size, 10) + "\n" +
+		h.Root.String() + "\n" + strconv.FormatInt(h.Time.UnixNano(), 10) + "\n")
+}
+
+// Verify checks the head's signature with pub.
+func (h Head) Verify(pub ed25519.PublicKey) error {
+	if len(pub) != ed25519.PublicKeySize || len(h.Sig) != ed25519.SignatureSize || !ed25519.Verify(pub, h.SignedMessage(), h.Sig) {
+		return errors.New("tree head signature does not verify with the log's key")
+	}
+	return nil
+}
+
+func (h Head) marshal() []byte {
+	type headJSON struct {
+		Origin string `json:"origin"`
+		Size   uint64 `json:"size"`
+		Root   Hash   `json:"root"`
+		Time   string `json:"time"`
+		Sig    []byte `json:"sig"`
+	}
+	b, _ := json.Marshal(headJSON{h.Origin, h.Size, h.Root, h.Time.UTC().Format(timeLayout), h.Sig})
+	return b
+}
+
+// ParseHead reads a tree head as written in records, in the head file and by
+// nixpki log head.
+func ParseHead(b []byte) (Head, error) {
+	var j struct {
+		Origin string `json:"origin"`
+		Size   uint64 `json:"size"`
+		Root   Hash   `json:"root"`
+		Time   string `json:"time"`
+		Sig    []byte `json:"sig"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return Head{}, fmt.Errorf("not a tree head: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Head{}, errors.New("not a tree head: data after it")
+	}
+	t, err := time.Parse(timeLayout, j.Time)
+	if err != nil {
+		return Head{}, fmt.Errorf("tree head time %q: %v", j.Time, err)
+	}
+	h := Head{Origin: j.Origin, Size: j.Size, Root: j.Root, Time: t, Sig: j.Sig}
+	if !bytes.Equal(h.marshal(), b) {
+		return Head{}, errors.New("tree head is not in canonical form")
+	}
+	return h, nil
+}
+
+// MarshalJSON renders the head as in the log files.
+func (h Head) MarshalJSON() ([]byte, error) { return h.marshal(), nil }
+
+// Log is an open log, appended to by one process at a time. Methods are safe for
+// concurrent use.
+type Log struct {
+	mu     sync.Mutex
+	dir    string
+	f      *os.File
+	key    ed25519.PrivateKey
+	origin string
+	fr     frontier
+	leaves []Hash
+	head   Head
+	now    func() time.Time
+}
+
+// Create makes an empty log in dir (created 0700 if needed) named origin, with a
+// signed head of size zero. It refuses to overwrite an existing log.
+func Create(dir, origin string, key ed25519.PrivateKey) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, EntriesFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	h := sign(Head{Origin: origin, Root: emptyRoot, Time: time.Now()}, key)
+	return writeHead(dir, h, true)
+}
+
+func sign(h Head, key ed25519.PrivateKey) Head {
+	h.Time = h.Time.UTC().Truncate(time.Microsecond)
+	h.Sig = ed25519.Sign(key, h.SignedMessage())
+	return h
+}
+
+// writeHead replaces the head file atomically.
+func writeHead(dir string, h Head, durable bool) error {
+	tmp, err := os.CreateTemp(dir, ".head-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(h.marshal(), '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, HeadFile))
+}
+
+// Open verifies the log in dir with key's public half (see Verify) and opens it for
+// appending. A record cut short by a crash during its write (no final newline, beyond
+// the head file) is removed first: its Append never returned.
+func Open(dir string, key ed25519.PrivateKey) (*Log, error) {
+	pub := key.Public().(ed25519.PublicKey)
+	if err := repairTornTail(dir); err != nil {
+		return nil, err
+	}
+	v, err := Verify(dir, pub)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, EntriesFile), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, f: f, key: key, origin: v.Head.Origin, head: v.Head, now: time.Now, leaves: make([]Hash, 0, len(v.Records))}
+	for _, r := range v.Records {
+		l.fr.push(r.Leaf)
+		l.leaves = append(l.leaves, r.Leaf)
+	}
+	if len(v.Records) > 0 {
+		l.head = v.Records[len(v.Records)-1].Head
+	}
+	return l, nil
+}
+
+func repairTornTail(dir string) error {
+	p := filepath.Join(dir, EntriesFile)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
+	// Find the last newline.
+	size := fi.Size()
+	buf := make([]byte, 64<<10)
+	end := size
+	for end > 0 {
+		n := int64(len(buf))
+		if n > end {
+			n = end
+		}
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+		if size-end > MaxRecordLen {
+			break
+		}
+	}
+	if end == size {
+		return nil
+	}
+	if size-end > MaxRecordLen+1 {
+		return fmt.Errorf("tlog %s: the last %d bytes have no newline: damaged beyond a torn write", p, size-end)
+	}
+	// Only a record beyond the head file can be torn.
+	hb, err := os.ReadFile(filepath.Join(dir, HeadFile))
+	if err != nil {
+		return err
+	}
+	h, err := ParseHead(bytes.TrimSpace(hb))
+	if err != nil {
+		return fmt.Errorf("tlog %s: %w", filepath.Join(dir, HeadFile), err)
+	}
+	n, err := countLines(f, end)
+	if err != nil {
+		return err
+	}
+	if n < h.Size {
+		return nil // Verify reports the truncation
+	}
+	if err := f.Truncate(end); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func countLines(f *os.File, end int64) (uint64, error) {
+	var n uint64
+	r := bufio.NewReader(io.NewSectionReader(f, 0, end))
+	for {
+		_, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// Append adds an entry of type typ with data (marshalled to JSON) at the current
+// time, signs the new tree head and writes both as one record, fsynced before it
+// returns. It returns the entry's index and the new head.
+func (l *Log) Append(typ string, data any) (uint64, Head, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return 0, Head{}, fmt.Errorf("tlog: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now().UTC()
+	if now.Before(l.head.Time) {
+		now = l.head.Time // keep times non-decreasing across clock steps
+	}
+	eb, err := Entry{Type: typ, Time: now, Data: raw}.Marshal()
+	if err != nil {
+		return 0, Head{}, err
+	}
+	leaf := LeafHash(eb)
+	fr := frontier{n: l.fr.n, stack: append([]Hash(nil), l.fr.stack...)}
+	fr.push(leaf)
+	h := sign(Head{Origin: l.origin, Size: fr.n, Root: fr.root(), Time: now}, l.key)
+	rec := append(append(eb, '\t'), h.marshal()...)
+	rec = append(rec, '\n')
+	if len(rec) > MaxRecordLen {
+		return 0, Head{}, fmt.Errorf("tlog: record of %d bytes exceeds %d", len(rec), MaxRecordLen)
+	}
+	if _, err := l.f.Write(rec); err != nil {
+		return 0, Head{}, fmt.Errorf("tlog: appending: %w", err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return 0, Head{}, fmt.Errorf("tlog: fsync: %w", err)
+	}
+	l.fr, l.head = fr, h
+	l.leaves = append(l.leaves, leaf)
+	if err := writeHead(l.dir, h, false); err != nil {
+		return 0, Head{}, fmt.Errorf("tlog: head file: %w", err)
+	}
+	return h.Size - 1, h, nil
+}
+
+// Head returns the newest signed tree head.
+func (l *Log) Head() Head {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head
+}
+
+// InclusionProof proves entry index is in the tree of size n.
+func (l *Log) InclusionProof(index, n uint64) ([]Hash, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return InclusionProof(l.leaves, index, n)
+}
+
+// ConsistencyProof proves the tree of size m is a prefix of the tree of size n.
+func (l *Log) ConsistencyProof(m, n uint64) ([]Hash, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return ConsistencyProof(l.leaves, m, n)
+}
+
+// Close closes the file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
