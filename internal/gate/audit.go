@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -130,4 +131,32 @@ func (e AuditEvent) Describe() string {
 		fmt.Fprintf(&b, "\n    %s", e.Reason)
 	}
 	return b.String()
+}
+
+// Records reads what the gate in dir holds for verifiers, without opening it for
+// serving (no key needed; safe while `gate serve` runs): the CA certificates
+// (intermediates) and member certificates uploaded to it, and the CRLs it keeps.
+// Everything returned is self-authenticating: callers check it against their root.
+func Records(dir string) (intermediates, leaves []*x509.Certificate, crls [][]byte, err error) {
+	d, err := openDB(filepath.Join(dir, DBFile))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer d.Close()
+	ctx := context.Background()
+	cas, lvs, err := d.allCerts(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	parse := func(ders [][]byte) []*x509.Certificate {
+		var out []*x509.Certificate
+		for _, der := range ders {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	crls, err = d.allCRLs(ctx)
+	return parse(cas), parse(lvs), crls, err
 }

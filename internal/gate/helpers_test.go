@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"nixpki/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,10 +211,7 @@ func compress(t testing.TB, data []byte, compression string) []byte {
 		w.Write(data)
 		w.Close()
 	case "bzip2":
-		bz, err := exec.LookPath("bzip2")
-		if err != nil {
-			t.Skip("bzip2 not installed")
-		}
+		bz := testutil.NeedTool(t, "bzip2")
 		cmd := exec.Command(bz, "-c")
 		cmd.Stdin = bytes.NewReader(data)
 		out, err := cmd.Output()

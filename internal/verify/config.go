@@ -205,12 +205,14 @@ func LoadPolicy(cfg PolicyConfig, problem, warn func(error)) *Policy {
 		problem(e)
 	}
 	var gateRoot *x509.Certificate
+	var gl *GateLog
 	if cfg.Gate != "" {
 		g, err := OpenGate(cfg.Gate)
 		if err != nil {
 			problem(fmt.Errorf("gate %s: %w", cfg.Gate, err))
 		} else {
-			p.Gate, gateRoot = g, g.Root
+			p.Gate, gateRoot, gl = g, g.Root, g
+			chains = append(chains, g.Chains...)
 		}
 	}
 	for _, c := range chains {
@@ -248,8 +250,18 @@ func LoadPolicy(cfg PolicyConfig, problem, warn func(error)) *Policy {
 	for _, c := range chains {
 		rest = append(rest, c.Extra...)
 	}
+	if gl != nil {
+		rest = append(rest, gl.Intermediates...)
+	}
 	for _, c := range rest {
 		_ = p.Verifier.AddIntermediate(c)
+	}
+	// The gate's CRLs are revocation information like --crl's (the newest one of
+	// each issuer wins); they do not make a CRL required.
+	if gl != nil {
+		for _, der := range gl.CRLs {
+			_, _ = p.Verifier.AddCRL(der)
+		}
 	}
 	// With CRLs, an issuer whose CRL is missing or unreadable is not trusted.
 	p.Verifier.RequireCRL = len(cfg.CRLs) > 0

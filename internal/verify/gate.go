@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"nixpki/internal/gate"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 )
 
@@ -14,23 +15,37 @@ import (
 // Merkle log against the gate's public key before answering), indexed by store
 // path.
 type GateLog struct {
-	Root       *x509.Certificate // the root the gate trusts (G/root.crt)
-	admissions map[string][]Admission
+	Root *x509.Certificate // the root the gate trusts (G/root.crt)
+	// Intermediates, Chains and CRLs are what members uploaded to the gate; like
+	// --certs and --crl they count only after checks against the root.
+	Intermediates []*x509.Certificate
+	Chains        []*Chain
+	CRLs          [][]byte
+	admissions    map[string][]Admission
 }
 
-// OpenGate reads the gate in dir: its root and its admissions. internal/gate does
-// not export the certificates it holds, so the certificates themselves come from
-// --certs; the log says when a path was admitted under which of them.
+// OpenGate reads the gate in dir: its root, the certificates and CRLs it holds,
+// and its admissions (from the verified log: when a path was admitted under which
+// certificate).
 func OpenGate(dir string) (*GateLog, error) {
 	root, err := gate.ReadRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading its root: %w", err)
 	}
+	inters, leaves, crls, err := gate.Records(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading its certificates: %w", err)
+	}
 	events, _, err := gate.Audit(dir, "")
 	if err != nil {
 		return nil, err
 	}
-	g := &GateLog{Root: root, admissions: map[string][]Admission{}}
+	g := &GateLog{Root: root, Intermediates: inters, CRLs: crls, admissions: map[string][]Admission{}}
+	for _, l := range leaves {
+		if _, err := nixcert.ParseCertificate(l); err == nil {
+			g.Chains = append(g.Chains, &Chain{Leaf: l, Extra: inters, Source: "gate " + dir})
+		}
+	}
 	for _, e := range events {
 		if e.Type != "admission" {
 			continue

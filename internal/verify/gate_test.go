@@ -60,6 +60,10 @@ func TestGateAdmissions(t *testing.T) {
 
 	o = run(PolicyConfig{Gate: gdir, Certs: []string{aliceCrt}}) // the gate's root by default
 	wantCode(t, o, 0)
+	// The gate's own records supply the certificate too: no --certs needed.
+	if o := run(PolicyConfig{Gate: gdir}); o.code() != 0 {
+		t.Fatalf("--gate alone: exit %d, messages %v", o.code(), o.messages)
+	}
 	s := o.results[top].Signers
 	if len(s) != 1 || s[0].Via != "gate" || s[0].Identity != "alice" || s[0].Admitted == nil || time.Since(*s[0].Admitted) > time.Minute {
 		t.Fatalf("signers %+v", s)
@@ -67,6 +71,14 @@ func TestGateAdmissions(t *testing.T) {
 
 	crl := c.revoke(aliceSerial)
 	o = run(PolicyConfig{Gate: gdir, Root: c.root, Certs: []string{aliceCrt}, CRLs: []string{crl}})
+	wantCode(t, o, ExitUntrusted)
+	wantMessage(t, o, "alice-1: certificate "+aliceSerial+" of alice revoked at ")
+	// A CRL uploaded to the gate counts as well, without --crl.
+	req, _ = http.NewRequest("PUT", srv.URL+"/nixpki/crl", bytes.NewReader(mustRead(t, crl)))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("uploading the CRL to the gate: %v %v", resp, err)
+	}
+	o = run(PolicyConfig{Gate: gdir})
 	wantCode(t, o, ExitUntrusted)
 	wantMessage(t, o, "alice-1: certificate "+aliceSerial+" of alice revoked at ")
 
