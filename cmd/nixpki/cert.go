@@ -3,7 +3,6 @@ package main
 import (
 	"crypto"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -204,9 +203,7 @@ func newCertListCmd() *cobra.Command {
 				for _, c := range certs {
 					js = append(js, toJSON(c))
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(js)
+				return printJSON(out, js)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERIAL\tISSUER\tSUBJECT\tSANS\tNOT AFTER\tSTATUS")
@@ -258,9 +255,7 @@ func newCertShowCmd() *cobra.Command {
 				_, err := cmd.OutOrStdout().Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
 				return err
 			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(toJSON(c))
+			return printJSON(cmd.OutOrStdout(), toJSON(c))
 		},
 	}
 	cmd.Flags().StringVar(&cf.dir, "dir", "./nixpki-data", "CA data directory")

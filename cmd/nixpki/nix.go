@@ -1,12 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 	"nixpki/internal/store"
@@ -130,26 +129,6 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-// writeReplace writes data to path atomically, replacing what was there.
-func writeReplace(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
 
 // constraintFlags are the certificate's constraints as an admin gives them.
 type constraintFlags struct {
@@ -411,7 +390,7 @@ func newNixEnrollCmd() *cobra.Command {
 }
 
 func writeEnrolled(cmd *cobra.Command, got *nixcert.Enrolled, out string) error {
-	if err := writeReplace(out, got.ChainPEM(), 0o644); err != nil {
+	if err := keys.ReplaceFile(out, got.ChainPEM(), 0o644); err != nil {
 		return err
 	}
 	id := got.Identity
@@ -534,7 +513,7 @@ func newNixCRLCmd() *cobra.Command {
 				_, err := cmd.OutOrStdout().Write(data)
 				return err
 			}
-			if err := writeReplace(out, data, 0o644); err != nil {
+			if err := keys.ReplaceFile(out, data, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the Nix CRL to %s\n", out)
@@ -571,9 +550,7 @@ func newNixAttemptsCmd() *cobra.Command {
 				for _, a := range as {
 					js = append(js, attemptJSON{a.At, a.Method, a.Outcome, a.Reason, a.Subject, a.KeyName, a.KeyFingerprint, a.Remote, a.TokenID, a.SSHIdentity, strings.ToUpper(a.Serial)})
 				}
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(js)
+				return printJSON(w, js)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "AT\tMETHOD\tOUTCOME\tSUBJECT\tKEY\tSERIAL\tREASON")

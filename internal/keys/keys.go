@@ -164,13 +164,25 @@ func WritePrivateFile(path string, data []byte) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	return writeAtomic(path, data, 0o600, os.Link) // Link fails if path appeared meanwhile
+}
+
+// ReplaceFile writes data to path atomically with the given mode, replacing what was
+// there: readers see the old file or the new one, never a torn one, even after a crash.
+func ReplaceFile(path string, data []byte, mode os.FileMode) error {
+	return writeAtomic(path, data, mode, os.Rename)
+}
+
+// writeAtomic writes data to a synced temporary file beside path, then puts it in
+// place with place (os.Rename to replace, os.Link to refuse an existing file).
+func writeAtomic(path string, data []byte, mode os.FileMode, place func(from, to string) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err
 	}
@@ -185,7 +197,7 @@ func WritePrivateFile(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Link(tmp, path) // fails if path appeared meanwhile
+	return place(tmp, path)
 }
 
 // WriteEncrypted encrypts key and writes it 0600 to path.
