@@ -129,7 +129,6 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-
 // constraintFlags are the certificate's constraints as an admin gives them.
 type constraintFlags struct {
 	subject string

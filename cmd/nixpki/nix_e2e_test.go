@@ -21,53 +21,23 @@ import (
 	"nixpki/internal/testutil"
 )
 
-// nixTool runs real Nix (single-user, as root, no daemon) with a configuration and
-// cache of the test's own.
+// nixTool adapts testutil.Nix to the names gate_e2e_test.go still uses (n.env,
+// n.must); the other tests use testutil.Nix directly. Drop it once that file does.
 type nixTool struct {
+	*testutil.Nix
 	t   *testing.T
-	dir string
 	env []string
 }
 
 func newNixTool(t *testing.T) *nixTool {
 	t.Helper()
-	for _, tool := range []string{"nix", "nix-store", "nix-build"} {
-		testutil.NeedTool(t, tool)
-	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the Nix end-to-end test needs root (single-user Nix without a daemon)")
-		}
-		t.Skip("the Nix end-to-end test needs root (single-user Nix without a daemon)")
-	}
-	dir := t.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NIX_CONFIG=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "XDG_CACHE_HOME="+filepath.Join(dir, "cache-home"),
-		"NIX_CONFIG=experimental-features = nix-command\nbuild-users-group =\nsandbox = false\nsubstituters =\n")
-	return &nixTool{t: t, dir: dir, env: env}
-}
-
-func (n *nixTool) try(args ...string) (string, string, error) {
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env, cmd.Dir = n.env, n.dir
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	return out.String(), errOut.String(), err
+	n := testutil.NewNix(t)
+	return &nixTool{Nix: n, t: t, env: n.Env}
 }
 
 func (n *nixTool) must(args ...string) string {
 	n.t.Helper()
-	out, errOut, err := n.try(args...)
-	if err != nil {
-		n.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, errOut)
-	}
-	return out
+	return n.Must(args...)
 }
 
 // sh runs a command (not Nix) and fails the test if it fails.
@@ -166,7 +136,7 @@ func refusedCLI(t *testing.T, dir, want string, recorded bool, args ...string) {
 func TestNixCertificatesEndToEnd(t *testing.T) {
 	openssl := testutil.NeedTool(t, "openssl")
 	sshKeygen := testutil.NeedTool(t, "ssh-keygen")
-	n := newNixTool(t)
+	n := testutil.NewNix(t)
 	tmp := t.TempDir()
 	p := func(name string) string { return filepath.Join(tmp, name) }
 	dir := p("ca")
@@ -202,9 +172,9 @@ func TestNixCertificatesEndToEnd(t *testing.T) {
 	caURL := "https://" + httpsAddr
 
 	// Keys made by Nix.
-	n.must("nix-store", "--generate-binary-cache-key", "alice-1", p("alice.sec"), p("alice.pub"))
-	n.must("nix-store", "--generate-binary-cache-key", "alice-2", p("alice2.sec"), p("alice2.pub"))
-	n.must("nix-store", "--generate-binary-cache-key", "alice-3", p("alice3.sec"), p("alice3.pub"))
+	n.Must("nix-store", "--generate-binary-cache-key", "alice-1", p("alice.sec"), p("alice.pub"))
+	n.Must("nix-store", "--generate-binary-cache-key", "alice-2", p("alice2.sec"), p("alice2.pub"))
+	n.Must("nix-store", "--generate-binary-cache-key", "alice-3", p("alice3.sec"), p("alice3.pub"))
 	alicePub, _ := os.ReadFile(p("alice.pub"))
 
 	// Keys made by nixpki are Nix's format: Nix derives the same public key.
@@ -215,7 +185,7 @@ func TestNixCertificatesEndToEnd(t *testing.T) {
 		t.Errorf("bob.sec mode %v; files must have no trailing newline", fi.Mode().Perm())
 	}
 	cmd := exec.Command("nix", "key", "convert-secret-to-public")
-	cmd.Env, cmd.Stdin = n.env, bytes.NewReader(bobSec)
+	cmd.Env, cmd.Stdin = n.Env, bytes.NewReader(bobSec)
 	if nixPub, err := cmd.Output(); err != nil || strings.TrimSpace(string(nixPub)) != string(bobPub) || strings.TrimSpace(out) != string(bobPub) {
 		t.Fatalf("nix key convert-secret-to-public = %q (%v), bob.pub %q, printed %q", nixPub, err, bobPub, out)
 	}
@@ -289,16 +259,14 @@ func TestNixCertificatesEndToEnd(t *testing.T) {
 	// in nix store verify with the certified key trusted; one Nix makes with the
 	// same key verifies with the certificate's key in nixpki.
 	nonce := fmt.Sprint(time.Now().UnixNano())
-	expr := p("app.nix")
-	os.WriteFile(expr, []byte(fmt.Sprintf(`
+	app := n.Build(fmt.Sprintf(`
 let dep = derivation { name = "dep"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
                        builder = "/bin/sh"; args = [ "-c" "echo dep %[1]s > $out" ]; };
 in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
                 builder = "/bin/sh"; args = [ "-c" "echo ${dep} %[1]s > $out" ]; }
-`, nonce)), 0o644)
-	app := strings.TrimSpace(n.must("nix-build", "--no-out-link", expr))
+`, nonce))
 	cache := p("cache")
-	n.must("nix", "copy", "--to", "file://"+cache+"?compression=none", app)
+	n.Must("nix", "copy", "--to", "file://"+cache+"?compression=none", app)
 	aliceSec, _ := os.ReadFile(p("alice.sec"))
 	sec, err := nixkey.ParseSecretKey(aliceSec)
 	if err != nil {
@@ -327,14 +295,14 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	}
 	target := p("target-store")
 	trusted := id.Key.String()
-	n.must("nix", "copy", "--from", "file://"+cache, "--to", target, "--option", "trusted-public-keys", trusted, app)
-	n.must("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", trusted, app)
+	n.Must("nix", "copy", "--from", "file://"+cache, "--to", target, "--option", "trusted-public-keys", trusted, app)
+	n.Must("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", trusted, app)
 	other := nixkey.PublicKey{Name: "alice-1", Key: readChain(t, p("alice2.crt")).Key.Key}
-	if _, e, err := n.try("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", other.String(), app); err == nil {
+	if _, e, code := n.Run("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", other.String(), app); code == 0 {
 		t.Fatalf("nix store verify passed trusting another key:\n%s", e)
 	}
 	nixSigned := p("cache-nix-signed")
-	n.must("nix", "copy", "--to", "file://"+nixSigned+"?compression=none&secret-key="+p("alice.sec"), app)
+	n.Must("nix", "copy", "--to", "file://"+nixSigned+"?compression=none&secret-key="+p("alice.sec"), app)
 	files, _ = filepath.Glob(filepath.Join(nixSigned, "*.narinfo"))
 	for _, f := range files {
 		raw, _ := os.ReadFile(f)

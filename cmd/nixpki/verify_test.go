@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"nixpki/internal/testutil"
 )
 
 // verifyCLI runs nixpki verify and returns stdout, stderr and the exit status.
@@ -41,13 +43,13 @@ type verifyJSON struct {
 }
 
 func TestVerifyEndToEnd(t *testing.T) {
-	n := newNixTool(t)
+	n := testutil.NewNix(t)
 	tmp := t.TempDir()
 	p := func(name string) string { return filepath.Join(tmp, name) }
 	dir := p("ca")
 	run(t, false, "init", "--dir", dir, "--name", "VerifyE2E", "--dns", "ca.internal")
 	root := filepath.Join(dir, "root.crt")
-	n.must("nix-store", "--generate-binary-cache-key", "alice-1", p("alice.sec"), p("alice.pub"))
+	n.Must("nix-store", "--generate-binary-cache-key", "alice-1", p("alice.sec"), p("alice.pub"))
 	run(t, false, "nix", "certify", "--dir", dir, "--public", p("alice.pub"), "--subject", "alice", "--targets", "*", "--out", p("alice.crt"))
 	serial := readChain(t, p("alice.crt")).Serial()
 
@@ -55,12 +57,11 @@ func TestVerifyEndToEnd(t *testing.T) {
 	  builder = "/bin/sh"; args = [ "-c" "echo dep %[1]d > $out" ]; };
 	in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
 	  builder = "/bin/sh"; args = [ "-c" "mkdir $out; echo ${dep} > $out/ref; head -c 5000 /dev/urandom > $out/data" ]; }`, time.Now().UnixNano())
-	os.WriteFile(p("app.nix"), []byte(expr), 0o644)
-	app := strings.TrimSpace(n.must("nix-build", "--no-out-link", p("app.nix")))
+	app := n.Build(expr)
 	cache, store := p("cache"), p("store")
-	n.must("nix", "copy", "--to", "file://"+cache+"?compression=zstd&secret-key="+p("alice.sec"), app)
+	n.Must("nix", "copy", "--to", "file://"+cache+"?compression=zstd&secret-key="+p("alice.sec"), app)
 	alicePub, _ := os.ReadFile(p("alice.pub"))
-	n.must("nix", "copy", "--from", "file://"+cache, "--to", store, "--option", "trusted-public-keys", string(alicePub), app)
+	n.Must("nix", "copy", "--from", "file://"+cache, "--to", store, "--option", "trusted-public-keys", string(alicePub), app)
 	trust := []string{"--root", root, "--certs", p("alice.crt")}
 
 	parse := func(stdout string) map[string]verifyJSON {

@@ -16,6 +16,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/server"
+	"nixpki/internal/testutil"
 )
 
 // TestLego runs Debian's lego (the client NixOS's security.acme uses) against the
@@ -23,13 +24,7 @@ import (
 // name and an IP address, through http-01, tls-alpn-01 and dns-01 (names only: IP
 // identifiers have no dns-01).
 func TestLego(t *testing.T) {
-	legoBin, err := exec.LookPath("lego")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("lego is not installed (apt-get install lego)")
-		}
-		t.Skip("lego is not installed")
-	}
+	legoBin := testutil.NeedTool(t, "lego")
 	ctx := context.Background()
 	c, log := newTestCA(t)
 	dns := newTestDNS(t)

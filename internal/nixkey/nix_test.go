@@ -11,92 +11,26 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-)
 
-// needTool returns the path of the named binary. If it is missing the test
-// fails when CI=true and is skipped otherwise.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required (CI=true) but not found: %v", name, err)
-		}
-		t.Skipf("%s not found, skipping: %v", name, err)
-	}
-	return p
-}
+	"nixpki/internal/testutil"
+)
 
 // nixEnv runs Nix commands with an isolated configuration and cache.
 type nixEnv struct {
-	t   *testing.T
-	dir string
-	env []string
+	*testutil.Nix
+	t *testing.T
 }
 
 func newNixEnv(t *testing.T) *nixEnv {
 	t.Helper()
-	for _, tool := range []string{"nix", "nix-store", "nix-build", "nix-instantiate"} {
-		needTool(t, tool)
-	}
-	// The tests drive a single-user Nix without a daemon, which builds
-	// into the store directly and so needs root.
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the Nix cross-checks need root (single-user Nix, no daemon)")
-		}
-		t.Skip("the Nix cross-checks need root (single-user Nix, no daemon)")
-	}
-	dir := t.TempDir()
-	env := []string{}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NIX_CONFIG=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env,
-		"NIX_CONFIG=experimental-features = nix-command\n"+
-			"build-users-group =\n"+
-			"sandbox = false\n"+
-			"substituters =\n"+
-			"narinfo-cache-positive-ttl = 0\n"+
-			"narinfo-cache-negative-ttl = 0\n",
-		"XDG_CACHE_HOME="+filepath.Join(dir, "xdg-cache"),
-	)
-	return &nixEnv{t: t, dir: dir, env: env}
+	n := testutil.NewNix(t)
+	testutil.NeedTool(t, "nix-instantiate")
+	return &nixEnv{Nix: n, t: t}
 }
-
-// try runs a command and returns stdout, stderr and the error.
-func (n *nixEnv) try(stdin []byte, args ...string) (string, string, error) {
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = n.env
-	cmd.Dir = n.dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
-}
-
-// run runs a command and fails the test if it fails.
-func (n *nixEnv) run(args ...string) string {
-	n.t.Helper()
-	out, errOut, err := n.try(nil, args...)
-	if err != nil {
-		n.t.Fatalf("%s: %v\nstderr:\n%s", strings.Join(args, " "), err, errOut)
-	}
-	return out
-}
-
-// path returns the path of name inside the test's directory.
-func (n *nixEnv) path(name string) string { return filepath.Join(n.dir, name) }
 
 // nonce makes derivations unique to one test run.
 func nonce(t *testing.T) string {
@@ -107,20 +41,9 @@ func nonce(t *testing.T) string {
 	return strings.NewReplacer("/", "-").Replace(t.Name()) + "-" + hex.EncodeToString(b[:])
 }
 
-// build evaluates a Nix expression with nix-build and returns the output
-// path.
-func (n *nixEnv) build(expr string) string {
-	n.t.Helper()
-	f := n.path(fmt.Sprintf("expr-%d.nix", len(expr)))
-	if err := os.WriteFile(f, []byte(expr), 0o644); err != nil {
-		n.t.Fatal(err)
-	}
-	return strings.TrimSpace(n.run("nix-build", "--no-out-link", f))
-}
-
 // buildClosure builds "app", which refers to "dep", and returns app's path.
 func (n *nixEnv) buildClosure() string {
-	return n.build(fmt.Sprintf(`
+	return n.Build(fmt.Sprintf(`
 let dep = derivation { name = "dep"; system = builtins.currentSystem;
                        builder = "/bin/sh"; args = [ "-c" "echo dep %[1]s > $out" ]; };
 in derivation { name = "app"; system = builtins.currentSystem;
@@ -148,7 +71,7 @@ ln -s /nonexistent/target $out/dangling
 echo NONCE > $out/a.b
 echo x > $out/a-b
 `
-	return n.build(fmt.Sprintf(`
+	return n.Build(fmt.Sprintf(`
 let dep = derivation { name = "dep"; system = builtins.currentSystem;
                        builder = "/bin/sh"; args = [ "-c" "echo dep %[1]s > $out" ]; };
 in derivation { name = "tree"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
@@ -192,9 +115,9 @@ func readNarInfos(t *testing.T, cache string) map[string]*NarInfo {
 func TestNixKeyInterop(t *testing.T) {
 	n := newNixEnv(t)
 	// Nix-generated keys parse and re-render byte for byte.
-	n.run("nix-store", "--generate-binary-cache-key", "nix-made-1", n.path("nix.sec"), n.path("nix.pub"))
-	secText, _ := os.ReadFile(n.path("nix.sec"))
-	pubText, _ := os.ReadFile(n.path("nix.pub"))
+	n.Must("nix-store", "--generate-binary-cache-key", "nix-made-1", n.Path("nix.sec"), n.Path("nix.pub"))
+	secText, _ := os.ReadFile(n.Path("nix.sec"))
+	pubText, _ := os.ReadFile(n.Path("nix.pub"))
 	sec, err := ParseSecretKey(secText)
 	if err != nil {
 		t.Fatalf("ParseSecretKey(Nix's key): %v", err)
@@ -209,7 +132,7 @@ func TestNixKeyInterop(t *testing.T) {
 	if !sec.Public().Equal(pub) {
 		t.Errorf("Public() of Nix's secret key = %v, want %v", sec.Public(), pub)
 	}
-	if fi, err := os.Stat(n.path("nix.sec")); err == nil && fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(n.Path("nix.sec")); err == nil && fi.Mode().Perm() != 0o600 {
 		t.Logf("note: Nix wrote the secret key with mode %v", fi.Mode().Perm())
 	}
 
@@ -219,9 +142,9 @@ func TestNixKeyInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	secBytes, _ := ours.MarshalText()
-	out, errOut, err := n.try(secBytes, "nix", "key", "convert-secret-to-public")
-	if err != nil {
-		t.Fatalf("nix key convert-secret-to-public: %v\n%s", err, errOut)
+	out, errOut, code := n.RunInput(secBytes, "nix", "key", "convert-secret-to-public")
+	if code != 0 {
+		t.Fatalf("nix key convert-secret-to-public: exit %d\n%s", code, errOut)
 	}
 	if strings.TrimSpace(out) != ours.Public().String() {
 		t.Errorf("Nix derives public key %q from our secret key, we derive %q", out, ours.Public())
@@ -234,8 +157,8 @@ func TestNixKeyInterop(t *testing.T) {
 func TestNixAcceptsOurSignatures(t *testing.T) {
 	n := newNixEnv(t)
 	out := n.buildClosure()
-	cache := n.path("cache")
-	n.run("nix", "copy", "--to", "file://"+cache+"?compression=none", out)
+	cache := n.Path("cache")
+	n.Must("nix", "copy", "--to", "file://"+cache+"?compression=none", out)
 	infos := readNarInfos(t, cache)
 	if len(infos) != 2 {
 		t.Fatalf("expected 2 narinfos (app and dep), got %d", len(infos))
@@ -248,10 +171,10 @@ func TestNixAcceptsOurSignatures(t *testing.T) {
 	trusted := key.Public().String()
 
 	// Without signatures Nix refuses the closure.
-	_, errOut, err := n.try(nil, "nix", "copy", "--from", "file://"+cache, "--to", n.path("unsigned-store"),
+	_, errOut, code := n.Run("nix", "copy", "--from", "file://"+cache, "--to", n.Path("unsigned-store"),
 		"--option", "trusted-public-keys", trusted, out)
-	if err == nil || !strings.Contains(errOut, "lacks a valid signature") {
-		t.Fatalf("nix copy of unsigned paths: err=%v, stderr:\n%s", err, errOut)
+	if code == 0 || !strings.Contains(errOut, "lacks a valid signature") {
+		t.Fatalf("nix copy of unsigned paths: exit %d, stderr:\n%s", code, errOut)
 	}
 
 	for sp, ni := range infos {
@@ -271,18 +194,18 @@ func TestNixAcceptsOurSignatures(t *testing.T) {
 
 	// A store trusting another key still refuses.
 	other, _ := GenerateKey("nixpki-test-1") // same name, different key
-	_, errOut, err = n.try(nil, "nix", "copy", "--from", "file://"+cache, "--to", n.path("other-store"),
+	_, errOut, code = n.Run("nix", "copy", "--from", "file://"+cache, "--to", n.Path("other-store"),
 		"--option", "trusted-public-keys", other.Public().String(), out)
-	if err == nil || !strings.Contains(errOut, "lacks a valid signature") {
-		t.Fatalf("nix copy trusting an unrelated key: err=%v, stderr:\n%s", err, errOut)
+	if code == 0 || !strings.Contains(errOut, "lacks a valid signature") {
+		t.Fatalf("nix copy trusting an unrelated key: exit %d, stderr:\n%s", code, errOut)
 	}
 
 	// A store trusting our key accepts.
-	target := n.path("target")
-	n.run("nix", "copy", "--from", "file://"+cache, "--to", target, "--option", "trusted-public-keys", trusted, out)
-	n.run("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1",
+	target := n.Path("target")
+	n.Must("nix", "copy", "--from", "file://"+cache, "--to", target, "--option", "trusted-public-keys", trusted, out)
+	n.Must("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1",
 		"--option", "trusted-public-keys", trusted, out)
-	sigs := n.run("nix", "path-info", "--store", target, "--sigs", "-r", out)
+	sigs := n.Must("nix", "path-info", "--store", target, "--sigs", "-r", out)
 	if strings.Count(sigs, key.Name+":") != 2 {
 		t.Errorf("nix path-info --sigs in the target store:\n%s", sigs)
 	}
@@ -293,24 +216,24 @@ func TestNixAcceptsOurSignatures(t *testing.T) {
 func TestNixSignaturesVerifyWithUs(t *testing.T) {
 	n := newNixEnv(t)
 	out := n.buildClosure()
-	n.run("nix-store", "--generate-binary-cache-key", "nix-signer-1", n.path("nix.sec"), n.path("nix.pub"))
-	pubText, _ := os.ReadFile(n.path("nix.pub"))
+	n.Must("nix-store", "--generate-binary-cache-key", "nix-signer-1", n.Path("nix.sec"), n.Path("nix.pub"))
+	pubText, _ := os.ReadFile(n.Path("nix.pub"))
 	nixPub, err := ParsePublicKey(pubText)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ours, _ := GenerateKey("go-signer-1")
 	ourSec, _ := ours.MarshalText()
-	if err := os.WriteFile(n.path("go.sec"), ourSec, 0o600); err != nil {
+	if err := os.WriteFile(n.Path("go.sec"), ourSec, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
 	for _, c := range []struct {
 		sec string
 		pub PublicKey
-	}{{n.path("nix.sec"), nixPub}, {n.path("go.sec"), ours.Public()}} {
-		cache := n.path("cache-" + c.pub.Name)
-		n.run("nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+c.sec, out)
+	}{{n.Path("nix.sec"), nixPub}, {n.Path("go.sec"), ours.Public()}} {
+		cache := n.Path("cache-" + c.pub.Name)
+		n.Must("nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+c.sec, out)
 		for sp, ni := range readNarInfos(t, cache) {
 			fp, err := ni.Fingerprint()
 			if err != nil {
@@ -339,7 +262,7 @@ func TestNixSignaturesVerifyWithUs(t *testing.T) {
 			}
 		}
 		// Nix itself accepts our key's signatures.
-		n.run("nix", "copy", "--from", "file://"+cache, "--to", n.path("target-"+c.pub.Name),
+		n.Must("nix", "copy", "--from", "file://"+cache, "--to", n.Path("target-"+c.pub.Name),
 			"--option", "trusted-public-keys", c.pub.String(), out)
 	}
 }
@@ -352,7 +275,7 @@ func TestNixDumpPath(t *testing.T) {
 
 	// A tree made outside the store, with names that sort differently in
 	// other collations.
-	local := n.path("local")
+	local := n.Path("local")
 	for _, d := range []string{"Z", "a/x y", "ü", "a/.hidden"} {
 		if err := os.MkdirAll(filepath.Join(local, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -370,7 +293,7 @@ func TestNixDumpPath(t *testing.T) {
 	symlinkRoot := filepath.Join(local, "Z/to-u")
 
 	for _, p := range []string{tree, local, singleFile, symlinkRoot, filepath.Join(tree, "run.sh")} {
-		nixNAR := []byte(n.run("nix-store", "--dump", p))
+		nixNAR := []byte(n.Must("nix-store", "--dump", p))
 		var ours bytes.Buffer
 		if err := DumpPath(&ours, p); err != nil {
 			t.Fatalf("DumpPath(%s): %v", p, err)
@@ -384,7 +307,7 @@ func TestNixDumpPath(t *testing.T) {
 		if err != nil || size != uint64(len(nixNAR)) {
 			t.Fatalf("HashPath(%s) = %d bytes, %v", p, size, err)
 		}
-		nixHash := strings.TrimSpace(n.run("nix", "hash", "path", "--base32", p))
+		nixHash := strings.TrimSpace(n.Must("nix", "hash", "path", "--base32", p))
 		if "sha256:"+nixHash != FormatSHA256(sum) {
 			t.Errorf("nix hash path %s = %s, HashPath = %s", p, nixHash, FormatSHA256(sum))
 		}
@@ -405,7 +328,7 @@ func TestNixDumpPath(t *testing.T) {
 		NarHash string `json:"narHash"`
 		NarSize uint64 `json:"narSize"`
 	}
-	if err := json.Unmarshal([]byte(n.run("nix", "path-info", "--json", tree)), &infos); err != nil || len(infos) != 1 {
+	if err := json.Unmarshal([]byte(n.Must("nix", "path-info", "--json", tree)), &infos); err != nil || len(infos) != 1 {
 		t.Fatalf("nix path-info --json: %v", err)
 	}
 	h, err := ParseSHA256(infos[0].NarHash)
@@ -461,7 +384,7 @@ func TestNixHashNotations(t *testing.T) {
 	rand.Read(h[:])
 	b16 := hex.EncodeToString(h[:])
 	for _, conv := range []string{"to-base16", "to-base32", "to-base64", "to-sri"} {
-		s := strings.TrimSpace(n.run("nix", "hash", conv, "--type", "sha256", b16))
+		s := strings.TrimSpace(n.Must("nix", "hash", conv, "--type", "sha256", b16))
 		if conv != "to-sri" {
 			s = "sha256:" + s
 		}
@@ -484,27 +407,27 @@ func TestNixHashNotations(t *testing.T) {
 // references).
 func TestNixContentAddressed(t *testing.T) {
 	n := newNixEnv(t)
-	file := n.path("file.txt")
+	file := n.Path("file.txt")
 	if err := os.WriteFile(file, []byte(nonce(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	paths := []string{
-		strings.TrimSpace(n.run("nix-store", "--add", file)),
-		strings.TrimSpace(n.run("nix-store", "--add-fixed", "sha256", file)),
-		strings.TrimSpace(n.run("nix-store", "--add-fixed", "--recursive", "sha1", file)),
+		strings.TrimSpace(n.Must("nix-store", "--add", file)),
+		strings.TrimSpace(n.Must("nix-store", "--add-fixed", "sha256", file)),
+		strings.TrimSpace(n.Must("nix-store", "--add-fixed", "--recursive", "sha1", file)),
 	}
-	expr := n.path("drv.nix")
+	expr := n.Path("drv.nix")
 	os.WriteFile(expr, []byte(fmt.Sprintf(`
 let dep = derivation { name = "dep"; system = builtins.currentSystem;
                        builder = "/bin/sh"; args = [ "-c" "echo %s > $out" ]; };
 in derivation { name = "app"; system = builtins.currentSystem;
                 builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, nonce(t))), 0o644)
-	drv := strings.TrimSpace(n.run("nix-instantiate", expr))
+	drv := strings.TrimSpace(n.Must("nix-instantiate", expr))
 
-	cache := n.path("cache")
-	n.run(append([]string{"nix", "copy", "--to", "file://" + cache + "?compression=none"}, paths...)...)
+	cache := n.Path("cache")
+	n.Must(append([]string{"nix", "copy", "--to", "file://" + cache + "?compression=none"}, paths...)...)
 	// Without --derivation, nix copy would build and copy the outputs.
-	n.run("nix", "copy", "--derivation", "--to", "file://"+cache+"?compression=none", drv)
+	n.Must("nix", "copy", "--derivation", "--to", "file://"+cache+"?compression=none", drv)
 	infos := readNarInfos(t, cache)
 	wantCA := map[string]string{paths[0]: "fixed:r:sha256:", paths[1]: "fixed:sha256:", paths[2]: "fixed:r:sha1:", drv: "text:sha256:"}
 	for p, prefix := range wantCA {

@@ -45,7 +45,7 @@ func TestGateAdmissions(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("uploading alice's certificate: %d %s", resp.StatusCode, body)
 	}
-	n.must("nix", "copy", "--to", srv.URL+"?compression=zstd&secret-key="+aliceSec, top)
+	n.Must("nix", "copy", "--to", srv.URL+"?compression=zstd&secret-key="+aliceSec, top)
 	_, root := n.signedStores(top, aliceSec, alicePub)
 	st := openLocal(t, root)
 

@@ -4,16 +4,13 @@ package verify
 // real nixpki CA. Without Nix they are skipped, unless CI=true.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,66 +28,18 @@ func init() { keys.UseFastKDFForTesting() }
 
 // nixT runs Nix commands with a configuration and narinfo cache of the test's own.
 type nixT struct {
-	t   *testing.T
-	dir string
-	env []string
+	*testutil.Nix
+	t *testing.T
 }
 
 func newNixT(t *testing.T) *nixT {
 	t.Helper()
-	for _, tool := range []string{"nix", "nix-store", "nix-build"} {
-		testutil.NeedTool(t, tool)
-	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the Nix tests need root (single-user Nix, no daemon)")
-		}
-		t.Skip("the Nix tests need root (single-user Nix, no daemon)")
-	}
-	dir := t.TempDir()
-	env := []string{"XDG_CACHE_HOME=" + filepath.Join(dir, "xdg"),
-		"NIX_CONFIG=experimental-features = nix-command\nbuild-users-group =\nsandbox = false\nsubstituters =\n" +
-			"narinfo-cache-positive-ttl = 0\nnarinfo-cache-negative-ttl = 0\n"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NIX_CONFIG=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
-			env = append(env, kv)
-		}
-	}
-	return &nixT{t: t, dir: dir, env: env}
+	return &nixT{Nix: testutil.NewNix(t), t: t}
 }
-
-// exec runs a command and returns its stdout, stderr and exit status.
-func (n *nixT) exec(args ...string) (string, string, int) {
-	n.t.Helper()
-	c := exec.Command(args[0], args[1:]...)
-	c.Env, c.Dir = n.env, n.dir
-	var out, errOut bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errOut
-	err := c.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return out.String(), errOut.String(), ee.ExitCode()
-	}
-	if err != nil {
-		n.t.Fatalf("%s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), errOut.String(), 0
-}
-
-func (n *nixT) must(args ...string) string {
-	n.t.Helper()
-	out, errOut, code := n.exec(args...)
-	if code != 0 {
-		n.t.Fatalf("%s: exit %d\n%s", strings.Join(args, " "), code, errOut)
-	}
-	return out
-}
-
-func (n *nixT) path(name string) string { return filepath.Join(n.dir, name) }
 
 func (n *nixT) write(name, data string, mode os.FileMode) string {
 	n.t.Helper()
-	p := n.path(name)
+	p := n.Path(name)
 	if err := os.WriteFile(p, []byte(data), mode); err != nil {
 		n.t.Fatal(err)
 	}
@@ -119,8 +68,7 @@ let mk = name: script: derivation { inherit name; system = builtins.currentSyste
     app = mk "app" "echo ${dep} ${tree} > $out";
 in mk "top" "echo ${app} > $out"
 `, nonce)
-	f := n.write("closure-"+nonce+".nix", expr, 0o644)
-	return strings.TrimSpace(n.must("nix-build", "--no-out-link", f))
+	return n.Build(expr)
 }
 
 // closurePaths lists a path's closure in a store ("" for the default one).
@@ -130,7 +78,7 @@ func (n *nixT) closurePaths(store, p string) []string {
 	if store != "" {
 		args = []string{"nix-store", "--store", store, "-qR", p}
 	}
-	return strings.Fields(n.must(args...))
+	return strings.Fields(n.Must(args...))
 }
 
 // key makes a Nix signing key and writes NAME.sec and NAME.pub.
@@ -151,13 +99,13 @@ func (n *nixT) key(name string) (nixkey.SecretKey, string, string) {
 // cache directory and the chroot store's root.
 func (n *nixT) signedStores(p, sec, pub string) (cacheDir, root string) {
 	n.t.Helper()
-	cacheDir, root = n.path("cache-"+filepath.Base(sec)), n.path("store-"+filepath.Base(sec))
-	n.must("nix", "copy", "--to", "file://"+cacheDir+"?compression=none&secret-key="+sec, p)
+	cacheDir, root = n.Path("cache-"+filepath.Base(sec)), n.Path("store-"+filepath.Base(sec))
+	n.Must("nix", "copy", "--to", "file://"+cacheDir+"?compression=none&secret-key="+sec, p)
 	pubText, err := os.ReadFile(pub)
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.must("nix", "copy", "--from", "file://"+cacheDir, "--to", root, "--option", "trusted-public-keys", string(pubText), p)
+	n.Must("nix", "copy", "--from", "file://"+cacheDir, "--to", root, "--option", "trusted-public-keys", string(pubText), p)
 	return cacheDir, root
 }
 

@@ -70,7 +70,7 @@ func (n *nixT) nixVerify(store string, trusted []string, extra ...string) int {
 	if store != "" {
 		args = append(args, "--store", store)
 	}
-	_, _, code := n.exec(append(args, extra...)...)
+	_, _, code := n.Run(append(args, extra...)...)
 	return code
 }
 
@@ -146,7 +146,7 @@ func TestLocalStore(t *testing.T) {
 			t.Fatalf("nix store verify says %d", code)
 		}
 		// The same through a symlink to the path and with the real location.
-		link := filepath.Join(n.dir, "result")
+		link := filepath.Join(n.Dir, "result")
 		os.Symlink(root+top, link)
 		wantCode(t, run(certified, 1, link, root+top+"/"), 0)
 	})
@@ -167,7 +167,7 @@ func TestLocalStore(t *testing.T) {
 		// A second key of alice's adds a signature but not an identity.
 		_, alice2Sec, alice2Pub := n.key("alice-2")
 		alice2Crt, _ := c.certify(alice2Pub, "alice", "any", 0)
-		n.must("nix", "store", "sign", "--store", root, "-k", alice2Sec, "-r", top)
+		n.Must("nix", "store", "sign", "--store", root, "-k", alice2Sec, "-r", top)
 		p := policy(t, PolicyConfig{Root: c.root, Certs: []string{aliceCrt, alice2Crt}})
 		o := run(p, 2, top)
 		wantCode(t, o, ExitUntrusted)
@@ -178,7 +178,7 @@ func TestLocalStore(t *testing.T) {
 		// Bob's signature is a second identity.
 		_, bobSec, bobPub := n.key("bob-1")
 		bobCrt, _ := c.certify(bobPub, "bob", "any", 0)
-		n.must("nix", "store", "sign", "--store", root, "-k", bobSec, "-r", top)
+		n.Must("nix", "store", "sign", "--store", root, "-k", bobSec, "-r", top)
 		p = policy(t, PolicyConfig{Root: c.root, Certs: []string{filepath.Dir(aliceCrt)}}) // a directory of chains
 		if p.Certificates() != 3 || p.certs["bob-1"] == nil {
 			t.Fatalf("loaded %d certificates from %s", p.Certificates(), filepath.Dir(bobCrt))
@@ -291,8 +291,8 @@ func TestBinaryCache(t *testing.T) {
 	})
 	for _, comp := range []string{"xz", "zstd", "bzip2"} {
 		t.Run(comp, func(t *testing.T) {
-			dir := n.path("cache-" + comp)
-			n.must("nix", "copy", "--to", "file://"+dir+"?compression="+comp+"&secret-key="+aliceSec, top)
+			dir := n.Path("cache-" + comp)
+			n.Must("nix", "copy", "--to", "file://"+dir+"?compression="+comp+"&secret-key="+aliceSec, top)
 			check(t, "file://"+dir, Options{}, 0)
 		})
 	}
@@ -414,15 +414,15 @@ func mustRead(t *testing.T, name string) []byte {
 func TestDefaultStore(t *testing.T) {
 	n := newNixT(t)
 	top := n.buildClosure()
-	drv := strings.TrimSpace(n.must("nix-store", "-q", "--deriver", top))
+	drv := strings.TrimSpace(n.Must("nix-store", "-q", "--deriver", top))
 	file := n.write("ca-file", "content-addressed "+top+"\n", 0o644)
-	os.MkdirAll(n.path("ca-dir/sub"), 0o755)
-	os.WriteFile(n.path("ca-dir/sub/x"), []byte(top), 0o755)
+	os.MkdirAll(n.Path("ca-dir/sub"), 0o755)
+	os.WriteFile(n.Path("ca-dir/sub/x"), []byte(top), 0o755)
 	caPaths := []string{
 		drv, // text:sha256
-		strings.TrimSpace(n.must("nix-store", "--add", file)),                                            // fixed:r:sha256
-		strings.TrimSpace(n.must("nix-store", "--add-fixed", "sha1", file)),                              // fixed:sha1
-		strings.TrimSpace(n.must("nix-store", "--add-fixed", "--recursive", "sha512", n.path("ca-dir"))), // fixed:r:sha512
+		strings.TrimSpace(n.Must("nix-store", "--add", file)),                                            // fixed:r:sha256
+		strings.TrimSpace(n.Must("nix-store", "--add-fixed", "sha1", file)),                              // fixed:sha1
+		strings.TrimSpace(n.Must("nix-store", "--add-fixed", "--recursive", "sha512", n.Path("ca-dir"))), // fixed:r:sha512
 	}
 	st := openLocal(t, "/")
 	all := append([]string{top}, caPaths...)
@@ -457,8 +457,8 @@ func TestDefaultStore(t *testing.T) {
 	// A flat content-addressed path whose file and recorded NAR hash were both
 	// changed (as by someone with write access to the store and its database) no
 	// longer matches its content address.
-	root := n.path("castore")
-	n.must("nix", "copy", "--no-check-sigs", "--to", root, caPaths[2], caPaths[3])
+	root := n.Path("castore")
+	n.Must("nix", "copy", "--no-check-sigs", "--to", root, caPaths[2], caPaths[3])
 	for _, p := range caPaths[2:] {
 		fsPath := filepath.Join(root, p)
 		if p == caPaths[3] {
