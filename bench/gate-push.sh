@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark the gate (issue 5): push a closure of PATHS paths × SIZE_MIB MiB of random
-# bytes through `nixpki nix push` (nix copy to the gate over HTTP on loopback, zstd,
-# signed in the client; the gate decompresses, hashes, checks and fsyncs every NAR and
-# logs every admission) against `nix copy --to 'file://…?compression=zstd'` of the
-# same closure, alternating, ROUNDS times each, in one run. A third column times
-# `nix copy --to http://…` to bench/gate-push-null, a cache that discards everything:
-# what Nix's HTTP upload costs by itself. Then the gate's peak RSS (VmHWM from
+# bytes through `nixpki nix push` (its own uploader: NARs dumped from the store, zstd,
+# signed in the client, several uploads in flight, over HTTP on loopback; the gate
+# decompresses, hashes, checks and fsyncs every NAR and logs every admission) against
+# `nix copy --to 'file://…?compression=zstd'` of the same closure, alternating, ROUNDS
+# times each, in one run. A third column times `nix copy --to http://…` to
+# bench/gate-push-null, a cache that discards everything: what Nix's HTTP upload costs
+# by itself. Then the gate's peak RSS (VmHWM from
 # /proc/PID/status) while it takes one BIG_MIB MiB NAR.
 #
 # Needs root and Debian's nix-bin (single-user Nix, no daemon), like the tests.
 #
 #   bash bench/gate-push.sh                   # PATHS=200 SIZE_MIB=1 ROUNDS=3 BIG_MIB=1024
 #   PATHS=400 ROUNDS=5 bash bench/gate-push.sh
+#   PUSH_FLAGS=--via-nix-copy bash bench/gate-push.sh   # the gate behind nix copy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATHS=${PATHS:-200}
@@ -86,7 +88,7 @@ stop_gate() {
 }
 push() { # DIR PATH
 	"$N" nix push --gate "http://127.0.0.1:$PORT" --cert "$work/bench.crt" --secret "$work/bench.sec" \
-		--crl "$work/nix.crl" --compression zstd "$2" 2>"$1.push"
+		--crl "$work/nix.crl" --compression zstd ${PUSH_FLAGS:-} "$2" 2>"$1.push"
 }
 
 echo "| round | file:// zstd (s) | http:// to a discarding server (s) | gate push (s) | gate / file:// | gate / discarding server |"

@@ -53,6 +53,7 @@ type Gate struct {
 	inflight atomic.Int64 // bytes of NAR uploads in progress
 	// narDirDirty: a NAR was renamed into G/nar since the directory was last synced.
 	narDirDirty atomic.Bool
+	narDirSync  groupSync
 }
 
 // Open loads the gate in dir: configuration, key (passwordFile overrides the
@@ -207,7 +208,13 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 	if err := os.Rename(f.Name(), dst); err != nil {
 		return "", err
 	}
-	g.narDirDirty.Store(true) // synced before the next admission (syncNARDir)
+	// The rename is made durable before the NAR's row exists and before the upload is
+	// answered; concurrent uploads share one fsync of G/nar (group commit), which
+	// keeps directory syncs off the admissions' serial path.
+	if err := g.narDirSync.sync(func() error { return syncDir(filepath.Join(g.Dir, NARDir)) }); err != nil {
+		g.narDirDirty.Store(true) // retried before the next admission (syncNARDir)
+		return "", err
+	}
 	rec := narRec{URL: u, Compression: compression, FileHash: res.FileHash, FileSize: res.FileSize, NarHash: res.NarHash, NarSize: res.NarSize, ReceivedAt: g.Now()}
 	if err := g.db.insertNAR(ctx, rec); err != nil {
 		return "", err
@@ -225,6 +232,45 @@ func (g *Gate) syncNARDir() error {
 	if err := syncDir(filepath.Join(g.Dir, NARDir)); err != nil {
 		g.narDirDirty.Store(true)
 		return err
+	}
+	return nil
+}
+
+// groupSync runs an fsync on behalf of every caller that asked before it started:
+// a caller whose change is made waits for the next sync to start and finish, and
+// callers arriving while one runs share the following one.
+type groupSync struct {
+	mu            sync.Mutex
+	cond          *sync.Cond
+	running       bool
+	asked, synced uint64 // generations: asked by callers, covered by a finished sync
+	err           error
+}
+
+func (s *groupSync) sync(f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cond == nil {
+		s.cond = sync.NewCond(&s.mu)
+	}
+	s.asked++
+	mine := s.asked
+	for s.synced < mine {
+		if s.running {
+			s.cond.Wait()
+			continue
+		}
+		s.running = true
+		covers := s.asked
+		s.mu.Unlock()
+		err := f()
+		s.mu.Lock()
+		s.running = false
+		s.cond.Broadcast()
+		if err != nil {
+			return err // the others retry with a sync of their own
+		}
+		s.synced = covers
 	}
 	return nil
 }
