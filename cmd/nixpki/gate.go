@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -107,9 +106,7 @@ func newGatePendingCmd() *cobra.Command {
 				for _, r := range recs {
 					items = append(items, item{r.StorePath, r.FirstSeen.UTC(), r.Signers, r.Needed, r.Reason})
 				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(items)
+				return printJSON(cmd.OutOrStdout(), items)
 			}
 			if len(recs) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "No pending paths.")

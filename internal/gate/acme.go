@@ -275,32 +275,8 @@ func (a *acmeCerts) store(c *tls.Certificate, key crypto.Signer) error {
 		}
 		certs = append(certs, x)
 	}
-	if err := replaceFile(filepath.Join(dir, "cert.key"), keyPEM, 0o600); err != nil {
+	if err := keys.ReplaceFile(filepath.Join(dir, "cert.key"), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return replaceFile(filepath.Join(dir, "cert.pem"), ca.ChainPEM(certs...), 0o644)
-}
-
-func replaceFile(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return keys.ReplaceFile(filepath.Join(dir, "cert.pem"), ca.ChainPEM(certs...), 0o644)
 }

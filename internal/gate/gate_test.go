@@ -409,7 +409,7 @@ func TestConfigStrict(t *testing.T) {
 // Memory does not grow with the NAR: a 256 MiB NAR streams through receiveNAR.
 func TestReceiveNARStreams(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short")
+		t.Skip("skipped under -short (CI runs it)")
 	}
 	const size = 256 << 20
 	pr, pw := io.Pipe()
