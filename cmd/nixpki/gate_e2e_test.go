@@ -362,15 +362,34 @@ func TestGateEndToEnd(t *testing.T) {
 	r.mustNotTarget(sudo)
 	pending := run(t, false, "gate", "pending", "--dir", r.gateDir)
 	wantIn(t, "gate pending", pending, sudo, "1 of 2 (alice)")
-	out, err = r.push("alice-2", nil, sudo)
+	out, err = r.push("alice-2", []string{"--via-nix-copy"}, sudo)
 	if err == nil {
 		t.Fatal("a second key of the same subject completed a two-identity threshold")
 	}
-	wantIn(t, "same subject", out, "has 1 of 2 signatures")
+	wantIn(t, "same subject", out, "has 1 of 2 signatures", "signed again 1 paths the gate served already")
+	// The threshold covers the closure: bob signing only the top path (plain nix copy
+	// skips the dependency the gate serves) leaves it pending, waiting for the
+	// dependency alice alone signed.
+	if status, body := r.put("/nixpki/certs", mustRead(t, r.p("bob-1.crt"))); status != 200 {
+		t.Fatalf("bob's certificate: %d %s", status, body)
+	}
+	out, err = r.rawCopy("bob-1", sudo)
+	if err == nil {
+		t.Fatal("a *-sudo-* path was admitted over a dependency signed by one identity")
+	}
+	wantIn(t, "threshold over the closure", out, "pending "+sudo, "waiting for its references "+filepath.Base(sudoDep)+" (admitted with 1 of the 2")
+	if r.narinfoStatus(sudo) != 404 {
+		t.Error("sudo served over a dependency with one signer")
+	}
+	// bob's nixpki nix push signs the whole closure again, dependency included.
 	if out, err := r.push("bob-1", crl, sudo); err != nil {
 		t.Fatalf("bob's push of the pending path: %v\n%s", err, out)
+	} else {
+		wantIn(t, "bob's push", out, "2 of 2 paths admitted", "1 already served by the gate (narinfo signed again")
 	}
 	r.mustTarget(sudo)
+	sigs, _, _ = r.exec(r.env(), "nix", "path-info", "--sigs", "--store", r.lastTarget, sudoDep)
+	wantIn(t, "signatures of the dependency in the target", sigs, "alice-1:", "bob-1:", "host-a-gate-1:")
 	if p := run(t, false, "gate", "pending", "--dir", r.gateDir); !strings.Contains(p, "No pending paths") {
 		t.Errorf("still pending after the second identity:\n%s", p)
 	}

@@ -49,7 +49,10 @@ the closure of PATHs: for each path the gate does not serve yet, the NAR (serial
 as nix-store --dump does, compressed) and a narinfo signed with your key, several
 uploads at a time, a path's narinfo after its references' (as nix copy --to
 'URL?secret-key=S&compression=C' would, which --via-nix-copy runs instead; bzip2 always
-goes through nix copy); then asks the gate which paths it admitted. It fails if a
+goes through nix copy). For each path the gate serves already, it sends the narinfo
+again signed with your key (no NAR), so that your signature is recorded on the whole
+closure: a path needing k signatures needs k signers on every path of its closure.
+Then it asks the gate which paths it admitted. It fails if a
 path was rejected or waits as pending (for another member's signature, say).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return f.run(cmd, args) },
@@ -142,11 +145,18 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 	var storePaths []string
 	var copyErr error
 	if f.viaNixCopy || f.compression == "bzip2" || f.jobs < 1 {
-		closure, err := nixOutput(ctx, f.caFile, append([]string{"path-info", "-r"}, paths...)...)
+		infos, err := closureInfo(ctx, f.caFile, paths)
 		if err != nil {
 			return err
 		}
-		storePaths = strings.Fields(closure)
+		for _, in := range infos {
+			storePaths = append(storePaths, in.Path)
+		}
+		// nix copy skips the paths the gate serves; they are signed again afterwards.
+		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: f.compression, say: say, resignOnly: true}
+		if err := up.queryServed(ctx, infos); err != nil {
+			return err
+		}
 		say("pushing the closure of %s with nix copy: %d paths, compression %s", strings.Join(paths, " "), len(storePaths), f.compression)
 		abs, err := filepath.Abs(f.secret)
 		if err != nil {
@@ -158,6 +168,9 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 			"--option", "narinfo-cache-negative-ttl", "0", "--option", "narinfo-cache-positive-ttl", "0"}, paths...)
 		if err := nixRun(ctx, f.caFile, stderr, copyArgs...); err != nil {
 			copyErr = fmt.Errorf("nix copy failed: %w", err)
+		}
+		if len(up.admitted) > 0 {
+			copyErr = errors.Join(copyErr, up.push(ctx, infos, max(f.jobs, 1)))
 		}
 	} else {
 		infos, err := closureInfo(ctx, f.caFile, paths)
@@ -382,6 +395,7 @@ type uploader struct {
 	compression string
 	say         func(format string, args ...any)
 	admitted    map[string]bool // paths the gate served when the push began
+	resignOnly  bool            // only sign again the admitted paths (after nix copy)
 
 	mu                          sync.Mutex
 	uploaded, present, narsHeld int
@@ -466,8 +480,8 @@ type worker struct {
 	zw  *zstd.Encoder
 }
 
-func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
-	// One status query says which paths the gate serves already.
+// queryServed asks the gate, in one status query, which paths it serves already.
+func (u *uploader) queryServed(ctx context.Context, infos []pathInfo) error {
 	var list strings.Builder
 	for _, in := range infos {
 		list.WriteString(in.Path + "\n")
@@ -487,6 +501,15 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	for _, l := range strings.Split(body, "\n") {
 		if p, ok := strings.CutPrefix(l, "admitted "); ok {
 			u.admitted[p] = true
+		}
+	}
+	return nil
+}
+
+func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
+	if u.admitted == nil {
+		if err := u.queryServed(ctx, infos); err != nil {
+			return err
 		}
 	}
 	done := make(map[string]chan struct{}, len(infos))
@@ -528,12 +551,17 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	}
 	close(next)
 	wg.Wait()
+	if u.resignOnly {
+		u.say("signed again %d paths the gate served already (narinfo only)", u.present)
+	}
 	held := ""
 	if u.narsHeld > 0 {
 		held = fmt.Sprintf("; %d NARs the gate held already", u.narsHeld)
 	}
-	u.say("uploaded %d paths (%.1f MiB of %s NARs%s), %d already served by the gate, %d answered otherwise than admitted",
-		u.uploaded, float64(u.fileBytes)/(1<<20), u.compression, held, u.present, u.refused)
+	if !u.resignOnly {
+		u.say("uploaded %d paths (%.1f MiB of %s NARs%s), %d already served by the gate (narinfo signed again, no NAR sent), %d answered otherwise than admitted",
+			u.uploaded, float64(u.fileBytes)/(1<<20), u.compression, held, u.present, u.refused)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("uploading %d paths failed: %w", len(errs), errors.Join(errs...))
 	}
@@ -544,13 +572,10 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 // only for a failure to talk to the gate or to read the store (the gate's verdicts
 // are reported by the status query).
 func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map[string]chan struct{}) error {
-	hashPart := nixkey.HashPart(in.Path)
-	// A path the gate serves needs nothing; a pending or quarantined one is uploaded
-	// again so the gate merges the signatures.
-	if u.admitted[in.Path] {
-		u.count(func() { u.present++ })
-		return nil
-	}
+	// A pending or quarantined path is uploaded again so the gate merges the
+	// signatures; for a path the gate serves, only the narinfo is sent again, signed
+	// by this key (below), so that every path of the closure carries every pusher's
+	// signature: a threshold holds for the whole closure of the path it protects.
 	narHash, err := nixkey.ParseSHA256(in.NarHash)
 	if err != nil {
 		return fmt.Errorf("narHash: %w", err)
@@ -579,6 +604,12 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 		return err
 	}
 	ni.Sigs = append(ni.Sigs, u.sec.Sign(fp))
+	if u.admitted[in.Path] {
+		return u.resign(ctx, ni, in, done)
+	}
+	if u.resignOnly {
+		return nil
+	}
 
 	// The NAR file. Uncompressed, its name is the NarHash and it streams straight from
 	// the store; compressed, its name is the hash of the compressed bytes, so it is
@@ -658,26 +689,7 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 		}
 		u.count(func() { u.fileBytes += size })
 	}
-	text, err := ni.MarshalText()
-	if err != nil {
-		return err
-	}
-	for _, r := range in.References {
-		if r == in.Path {
-			continue
-		}
-		select {
-		case <-done[r]:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+hashPart+".narinfo", bytes.NewReader(text))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "text/x-nix-narinfo")
-	status, msg, err := u.do(req, 64<<10)
+	status, msg, err := u.putNarInfo(ctx, ni, in, done)
 	if err != nil {
 		return err
 	}
@@ -687,6 +699,68 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 		return nil
 	}
 	u.count(func() { u.uploaded++ })
+	return nil
+}
+
+// putNarInfo sends ni once the references of in were answered.
+func (u *uploader) putNarInfo(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, done map[string]chan struct{}) (int, string, error) {
+	text, err := ni.MarshalText()
+	if err != nil {
+		return 0, "", err
+	}
+	for _, r := range in.References {
+		if r == in.Path {
+			continue
+		}
+		select {
+		case <-done[r]:
+		case <-ctx.Done():
+			return 0, "", ctx.Err()
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+nixkey.HashPart(in.Path)+".narinfo", bytes.NewReader(text))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "text/x-nix-narinfo")
+	return u.do(req, 64<<10)
+}
+
+// resign sends again the narinfo of a path the gate serves, signed by this key, so
+// that the gate records this identity's signature on it too. It names the NAR the
+// gate serves (no NAR is uploaded). The gate refuses it if it serves other content.
+func (u *uploader) resign(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, done map[string]chan struct{}) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.gate+"/"+nixkey.HashPart(in.Path)+".narinfo", nil)
+	if err != nil {
+		return err
+	}
+	status, body, err := u.do(req, 1<<20)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("the gate served it when the push began, now answers HTTP %d: %s", status, strings.TrimSpace(body))
+	}
+	served, err := nixkey.ParseNarInfo(strings.NewReader(body), filepath.Dir(in.Path))
+	if err != nil {
+		return fmt.Errorf("the gate's narinfo: %w", err)
+	}
+	if served.NarHash != ni.NarHash || served.NarSize != ni.NarSize {
+		return fmt.Errorf("the gate serves other content for it (NarHash %s, %d bytes; the local store has %s, %d bytes)",
+			nixkey.FormatSHA256(served.NarHash), served.NarSize, nixkey.FormatSHA256(ni.NarHash), ni.NarSize)
+	}
+	ni.URL, ni.Compression, ni.FileHash, ni.FileSize = served.URL, served.Compression, served.FileHash, served.FileSize
+	status, msg, err := u.putNarInfo(ctx, ni, in, done)
+	if err != nil {
+		return err
+	}
+	if status/100 != 2 {
+		// The gate serves this path but refuses this signature on it: the closure
+		// it serves is not the one signed here.
+		u.count(func() { u.refused++ })
+		return fmt.Errorf("the gate serves it but refuses this signature: %s", strings.TrimSpace(msg))
+	}
+	u.count(func() { u.present++ })
 	return nil
 }
 

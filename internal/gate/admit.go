@@ -21,6 +21,7 @@ type judgement struct {
 	rule    string
 	waiting []string // references not admitted yet (pending or quarantined)
 	missing []string // references the gate does not hold at all
+	caNote  string   // why a CA field does not count (the content does not match it)
 }
 
 // judge evaluates sigs over ni's fingerprint at now.
@@ -47,11 +48,16 @@ func (g *Gate) judge(ctx context.Context, ni *nixkey.NarInfo, sigs []nixkey.Sign
 		}
 	}
 	self := ni.StorePath[strings.LastIndexByte(ni.StorePath, '/')+1:]
+	// The closures of the references are walked only once the path has its own
+	// signatures (it waits for those first): a threshold covers the whole closure.
+	walk := j.needed > 1 && len(j.signers) >= j.needed
+	usable := map[string]bool{} // certificate → usable now, for this judgement
+	seen := map[string]bool{}   // paths walked (closures overlap)
 	for _, r := range ni.References {
 		if r == self {
 			continue
 		}
-		st, err := g.stateOf(ctx, nixkey.HashPart(r))
+		rec, st, err := g.refState(ctx, r)
 		if err != nil {
 			return j, err
 		}
@@ -59,30 +65,118 @@ func (g *Gate) judge(ctx context.Context, ni *nixkey.NarInfo, sigs []nixkey.Sign
 		case StateAdmitted:
 		case "":
 			j.missing = append(j.missing, r)
+			continue
 		default:
 			j.waiting = append(j.waiting, r+" ("+st+")")
+			continue
+		}
+		if walk {
+			short, err := g.closureShort(ctx, rec, j.needed, usable, seen, now)
+			if err != nil {
+				return j, err
+			}
+			if short != "" {
+				j.waiting = append(j.waiting, short)
+			}
 		}
 	}
 	return j, nil
 }
 
-// stateOf is the best state among a path's candidates: admitted, pending,
-// quarantined, or "" when the gate does not hold it.
-func (g *Gate) stateOf(ctx context.Context, hash string) (string, error) {
-	cands, err := g.db.candidates(ctx, hash)
+// refState finds the candidate of a reference, given by its base name
+// ("<hash>-<name>"; the whole name must match, not the hash part only): the admitted
+// one if any, and the best state among them: admitted, pending, quarantined, or ""
+// when the gate does not hold it.
+func (g *Gate) refState(ctx context.Context, base string) (*PathRec, string, error) {
+	cands, err := g.db.candidates(ctx, nixkey.HashPart(base))
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	best := ""
-	for _, c := range cands {
+	for i, c := range cands {
+		if c.StorePath[strings.LastIndexByte(c.StorePath, '/')+1:] != base {
+			continue
+		}
 		switch {
 		case c.State == StateAdmitted:
-			return StateAdmitted, nil
+			return &cands[i], StateAdmitted, nil
 		case c.State == StatePending || best == "":
 			best = c.State
 		}
 	}
-	return best, nil
+	return nil, best, nil
+}
+
+// validSigners counts the distinct subjects among a path's recorded signers whose
+// certificates are still usable at now (known, unexpired, unrevoked, for this gate,
+// with a fresh CRL). Their signatures and scopes were checked when recorded, and an
+// admitted path's narinfo does not change.
+func (g *Gate) validSigners(rec *PathRec, usable map[string]bool, now time.Time) int {
+	subjects := map[string]bool{}
+	for _, s := range rec.Signers {
+		ok, known := usable[s.Cert]
+		if !known {
+			c := g.trust.findCert(s.Cert)
+			if c != nil {
+				_, err := g.usable(c, now)
+				ok = err == nil
+			}
+			usable[s.Cert] = ok
+		}
+		if ok {
+			subjects[s.Subject] = true
+		}
+	}
+	return len(subjects)
+}
+
+// closureShort walks the closure of the admitted path rec (itself included; paths
+// in seen are skipped, being walked already) and
+// describes the first path in it admitted with fewer than needed distinct valid
+// signers (or not admitted), or returns "" when every path has enough: a threshold
+// holds for the whole closure of the path it protects, so that one identity cannot
+// pre-push a dependency that a second identity then only names by hash.
+func (g *Gate) closureShort(ctx context.Context, rec *PathRec, needed int, usable, seen map[string]bool, now time.Time) (string, error) {
+	top := rec.StorePath[strings.LastIndexByte(rec.StorePath, '/')+1:]
+	if seen[top] {
+		return "", nil // in the closure of a reference walked before
+	}
+	seen[top] = true
+	queue := []*PathRec{rec}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		base := cur.StorePath[strings.LastIndexByte(cur.StorePath, '/')+1:]
+		via := ""
+		if base != top {
+			via = ", in the closure of " + top
+		}
+		if n := g.validSigners(cur, usable, now); n < needed {
+			return fmt.Sprintf("%s (admitted with %d of the %d distinct signatures this path needs%s: it must be signed by as many identities, e.g. by their nixpki nix push of the whole closure)", base, n, needed, via), nil
+		}
+		ni, err := nixkey.ParseNarInfo(strings.NewReader(cur.NarInfo), g.Cfg.StoreDir)
+		if err != nil {
+			return "", fmt.Errorf("stored narinfo of %s: %w", cur.StorePath, err)
+		}
+		for _, r := range ni.References {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			next, st, err := g.refState(ctx, r)
+			if err != nil {
+				return "", err
+			}
+			if st != StateAdmitted {
+				if st == "" {
+					st = "absent"
+				}
+				return fmt.Sprintf("%s (%s, in the closure of %s)", r, st, top), nil
+			}
+			queue = append(queue, next)
+		}
+	}
+	return "", nil
 }
 
 func sigStrings(signers []Signer) []string {
@@ -144,12 +238,14 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 			nixkey.FormatSHA256(ni.NarHash), ni.NarSize, ni.URL, nixkey.FormatSHA256(nar.NarHash), nar.NarSize)
 	}
 	ni.FileHash, ni.FileSize = &nar.FileHash, uint64(nar.FileSize)
-	contentAddressed := false
+	contentAddressed, caNote := false, ""
 	if ni.CA != "" {
 		if err := ni.CheckContentAddress(); err != nil {
 			return fail(http.StatusBadRequest, "%v", err)
 		}
-		contentAddressed = true
+		if contentAddressed, caNote, err = g.checkCAContent(ni); err != nil {
+			return 0, "", err
+		}
 	}
 
 	g.mu.Lock()
@@ -180,12 +276,16 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	if err != nil {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
+	j.caNote = caNote
 	if same != nil && same.State == StateAdmitted {
 		return g.addSignatures(ctx, ni, same, j, now)
 	}
 	if len(j.signers) == 0 {
 		if len(j.refused) == 0 {
 			return fail(http.StatusForbidden, "it carries no signature: sign it with a certified key (nix copy --to 'URL?secret-key=…')")
+		}
+		if j.caNote != "" {
+			j.refused = append(j.refused, j.caNote)
 		}
 		return fail(http.StatusForbidden, "no signature counts: %s", strings.Join(j.refused, "; "))
 	}
@@ -226,6 +326,9 @@ func (g *Gate) decide(ctx context.Context, ni *nixkey.NarInfo, rec PathRec, j ju
 		}
 		rec.State, rec.Reason, rec.Served, rec.AdmittedAt = StateAdmitted, "admitted: signed by "+who, served, now
 	}
+	if j.caNote != "" {
+		rec.Reason += "; " + j.caNote
+	}
 	if rec.State == StatePending {
 		if err := g.record("pending", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
 			return 0, "", err
@@ -248,7 +351,7 @@ func (g *Gate) decide(ctx context.Context, ni *nixkey.NarInfo, rec PathRec, j ju
 	if err := g.dropOtherCandidates(ctx, rec); err != nil {
 		return 0, "", err
 	}
-	if err := g.cascade(ctx, rec.StorePath, now); err != nil {
+	if err := g.cascade(ctx, rec.StorePath, false, now); err != nil {
 		return 0, "", err
 	}
 	return http.StatusOK, "admitted " + rec.StorePath + ": signed by " + who, nil
@@ -310,6 +413,9 @@ func (g *Gate) addSignatures(ctx context.Context, ni *nixkey.NarInfo, rec *PathR
 	if err := g.db.putPath(ctx, *rec); err != nil {
 		return 0, "", err
 	}
+	if err := g.cascade(ctx, rec.StorePath, true, now); err != nil {
+		return 0, "", err
+	}
 	return http.StatusOK, "already admitted " + rec.StorePath + "; added signatures of " + strings.Join(sigStrings(added), ", "), nil
 }
 
@@ -339,23 +445,34 @@ func (g *Gate) dropOtherCandidates(ctx context.Context, rec PathRec) error {
 	return nil
 }
 
-// cascade re-judges pending paths that waited for the path just admitted.
-func (g *Gate) cascade(ctx context.Context, admitted string, now time.Time) error {
+// cascade re-judges pending paths that waited for the path just admitted, or, when
+// signed is true (the path gained signers), the pending paths needing more than one
+// signature, whose closure it may be in.
+func (g *Gate) cascade(ctx context.Context, admitted string, signed bool, now time.Time) error {
 	base := admitted[strings.LastIndexByte(admitted, '/')+1:]
 	pend, err := g.db.pathsInState(ctx, StatePending)
 	if err != nil {
 		return err
 	}
 	for _, rec := range pend {
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
-		if err != nil || !slices.Contains(ni.References, base) {
+		if signed && rec.Needed < 2 {
 			continue
 		}
-		ca := ni.CA != "" && ni.CheckContentAddress() == nil
+		ni, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+		if err != nil || !signed && !slices.Contains(ni.References, base) {
+			continue
+		}
+		ca, note := false, ""
+		if ni.CA != "" && ni.CheckContentAddress() == nil {
+			if ca, note, err = g.checkCAContent(ni); err != nil {
+				return err
+			}
+		}
 		j, err := g.judge(ctx, ni, ni.Sigs, ca, now)
 		if err != nil {
 			return err
 		}
+		j.caNote = note
 		if len(j.signers) >= j.needed && len(j.waiting) == 0 && len(j.missing) == 0 {
 			if _, _, err := g.decide(ctx, ni, rec, j, now); err != nil {
 				return err

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -283,4 +285,38 @@ func receiveNAR(body io.Reader, dst io.Writer, compression string, maxSize, maxX
 		res.NarHash, res.NarSize = res.FileHash, res.FileSize
 	}
 	return res, nil
+}
+
+// checkCAContent checks the NAR of a path whose CA field derives its store path (see
+// NarInfo.CheckContentAddress) against that content address: the file of a flat
+// (fixed: or text:) address, or the NAR hashed with the algorithm of a recursive one
+// (fixed:r:sha256 is the NarHash, already checked). It reports whether the path
+// counts as content-addressed, and when not, why, for the reason. The NAR was
+// verified when received; it is read again from the gate's NAR directory.
+func (g *Gate) checkCAContent(ni *nixkey.NarInfo) (bool, string, error) {
+	ca, err := nixkey.ParseContentAddress(ni.CA)
+	if err != nil {
+		return false, "", err
+	}
+	if ca.Method == nixkey.CAFixedRecursive && ca.Algo == "sha256" {
+		return true, "", nil
+	}
+	f, err := os.Open(filepath.Join(g.Dir, filepath.FromSlash(ni.URL)))
+	if err != nil {
+		return false, "", err
+	}
+	defer f.Close()
+	dec, release, err := decompress(bufio.NewReaderSize(f, 256<<10), ni.Compression, g.Cfg.MaxXZDict)
+	if err != nil {
+		return false, "", fmt.Errorf("NAR %s: %w", ni.URL, err)
+	}
+	defer release()
+	err = nixkey.CheckNARContent(&capReader{r: dec, max: g.Cfg.MaxNARSize, what: "the decompressed NAR"}, ca)
+	switch {
+	case errors.Is(err, nixkey.ErrCAMismatch):
+		return false, fmt.Sprintf("its NAR does not match its CA field (%v): it counts as input-addressed", err), nil
+	case err != nil:
+		return false, "", fmt.Errorf("NAR %s: %w", ni.URL, err)
+	}
+	return true, "", nil
 }

@@ -1,10 +1,16 @@
 package nixkey
 
 import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"slices"
 	"strings"
 )
@@ -152,4 +158,81 @@ func StorePathForCA(storeDir, name string, ca ContentAddress, selfPath string, r
 		return makeStorePath(storeDir, "output:out", inner, name), nil
 	}
 	return "", fmt.Errorf("content address has unknown method %d", ca.Method)
+}
+
+// NewHash returns a hash of the named algorithm (md5, sha1, sha256, sha512).
+func NewHash(algo string) (hash.Hash, error) {
+	switch algo {
+	case "md5":
+		return md5.New(), nil
+	case "sha1":
+		return sha1.New(), nil
+	case "sha256":
+		return sha256.New(), nil
+	case "sha512":
+		return sha512.New(), nil
+	}
+	return nil, fmt.Errorf("unknown hash algorithm %q", algo)
+}
+
+// ErrCAMismatch is wrapped by CheckNARContent's errors when the content does not
+// match the content address (as opposed to a NAR that cannot be read).
+var ErrCAMismatch = errors.New("content does not match the content address")
+
+// CheckNARContent reads a whole NAR from r and checks it against ca: for a flat
+// fixed-output address, it must be exactly one regular (non-executable, as Nix
+// writes them) file whose contents hash to the digest with the named algorithm; for a text address, one regular
+// non-executable file whose contents' SHA-256 is the digest; for a recursive
+// address, the NAR's hash with the named algorithm must be the digest. A mismatch
+// is reported as an error wrapping ErrCAMismatch.
+func CheckNARContent(r io.Reader, ca ContentAddress) error {
+	h, err := NewHash(ca.Algo)
+	if err != nil {
+		return err
+	}
+	mismatch := func(format string, args ...any) error {
+		return fmt.Errorf("%w %s: %s", ErrCAMismatch, ca, fmt.Sprintf(format, args...))
+	}
+	if ca.Method == CAFixedRecursive {
+		nr := NewNARReader(io.TeeReader(r, h))
+		for {
+			if _, err := nr.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				return err
+			}
+		}
+		if got := h.Sum(nil); !bytes.Equal(got, ca.Digest) {
+			return mismatch("the NAR hashes to %s", ContentAddress{Method: ca.Method, Algo: ca.Algo, Digest: got})
+		}
+		return nil
+	}
+	nr := NewNARReader(r)
+	e, err := nr.Next()
+	if err != nil {
+		if err == io.EOF {
+			return errors.New("nar: empty archive")
+		}
+		return err
+	}
+	switch {
+	case e.Type == NARExecutable:
+		// Nix writes flat and text content-addressed paths non-executable.
+		return mismatch("it covers a single non-executable file, the NAR holds an executable one")
+	case e.Type != NARRegular:
+		return mismatch("it covers a single regular file, the NAR holds a %s", e.Type)
+	}
+	if _, err := io.Copy(h, nr); err != nil {
+		return err
+	}
+	if _, err := nr.Next(); err != io.EOF {
+		if err == nil {
+			err = errors.New("nar: entries after the root file")
+		}
+		return err
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, ca.Digest) {
+		return mismatch("the file hashes to %s", ContentAddress{Method: ca.Method, Algo: ca.Algo, Digest: got})
+	}
+	return nil
 }

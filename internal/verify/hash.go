@@ -2,10 +2,6 @@ package verify
 
 import (
 	"bytes"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"errors"
 	"fmt"
 	"hash"
@@ -48,17 +44,8 @@ func newCAHash(caText string) *caHash {
 	if ca.Method == nixkey.CAFixedRecursive && ca.Algo == "sha256" {
 		return nil
 	}
-	var h hash.Hash
-	switch ca.Algo {
-	case "md5":
-		h = md5.New()
-	case "sha1":
-		h = sha1.New()
-	case "sha256":
-		h = sha256.New()
-	case "sha512":
-		h = sha512.New()
-	default:
+	h, err := nixkey.NewHash(ca.Algo)
+	if err != nil {
 		return nil
 	}
 	return &caHash{ca: ca, recursive: ca.Method == nixkey.CAFixedRecursive, h: h}
