@@ -1,0 +1,440 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"nixpki/internal/gate"
+	"nixpki/internal/nixkey"
+)
+
+// uploader pushes store paths to a gate as nix copy --to 'URL?secret-key=…' would:
+// NAR first, then the signed narinfo, a path's narinfo only once its references'
+// narinfos were answered (the gate admits a path only after its references).
+// Several paths are in flight at once.
+type uploader struct {
+	gate        string
+	client      *http.Client
+	sec         nixkey.SecretKey
+	compression string
+	say         func(format string, args ...any)
+	admitted    map[string]bool // paths the gate served when the push began
+	resignOnly  bool            // only sign again the admitted paths (after nix copy)
+
+	mu                          sync.Mutex
+	uploaded, present, narsHeld int
+	fileBytes                   int64
+	refused                     int
+}
+
+// spillBuffer holds a compressed NAR in memory up to limit bytes, in a temporary
+// file beyond: the client's memory does not grow with NAR size.
+type spillBuffer struct {
+	mem   []byte
+	f     *os.File
+	n     int64
+	limit int
+}
+
+func (b *spillBuffer) Write(p []byte) (int, error) {
+	if b.f == nil && len(b.mem)+len(p) <= b.limit {
+		b.mem = append(b.mem, p...)
+		b.n += int64(len(p))
+		return len(p), nil
+	}
+	if b.f == nil {
+		f, err := os.CreateTemp("", "nixpki-nar-*")
+		if err != nil {
+			return 0, err
+		}
+		os.Remove(f.Name()) // unlinked: gone when closed
+		b.f = f
+		if _, err := f.Write(b.mem); err != nil {
+			return 0, err
+		}
+	}
+	n, err := b.f.Write(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *spillBuffer) reader() io.Reader {
+	if b.f != nil {
+		return io.NewSectionReader(b.f, 0, b.n)
+	}
+	return bytes.NewReader(b.mem)
+}
+
+func (b *spillBuffer) reset() {
+	if b.f != nil {
+		b.f.Close()
+		b.f = nil
+	}
+	b.mem, b.n = b.mem[:0], 0
+}
+
+// bodyReader is a request body that says when the transport closed it (closing the
+// underlying reader too: a pipe's writer then stops).
+type bodyReader struct {
+	r      io.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *bodyReader) Close() error {
+	b.once.Do(func() {
+		if c, ok := b.r.(io.Closer); ok {
+			c.Close()
+		}
+		close(b.closed)
+	})
+	return nil
+}
+
+// countWriter counts bytes.
+type countWriter struct{ n uint64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += uint64(len(p)); return len(p), nil }
+
+// worker is one upload slot's reusable state.
+type worker struct {
+	buf spillBuffer
+	zw  *zstd.Encoder
+}
+
+// queryServed asks the gate, in one status query, which paths it serves already.
+func (u *uploader) queryServed(ctx context.Context, infos []pathInfo) error {
+	var list strings.Builder
+	for _, in := range infos {
+		list.WriteString(in.Path + "\n")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.gate+"/nixpki/status", strings.NewReader(list.String()))
+	if err != nil {
+		return err
+	}
+	status, body, err := u.do(req, 4<<20)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("gate status (HTTP %d): %s", status, strings.TrimSpace(body))
+	}
+	u.admitted = map[string]bool{}
+	for _, l := range strings.Split(body, "\n") {
+		if p, ok := strings.CutPrefix(l, "admitted "); ok {
+			u.admitted[p] = true
+		}
+	}
+	return nil
+}
+
+func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
+	if u.admitted == nil {
+		if err := u.queryServed(ctx, infos); err != nil {
+			return err
+		}
+	}
+	done := make(map[string]chan struct{}, len(infos))
+	for _, in := range infos {
+		done[in.Path] = make(chan struct{})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var errs []error
+	for range min(jobs, len(infos)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &worker{buf: spillBuffer{limit: 8 << 20}}
+			defer w.buf.reset()
+			for i := range next {
+				in := infos[i]
+				err := u.pushOne(ctx, w, in, done)
+				close(done[in.Path])
+				if err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+					u.say("%s: %v", in.Path, err)
+				}
+			}
+		}()
+	}
+	// Paths go out in dependency order: a worker waiting for references only waits
+	// for paths handed out earlier, which never wait for it.
+	for i := range infos {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if u.resignOnly {
+		u.say("signed again %d paths the gate served already (narinfo only)", u.present)
+	}
+	held := ""
+	if u.narsHeld > 0 {
+		held = fmt.Sprintf("; %d NARs the gate held already", u.narsHeld)
+	}
+	if !u.resignOnly {
+		u.say("uploaded %d paths (%.1f MiB of %s NARs%s), %d already served by the gate (narinfo signed again, no NAR sent), %d answered otherwise than admitted",
+			u.uploaded, float64(u.fileBytes)/(1<<20), u.compression, held, u.present, u.refused)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("uploading %d paths failed: %w", len(errs), errors.Join(errs...))
+	}
+	return nil
+}
+
+// pushOne uploads one path unless the gate serves it already; it returns an error
+// only for a failure to talk to the gate or to read the store (the gate's verdicts
+// are reported by the status query).
+func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map[string]chan struct{}) error {
+	// A pending or quarantined path is uploaded again so the gate merges the
+	// signatures; for a path the gate serves, only the narinfo is sent again, signed
+	// by this key (below), so that every path of the closure carries every pusher's
+	// signature: a threshold holds for the whole closure of the path it protects.
+	narHash, err := nixkey.ParseSHA256(in.NarHash)
+	if err != nil {
+		return fmt.Errorf("narHash: %w", err)
+	}
+	ni := &nixkey.NarInfo{StorePath: in.Path, Compression: u.compression, NarHash: narHash, NarSize: in.NarSize}
+	for _, r := range in.References {
+		ni.References = append(ni.References, filepath.Base(r))
+	}
+	if in.Deriver != "" {
+		ni.Deriver = filepath.Base(in.Deriver)
+	}
+	if in.CA != "" {
+		ca, err := nixkey.ParseContentAddress(in.CA)
+		if err != nil {
+			return err
+		}
+		ni.CA = ca.String()
+	}
+	for _, s := range in.Signatures {
+		if sig, err := nixkey.ParseSignature(s); err == nil && sig.Name != u.sec.Name {
+			ni.Sigs = append(ni.Sigs, sig)
+		}
+	}
+	fp, err := ni.Fingerprint()
+	if err != nil {
+		return err
+	}
+	ni.Sigs = append(ni.Sigs, u.sec.Sign(fp))
+	if u.admitted[in.Path] {
+		return u.resign(ctx, ni, in, done)
+	}
+	if u.resignOnly {
+		return nil
+	}
+
+	// The NAR file. Uncompressed, its name is the NarHash and it streams straight from
+	// the store; compressed, its name is the hash of the compressed bytes, so it is
+	// compressed (and hashed) first, into memory or a temporary file.
+	var body func() io.Reader
+	var size int64
+	var fileHash [32]byte
+	defer w.buf.reset()
+	if u.compression == "none" {
+		fileHash, size = narHash, int64(in.NarSize)
+		body = func() io.Reader {
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(dumpExactly(pw, in.Path, in.NarSize)) }()
+			return pr
+		}
+	} else {
+		h := sha256.New()
+		out := io.MultiWriter(&w.buf, h)
+		var zw io.WriteCloser
+		switch u.compression {
+		case "zstd":
+			if w.zw == nil {
+				if w.zw, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(8<<20),
+					zstd.WithEncoderCRC(false)); err != nil { // as Nix (libarchive) writes zstd: no checksum; the gate checks the NarHash; err != nil {
+					return err
+				}
+			}
+			w.zw.Reset(out)
+			zw = w.zw
+		case "xz":
+			if zw, err = (xz.WriterConfig{DictCap: 8 << 20}).NewWriter(out); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("compression %s: not supported by the uploader", u.compression)
+		}
+		if err := dumpExactly(zw, in.Path, in.NarSize); err != nil {
+			return err
+		}
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		copy(fileHash[:], h.Sum(nil))
+		size = w.buf.n
+		body = w.buf.reader
+	}
+	ni.FileHash, ni.FileSize = &fileHash, uint64(size)
+	ni.URL = gate.NARURL(fileHash, u.compression)
+	// A NAR the gate holds already (staged, or for a pending path) need not come again.
+	st, err := u.status(ctx, http.MethodHead, "/"+ni.URL)
+	if err != nil {
+		return err
+	}
+	if st == http.StatusOK {
+		u.count(func() { u.narsHeld++ })
+	} else {
+		// The transport may still hold the body after Do returns (an early answer);
+		// the buffer is reused, so wait until it closes the body.
+		b := &bodyReader{r: body(), closed: make(chan struct{})}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+ni.URL, b)
+		if err != nil {
+			b.Close()
+			return err
+		}
+		req.ContentLength = size
+		req.Header.Set("Content-Type", "application/x-nix-nar")
+		status, msg, err := u.do(req, 64<<10)
+		<-b.closed
+		if err != nil {
+			return err
+		}
+		if status/100 != 2 {
+			// The gate logged why; the narinfo would be rejected for the missing NAR.
+			u.count(func() { u.refused++ })
+			u.say("gate: %s", strings.TrimSpace(msg))
+			return nil
+		}
+		u.count(func() { u.fileBytes += size })
+	}
+	status, msg, err := u.putNarInfo(ctx, ni, in, done)
+	if err != nil {
+		return err
+	}
+	if status/100 != 2 {
+		u.count(func() { u.refused++ })
+		u.say("gate: %s", strings.TrimSpace(msg))
+		return nil
+	}
+	u.count(func() { u.uploaded++ })
+	return nil
+}
+
+// putNarInfo sends ni once the references of in were answered.
+func (u *uploader) putNarInfo(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, done map[string]chan struct{}) (int, string, error) {
+	text, err := ni.MarshalText()
+	if err != nil {
+		return 0, "", err
+	}
+	for _, r := range in.References {
+		if r == in.Path {
+			continue
+		}
+		select {
+		case <-done[r]:
+		case <-ctx.Done():
+			return 0, "", ctx.Err()
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+nixkey.HashPart(in.Path)+".narinfo", bytes.NewReader(text))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "text/x-nix-narinfo")
+	return u.do(req, 64<<10)
+}
+
+// resign sends again the narinfo of a path the gate serves, signed by this key, so
+// that the gate records this identity's signature on it too. It names the NAR the
+// gate serves (no NAR is uploaded). The gate refuses it if it serves other content.
+func (u *uploader) resign(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, done map[string]chan struct{}) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.gate+"/"+nixkey.HashPart(in.Path)+".narinfo", nil)
+	if err != nil {
+		return err
+	}
+	status, body, err := u.do(req, 1<<20)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("the gate served it when the push began, now answers HTTP %d: %s", status, strings.TrimSpace(body))
+	}
+	served, err := nixkey.ParseNarInfo(strings.NewReader(body), filepath.Dir(in.Path))
+	if err != nil {
+		return fmt.Errorf("the gate's narinfo: %w", err)
+	}
+	if served.NarHash != ni.NarHash || served.NarSize != ni.NarSize {
+		return fmt.Errorf("the gate serves other content for it (NarHash %s, %d bytes; the local store has %s, %d bytes)",
+			nixkey.FormatSHA256(served.NarHash), served.NarSize, nixkey.FormatSHA256(ni.NarHash), ni.NarSize)
+	}
+	ni.URL, ni.Compression, ni.FileHash, ni.FileSize = served.URL, served.Compression, served.FileHash, served.FileSize
+	status, msg, err := u.putNarInfo(ctx, ni, in, done)
+	if err != nil {
+		return err
+	}
+	if status/100 != 2 {
+		// The gate serves this path but refuses this signature on it: the closure
+		// it serves is not the one signed here.
+		u.count(func() { u.refused++ })
+		return fmt.Errorf("the gate serves it but refuses this signature: %s", strings.TrimSpace(msg))
+	}
+	u.count(func() { u.present++ })
+	return nil
+}
+
+// dumpExactly writes the NAR of path to w and checks its size against the store's
+// database (the gate checks the hash).
+func dumpExactly(w io.Writer, path string, narSize uint64) error {
+	cw := &countWriter{}
+	if err := nixkey.DumpPath(io.MultiWriter(w, cw), path); err != nil {
+		return err
+	}
+	if cw.n != narSize {
+		return fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", path, cw.n, narSize)
+	}
+	return nil
+}
+
+func (u *uploader) count(f func()) {
+	u.mu.Lock()
+	f()
+	u.mu.Unlock()
+}
+
+func (u *uploader) status(ctx context.Context, method, path string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u.gate+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	st, _, err := u.do(req, 64<<10)
+	return st, err
+}
+
+func (u *uploader) do(req *http.Request, max int64) (int, string, error) {
+	res, err := u.client.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("gate: %w", err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, max))
+	io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
+	return res.StatusCode, string(b), err
+}
