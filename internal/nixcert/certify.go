@@ -94,6 +94,10 @@ type issueRequest struct {
 	renewedFrom string
 }
 
+// revokeReasonNeverIssued is the CRL reason for a certificate signed but refused
+// before it was handed out (RFC 5280 cessationOfOperation: it is no longer needed).
+const revokeReasonNeverIssued = 5
+
 // issue checks the request against policy, signs and records it.
 func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, error) {
 	pol := a.CA.Config.Nix
@@ -154,6 +158,17 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 		RenewedFrom: r.renewedFrom, NotAfter: iss.Cert.NotAfter, CreatedAt: now,
 	}
 	if err := a.CA.DB.PutNixCert(ctx, rec); err != nil {
+		var taken *store.KeyNameTakenError
+		if errors.As(err, &taken) {
+			// Another issuance for this name with another key won the race between
+			// the check above and this record: the certificate just signed was never
+			// handed out; revoke it so no copy of it can ever count.
+			if _, rerr := a.CA.Revoke(context.WithoutCancel(ctx), rec.Serial, revokeReasonNeverIssued); rerr != nil {
+				return nil, fmt.Errorf("revoking certificate %s, signed for the taken key name %q: %w", rec.Serial, r.key.Name, rerr)
+			}
+			return nil, forbidden("key name %q is already certified for another key (certificate %s, valid until %s): name the new key differently, e.g. %s-2, or revoke %s first",
+				r.key.Name, strings.ToUpper(taken.Serial), taken.NotAfter.Format(time.RFC3339), r.cons.Subject, strings.ToUpper(taken.Serial))
+		}
 		return nil, fmt.Errorf("recording Nix certificate %s: %w", rec.Serial, err)
 	}
 	return iss, nil

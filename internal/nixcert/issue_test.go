@@ -668,3 +668,48 @@ func TestHandlerErrors(t *testing.T) {
 }
 
 func rsaKeyForTest() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) }
+
+// Issuances racing for one key name with different keys: exactly one certificate is
+// live for the name afterwards, whichever wins; the others are refused by name.
+func TestKeyNameUniqueUnderConcurrency(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	const n = 8
+	var wg sync.WaitGroup
+	var ok, taken atomic.Int32
+	for range n {
+		k := e.key("alice-1")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.auth.Certify(ctx, CertifyRequest{PublicKey: []byte(k.Public().String()), Subject: "alice", Targets: []string{"lab"}})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case strings.Contains(err.Error(), `key name "alice-1" is already certified for another key`):
+				taken.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	live, err := e.ca.DB.ListNixCerts(ctx, store.NixCertFilter{KeyName: "alice-1", LiveAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok.Load() != 1 || taken.Load() != n-1 || len(live) != 1 {
+		t.Fatalf("%d certified, %d refused, %d live certificates for alice-1; want 1, %d, 1", ok.Load(), taken.Load(), len(live), n-1)
+	}
+	// A certificate signed but refused at the record is revoked, never live.
+	all, err := e.ca.DB.ListCerts(ctx, store.CertFilter{Issuer: ca.IssuerNix, IncludeRevoked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range all {
+		if c.Serial != live[0].Serial && c.RevokedAt == nil {
+			t.Errorf("certificate %s for a refused request is not revoked", c.Serial)
+		}
+	}
+	t.Logf("%d refused before signing, %d signed then refused and revoked", n-len(all), len(all)-1)
+}

@@ -184,15 +184,46 @@ func scanNixCert(s scanner) (*NixCert, error) {
 	return &c, nil
 }
 
-// PutNixCert records a Nix certificate's issuance details (after PutCert).
+// PutNixCert records a Nix certificate's issuance details (after PutCert). It
+// refuses, with a *KeyNameTakenError, a key name that a live certificate already
+// binds to another key.
 func (db *DB) PutNixCert(ctx context.Context, c *NixCert) error {
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO nix_certs (serial, subject, key_name, public_key, targets, scope, auth_method, auth_at, renewed_from, not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-		c.Serial, c.Subject, c.KeyName, c.PublicKey, jsonList(c.Targets), c.Scope, c.AuthMethod, c.AuthAt.Unix(), c.RenewedFrom, c.NotAfter.Unix(), c.CreatedAt.Unix())
-	if isUniqueViolation(err) {
-		return ErrConflict
-	}
-	return err
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		// The key-name check and the insert are one transaction, so two issuances
+		// racing for one name with different keys cannot both be recorded.
+		var serial string
+		var notAfter int64
+		err := tx.QueryRowContext(ctx, `SELECT n.serial, n.not_after FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial
+			WHERE n.key_name = ? AND n.public_key != ? AND c.revoked_at IS NULL AND n.not_after > ? ORDER BY n.not_after DESC LIMIT 1`,
+			c.KeyName, c.PublicKey, c.CreatedAt.Unix()).Scan(&serial, &notAfter)
+		switch {
+		case err == nil:
+			return &KeyNameTakenError{KeyName: c.KeyName, Serial: serial, NotAfter: time.Unix(notAfter, 0).UTC()}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO nix_certs (serial, subject, key_name, public_key, targets, scope, auth_method, auth_at, renewed_from, not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+			c.Serial, c.Subject, c.KeyName, c.PublicKey, jsonList(c.Targets), c.Scope, c.AuthMethod, c.AuthAt.Unix(), c.RenewedFrom, c.NotAfter.Unix(), c.CreatedAt.Unix())
+		if isUniqueViolation(err) {
+			return ErrConflict
+		}
+		return err
+	})
 }
+
+// KeyNameTakenError is PutNixCert's refusal: a live (unrevoked, unexpired) Nix
+// certificate already binds the key name to another key. It matches ErrConflict.
+type KeyNameTakenError struct {
+	KeyName  string
+	Serial   string // the live certificate holding the name
+	NotAfter time.Time
+}
+
+func (e *KeyNameTakenError) Error() string {
+	return fmt.Sprintf("key name %q is already certified for another key (certificate %s)", e.KeyName, e.Serial)
+}
+
+func (e *KeyNameTakenError) Is(target error) bool { return target == ErrConflict }
 
 // GetNixCert returns the record of the Nix certificate with this serial.
 func (db *DB) GetNixCert(ctx context.Context, serial string) (*NixCert, error) {
