@@ -54,6 +54,9 @@ type Gate struct {
 	// narDirDirty: a NAR was renamed into G/nar since the directory was last synced.
 	narDirDirty atomic.Bool
 	narDirSync  groupSync
+	// narFiles orders a NAR's rename into G/nar against expiry's removal of the file
+	// of a dropped row of the same name.
+	narFiles sync.Mutex
 }
 
 // Open loads the gate in dir: configuration, key (passwordFile overrides the
@@ -205,7 +208,10 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 		return "", err
 	}
 	dst := filepath.Join(g.Dir, filepath.FromSlash(u))
-	if err := os.Rename(f.Name(), dst); err != nil {
+	g.narFiles.Lock()
+	err = os.Rename(f.Name(), dst)
+	g.narFiles.Unlock()
+	if err != nil {
 		return "", err
 	}
 	// The rename is made durable before the NAR's row exists and before the upload is
@@ -305,6 +311,8 @@ func (g *Gate) Expire(ctx context.Context) error {
 			return err
 		}
 	}
+	g.narFiles.Lock()
+	defer g.narFiles.Unlock()
 	urls, err := g.db.dropStaged(ctx, now.Add(-g.Cfg.StagingMaxAge.D()))
 	if err != nil {
 		return err

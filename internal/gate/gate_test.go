@@ -294,7 +294,7 @@ func TestThresholdPendingAndQuarantine(t *testing.T) {
 	for _, e := range evs {
 		types = append(types, e.Type)
 	}
-	if got := strings.Join(types, ","); got != "pending,pending,admission,rejection,quarantine" {
+	if got := strings.Join(types, ","); got != "pending,admission,rejection,quarantine" {
 		t.Errorf("audit of sudo: %s", got)
 	}
 }

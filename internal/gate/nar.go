@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"nixpki/internal/nixkey"
+	"nixpki/internal/problem"
 )
 
 // Compressions the gate takes, by NAR file extension, as Nix names them.
@@ -302,6 +305,9 @@ func (g *Gate) checkCAContent(ni *nixkey.NarInfo) (bool, string, error) {
 		return true, "", nil
 	}
 	f, err := os.Open(filepath.Join(g.Dir, filepath.FromSlash(ni.URL)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, "", problem.New(http.StatusGone, "", "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
+	}
 	if err != nil {
 		return false, "", err
 	}
