@@ -607,42 +607,6 @@ func (g *Gate) cascade(ctx context.Context, admitted string, signed bool, now ti
 	return nil
 }
 
-// quarantine withdraws admitted paths that no longer have enough signatures from
-// unrevoked certificates. It returns how many it withdrew.
-func (g *Gate) quarantine(ctx context.Context) (int, error) {
-	adm, err := g.db.pathsInState(ctx, StateAdmitted)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	now := g.Now()
-	for _, rec := range adm {
-		var remain []Signer
-		var revoked []string
-		for _, s := range rec.Signers {
-			c := g.trust.findCert(s.Cert)
-			if c != nil && g.trust.v.IsRevoked(c) {
-				revoked = append(revoked, fmt.Sprintf("certificate %s (%s, key %s)", strings.ToUpper(s.Serial), s.Subject, s.KeyName))
-				continue
-			}
-			remain = append(remain, s)
-		}
-		if len(remain) >= rec.Needed {
-			continue
-		}
-		rec.State, rec.Served, rec.UpdatedAt = StateQuarantined, "", now
-		rec.Reason = fmt.Sprintf("quarantined: %s revoked; %d of %d needed signatures remain", strings.Join(revoked, ", "), len(remain), rec.Needed)
-		if err := g.record("quarantine", map[string]any{"path": rec.StorePath, "revoked": revoked, "reason": rec.Reason}); err != nil {
-			return n, err
-		}
-		if err := g.db.putPath(ctx, rec); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
-}
-
 // reject records a rejection in the log (and, for a path, as its last rejection).
 func (g *Gate) reject(ctx context.Context, hash, storePath, reason, remote string) {
 	if err := g.record("rejection", map[string]string{"path": storePath, "reason": reason, "remote": remote}); err != nil {

@@ -265,12 +265,13 @@ func TestThresholdPendingAndQuarantine(t *testing.T) {
 	if _, s, b := tg.push(t, upload{path: sudo, contents: "other sudo", signers: []member{alice, bob}}); s != 409 {
 		t.Errorf("other content for an admitted path: %d %s", s, b)
 	}
-	// Revoking bob quarantines sudo (alice alone is short) and lib (bob only), not app.
+	// Revoking bob quarantines sudo (alice alone is short), lib (bob only) and app,
+	// whose reference sudo is withdrawn (its closure is no longer served whole).
 	s, b := tg.do(t, "PUT", "/nixpki/crl", p.crl(t, time.Now().Unix()+1, time.Now(), bob.cert))
-	if s != 200 || !strings.Contains(b, "2 paths quarantined") {
+	if s != 200 || !strings.Contains(b, "3 paths quarantined") {
 		t.Fatalf("CRL: %d %s", s, b)
 	}
-	for path, want := range map[string]bool{sudo: false, lib: false, app: true} {
+	for path, want := range map[string]bool{sudo: false, lib: false, app: false} {
 		if _, ok := tg.served(t, path); ok != want {
 			t.Errorf("%s served = %v after the CRL", path, ok)
 		}

@@ -134,6 +134,64 @@ func TestPendingReferencesPinned(t *testing.T) {
 	}
 }
 
+// Revoking a certificate withdraws the admitted referrers whose closure it leaves
+// short of their threshold, though the path it signed still meets its own; and
+// what references a withdrawn path. Audit says why.
+func TestQuarantineFollowsClosure(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "*-nixos-system-*", SigsNeeded: 2}} })
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
+	carol := p.member(t, "carol-1", "carol", []string{"host-a"}, scopeAny, nil)
+	for _, m := range []member{alice, bob, carol} {
+		tg.enroll(t, m)
+	}
+	glibc := storePath("glibc-2.40")   // alice and bob; needs 1
+	bash := storePath("bash-5.2")      // alice and carol, references glibc
+	sys := storePath("nixos-system-h") // alice and carol, references bash: needs 2 over its closure
+	boot := storePath("bootloader")    // alice, references sys
+	other := storePath("nixos-system-other")
+	for _, u := range []upload{
+		{path: glibc, contents: "glibc", signers: []member{alice, bob}},
+		{path: bash, contents: "bash", refs: []string{glibc}, signers: []member{alice, carol}},
+		{path: sys, contents: "sys", refs: []string{bash}, signers: []member{alice, carol}},
+		{path: boot, contents: "boot", refs: []string{sys}, signers: []member{alice}},
+		{path: other, contents: "other", signers: []member{alice, carol}},
+	} {
+		if _, s, b := tg.push(t, u); s != 200 {
+			t.Fatalf("%s: %d %s", u.path, s, b)
+		}
+	}
+	s, b := tg.do(t, "PUT", "/nixpki/crl", p.crl(t, time.Now().Unix()+1, time.Now(), bob.cert))
+	if s != 200 || !strings.Contains(b, "2 paths quarantined") {
+		t.Fatalf("CRL: %d %s", s, b)
+	}
+	for path, want := range map[string]bool{glibc: true, bash: true, sys: false, boot: false, other: true} {
+		if _, ok := tg.served(t, path); ok != want {
+			t.Errorf("%s served = %v after bob's revocation, want %v", path, ok, want)
+		}
+	}
+	base := func(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+	if st := tg.status(t, sys); !strings.Contains(st, "quarantined "+sys) || !strings.Contains(st, "its closure no longer meets its threshold: "+base(glibc)+" is left with 1 of the 2") || !strings.Contains(st, "(bob, key bob-1)") {
+		t.Errorf("status of sys: %s", st)
+	}
+	if st := tg.status(t, boot); !strings.Contains(st, "its reference "+base(sys)+" is withdrawn") {
+		t.Errorf("status of boot: %s", st)
+	}
+	evs, _, err := Audit(tg.dir, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; last.Type != "quarantine" || !strings.Contains(last.Describe(), "its closure no longer meets its threshold") {
+		t.Errorf("audit of sys: %+v", last)
+	}
+	// bob's revocation is not counted twice: a newer CRL revoking nobody else
+	// withdraws nothing more.
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", p.crl(t, time.Now().Unix()+2, time.Now(), bob.cert)); s != 200 || !strings.Contains(b, "0 paths quarantined") {
+		t.Errorf("second CRL: %d %s", s, b)
+	}
+}
+
 // A narinfo whose NAR file is gone (expired from staging while the narinfo was on
 // its way) is a 410 naming the path and telling to push again: never a 500, never
 // an admission without its NAR.

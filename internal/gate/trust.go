@@ -365,6 +365,7 @@ func (g *Gate) AddCRL(ctx context.Context, data []byte, remote string) (string, 
 // signatures, before returning: from then on they are not served.
 func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (string, error) {
 	list, _ := x509.ParseRevocationList(der)
+	before := g.revokedCerts()
 	accepted, err := g.trust.v.AddCRL(der)
 	if err != nil {
 		g.reject(ctx, "", "", err.Error(), remote)
@@ -395,7 +396,13 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 	if err := g.db.putCRL(ctx, certSum(issuer), der, g.Now()); err != nil {
 		return "", err
 	}
-	q, err := g.quarantine(ctx)
+	newly := map[string]bool{}
+	for c := range g.revokedCerts() {
+		if !before[c] {
+			newly[c] = true
+		}
+	}
+	q, err := g.quarantine(ctx, newly)
 	if err != nil {
 		return "", err
 	}
