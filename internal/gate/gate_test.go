@@ -128,7 +128,8 @@ func TestRejectionsAdmitNothing(t *testing.T) {
 		t.Errorf("junk certificate upload: %d %s", s, b)
 	}
 	// An xz stream declaring a dictionary beyond max_xz_dict.
-	big := []byte("\xfd7zXZ\x00\x00\x01\x69\x22\xde\x36\x02\x00\x21\x01\x28\x00\x00\x00\x00\x00\x00\x00")
+	head, block, _ := xzParts(t, compress(t, nar, "xz"))
+	big := append(bytes.Clone(head), withDict(t, block, 0x28)...)
 	if s, b := tg.do(t, "PUT", "/"+NARURL(sha256.Sum256(big), "xz"), big); s != 400 || !strings.Contains(b, "dictionary") {
 		t.Errorf("xz with a 1 GiB dictionary: %d %s", s, b)
 	}
