@@ -245,6 +245,14 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	if err != nil {
 		var pr *problem.Problem
 		if errors.As(err, &pr) {
+			if pr.Status == http.StatusGone { // the file is gone: let it come again
+				g.mu.Lock()
+				err := g.db.dropStagedNAR(ctx, ni.URL)
+				g.mu.Unlock()
+				if err != nil {
+					return 0, "", err
+				}
+			}
 			return fail(pr.Status, "%s", pr.Detail)
 		}
 		return 0, "", err
@@ -258,6 +266,11 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	if _, ok, err := g.db.getNAR(ctx, ni.URL); err != nil {
 		return 0, "", err
 	} else if _, serr := os.Stat(filepath.Join(g.Dir, filepath.FromSlash(ni.URL))); !ok || serr != nil {
+		if ok {
+			if err := g.db.dropStagedNAR(ctx, ni.URL); err != nil {
+				return 0, "", err
+			}
+		}
 		return fail(http.StatusGone, "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
 	}
 	cands, err := g.db.candidates(ctx, hash)

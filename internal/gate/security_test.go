@@ -218,6 +218,11 @@ func TestNARExpiredBeforeNarInfo(t *testing.T) {
 		if _, ok := tg.served(t, u.path); ok {
 			t.Errorf("%s admitted without its NAR", u.path)
 		}
+		// Pushed again as the answer says, it is admitted.
+		u.mutate = mutate
+		if _, s, b := tg.push(t, u); s != 200 {
+			t.Errorf("%s pushed again: %d %s", u.path, s, b)
+		}
 	}
 	// Expired from staging the ordinary way: 400, saying so.
 	path := storePath("late")
