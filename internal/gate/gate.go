@@ -8,13 +8,16 @@
 // checked as NARs and hashed; a narinfo (PUT /<hash>.narinfo) is admitted if its NAR
 // matches, its references are admitted and its signatures, judged against the
 // certificates and CRLs uploaded to PUT /nixpki/certs and /nixpki/crl, meet the
-// threshold for its name. Paths short of signatures wait as pending; a newer CRL
-// quarantines paths left short at once. Every certificate, CRL, admission, rejection
-// and quarantine is appended to a tamper-evident log (internal/tlog).
+// threshold for its name over its whole closure. Paths short of signatures wait as
+// pending; a newer CRL quarantines the paths it leaves short, and their referrers,
+// at once. Every certificate, CRL, admission, rejection and quarantine is appended
+// to a tamper-evident log (internal/tlog).
 //
 // Files: config.go (G/config.json), init.go (gate init, keys), db.go (SQLite state),
-// nar.go (NAR uploads), trust.go (certificates, CRLs, signature verdicts), admit.go
-// (admission, pending, quarantine), server.go (HTTP, TLS), audit.go (reports).
+// nar.go (NAR uploads), xz.go (xz decoding with a bounded dictionary), trust.go
+// (certificates, CRLs, signature verdicts), admit.go (admission, pending),
+// quarantine.go (withdrawal after a CRL, along closures), server.go (HTTP, TLS),
+// audit.go (reports).
 package gate
 
 import (
