@@ -26,10 +26,19 @@ import (
 // exactly the bytes this parser's reading of the chunk headers delimits (lzma2Data).
 // So the decoder never reads a block header itself: no stream can make it see one
 // this parser did not check.
+//
+// Dictionaries are allocated (and cleared) per block, so their total is bounded too:
+// at most twice max_xz_dict plus the bytes decoded so far. A file of many tiny
+// blocks each declaring a large dictionary cannot make the gate clear far more
+// memory than the NAR it decodes; xz's own multi-block output (blocks of three times
+// the dictionary) stays well within the bound.
 type xzReader struct {
 	r       *bufio.Reader
 	maxDict int64
 	err     error
+	// allocated sums the dictionaries of the blocks begun; decoded counts the bytes
+	// they produced.
+	allocated, decoded int64
 
 	check    byte // the current stream's check type
 	records  [][2]int64
@@ -77,6 +86,7 @@ func (x *xzReader) Read(p []byte) (int, error) {
 		n, err := x.blk.dec.Read(p)
 		x.blk.sum.Write(p[:n])
 		x.blk.n += int64(n)
+		x.decoded += int64(n)
 		if err == io.EOF {
 			err = x.endBlock()
 		}
@@ -244,8 +254,14 @@ func (x *xzReader) blockHeader(n int) error {
 	if dict > x.maxDict {
 		return fmt.Errorf("block %d declares a %d MiB dictionary, more than max_xz_dict (%d MiB)", len(x.records)+1, dict>>20, x.maxDict>>20)
 	}
+	dictCap := max(dict, lzma.MinDictCap)
+	if x.allocated+dictCap > 2*x.maxDict+x.decoded {
+		return fmt.Errorf("block %d: its dictionaries (%d MiB with this one's) are out of proportion to the %d bytes decoded so far (at most twice max_xz_dict more): compress with larger blocks or a smaller dictionary",
+			len(x.records)+1, (x.allocated+dictCap)>>20, x.decoded)
+	}
+	x.allocated += dictCap
 	blk.data = &lzma2Data{r: x.r}
-	dec, err := lzma.Reader2Config{DictCap: int(max(dict, lzma.MinDictCap))}.NewReader2(blk.data)
+	dec, err := lzma.Reader2Config{DictCap: int(dictCap)}.NewReader2(blk.data)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,26 @@ func TestXZDictionaryEveryBlock(t *testing.T) {
 	}
 }
 
+// Many tiny blocks each declaring max_xz_dict: the dictionaries allocated stay in
+// proportion to the data decoded.
+func TestXZDictionaryTotal(t *testing.T) {
+	one := compress(t, []byte("tiny"), "xz")
+	head, b, _ := xzParts(t, one)
+	b = withDict(t, b, 28) // 64 MiB
+	data := bytes.Clone(head)
+	for range 3 {
+		data = append(data, b...)
+	}
+	xr, err := newXZReader(bufioReader(data), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, xr)
+	if err == nil || !strings.Contains(err.Error(), "block 3: its dictionaries (192 MiB with this one's) are out of proportion to the 8 bytes decoded") {
+		t.Fatalf("three tiny blocks of 64 MiB dictionaries: %v", err)
+	}
+}
+
 // Files written by the xz tool (liblzma) in several blocks, with each check type,
 // and concatenated streams with padding, decode to the NAR.
 func TestXZReaderLiblzma(t *testing.T) {
