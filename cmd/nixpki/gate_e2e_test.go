@@ -665,3 +665,33 @@ func TestGateQuarantineClosureE2E(t *testing.T) {
 	audit := run(t, false, "gate", "audit", "--dir", r.gateDir, sudo)
 	wantIn(t, "gate audit", audit, "quarantine", "its closure no longer meets its threshold: "+filepath.Base(dep)+" is left with 1 of the 2", "(bob, key bob-1)")
 }
+
+// Revoking the Nix intermediate with a CRL of the root (nixpki nix crl --root)
+// withdraws what its certificates let in, and the target's copy fails.
+func TestGateRootCRLE2E(t *testing.T) {
+	r := newGateRig(t)
+	app, _ := r.build("root-crl-app")
+	if out, err := r.push("alice-1", []string{"--crl", r.p("nix.crl")}, app); err != nil {
+		t.Fatalf("alice's push: %v\n%s", err, out)
+	}
+	r.mustTarget(app)
+	inter, err := ca.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, false, "cert", "revoke", "--dir", r.caDir, ca.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
+	run(t, false, "nix", "crl", "--dir", r.caDir, "--root", "--out", r.p("root.crl"))
+	status, body := r.put("/nixpki/crl", mustRead(t, r.p("root.crl")))
+	if status != 200 {
+		t.Fatalf("root CRL upload: %d %s", status, body)
+	}
+	wantIn(t, "root CRL upload", body, "accepted (1 revoked)", "2 paths quarantined")
+	r.mustNotTarget(app)
+	wantIn(t, "gate audit", run(t, false, "gate", "audit", "--dir", r.gateDir, app), "quarantine", "(alice, key alice-1) revoked")
+	top, _ := r.build("root-crl-after")
+	out, err := r.push("alice-1", nil, top)
+	if err == nil {
+		t.Fatal("push under a revoked intermediate succeeded")
+	}
+	wantIn(t, "push under a revoked intermediate", out, "was revoked", "by CRL number")
+}

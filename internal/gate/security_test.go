@@ -1,6 +1,9 @@
 package gate
 
 import (
+	"crypto/rand"
+	"crypto/x509"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,5 +237,67 @@ func TestNARExpiredBeforeNarInfo(t *testing.T) {
 	}})
 	if s != 400 || !strings.Contains(b, "expired from staging") || !strings.Contains(b, "push the path again") {
 		t.Errorf("expired NAR: %d %s", s, b)
+	}
+}
+
+// rootCRL is a CRL of the root revoking intermediates.
+func (p *testPKI) rootCRL(t testing.TB, number int64, revoked ...*x509.Certificate) []byte {
+	t.Helper()
+	now := time.Now()
+	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(7 * 24 * time.Hour)}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now, ReasonCode: 2})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.root, p.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// A CRL of the root listing the Nix intermediate revokes every certificate it
+// issued: their paths are quarantined and their signatures no longer count. An
+// older root CRL does not undo it; another root's is refused.
+func TestRootCRLRevokesIntermediate(t *testing.T) {
+	tg := newTestGate(t, nil)
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	app := storePath("app")
+	if _, s, b := tg.push(t, upload{path: app, contents: "app", signers: []member{alice}}); s != 200 {
+		t.Fatalf("app: %d %s", s, b)
+	}
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", p.rootCRL(t, 1)); s != 200 || !strings.Contains(b, "Test Root") || !strings.Contains(b, "0 paths quarantined") {
+		t.Fatalf("empty root CRL: %d %s", s, b)
+	}
+	s, b := tg.do(t, "PUT", "/nixpki/crl", p.rootCRL(t, 2, p.nix))
+	if s != 200 || !strings.Contains(b, "accepted (1 revoked); 1 paths quarantined") {
+		t.Fatalf("root CRL revoking the intermediate: %d %s", s, b)
+	}
+	if _, ok := tg.served(t, app); ok {
+		t.Error("a path signed under a revoked intermediate is served")
+	}
+	if st := tg.status(t, app); !strings.Contains(st, "quarantined") || !strings.Contains(st, "(alice, key alice-1) revoked") {
+		t.Errorf("status: %s", st)
+	}
+	other := storePath("other")
+	if _, s, b := tg.push(t, upload{path: other, contents: "other", signers: []member{alice}}); s != 403 || !strings.Contains(b, `its intermediate "Test Nix Intermediate" was revoked`) {
+		t.Errorf("push under a revoked intermediate: %d %s", s, b)
+	}
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", p.rootCRL(t, 1)); s != 200 || !strings.Contains(b, "not newer") {
+		t.Errorf("older root CRL: %d %s", s, b)
+	}
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", newPKI(t).rootCRL(t, 9)); s != 400 {
+		t.Errorf("another root's CRL: %d %s", s, b)
+	}
+	// It survives a restart (kept with the other CRLs).
+	tg.Close()
+	g, err := Open(tg.dir, "", tg.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if !g.trust.v.IsRevoked(alice.cert) {
+		t.Error("the root CRL was lost over a restart")
 	}
 }

@@ -362,7 +362,8 @@ func (g *Gate) AddCRL(ctx context.Context, data []byte, remote string) (string, 
 }
 
 // addCRLLocked adds a CRL if newer and quarantines the paths it leaves short of
-// signatures, before returning: from then on they are not served.
+// signatures, before returning: from then on they are not served. A CRL of the root
+// revokes intermediates, and so every certificate they issued.
 func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (string, error) {
 	list, _ := x509.ParseRevocationList(der)
 	before := g.revokedCerts()
@@ -379,12 +380,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 		return fmt.Sprintf("CRL number %s of %q is not newer than the one held: kept the held one", number, list.Issuer.CommonName), nil
 	}
 	g.trust.changed()
-	var issuer *x509.Certificate
-	for _, in := range g.trust.v.Intermediates() {
-		if bytes.Equal(in.RawSubject, list.RawIssuer) && list.CheckSignatureFrom(in) == nil {
-			issuer = in
-		}
-	}
+	issuer := g.trust.v.IssuedBy(der) // an intermediate, or the root revoking intermediates
 	var revoked []string
 	for _, e := range list.RevokedCertificateEntries {
 		revoked = append(revoked, ca.SerialHex(e.SerialNumber))
