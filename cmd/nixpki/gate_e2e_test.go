@@ -561,3 +561,137 @@ func TestGateHTTPS(t *testing.T) {
 	}
 	check("acme")
 }
+
+// fileCacheNarInfo copies path signed by member into a file cache and returns its
+// narinfo and NAR as nix copy wrote them.
+func (r *gateRig) fileCacheNarInfo(member, path string) (*nixkey.NarInfo, []byte) {
+	r.t.Helper()
+	cache := r.p("cache-of-" + member + "-" + nixkey.HashPart(path))
+	if _, e, err := r.exec(r.env(), "nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+r.p(member+".sec"), path); err != nil {
+		r.t.Fatalf("nix copy to a file cache: %v\n%s", err, e)
+	}
+	ni, err := nixkey.ParseNarInfo(bytes.NewReader(mustRead(r.t, filepath.Join(cache, nixkey.HashPart(path)+".narinfo"))), nixkey.DefaultStoreDir)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return ni, mustRead(r.t, filepath.Join(cache, ni.URL))
+}
+
+// Unsigned narinfo fields cannot be used against the gate: unknown keys are not
+// served (the target's nix copy of the path works, the key is gone), and a NAR that
+// vanished before its narinfo (as expiry racing it does) is a 410 telling to push
+// again, not a 500.
+func TestGateNarInfoFieldsE2E(t *testing.T) {
+	r := newGateRig(t)
+	r.put("/nixpki/certs", mustRead(t, r.p("alice-1.crt"))) // 403 until the CRL is there
+	if status, body := r.put("/nixpki/crl", mustRead(t, r.p("nix.crl"))); status != 200 {
+		t.Fatalf("CRL: %d %s", status, body)
+	}
+	top, dep := r.build("fields")
+	for _, p := range []string{dep, top} {
+		ni, nar := r.fileCacheNarInfo("alice-1", p)
+		ni.Extra = append(ni.Extra, nixkey.NarInfoField{Key: "X-Injected", Value: "1"})
+		if s, b := r.put("/"+ni.URL, nar); s != 200 {
+			t.Fatalf("NAR of %s: %d %s", p, s, b)
+		}
+		if p == top {
+			// The NAR file vanishes (expiry) before the narinfo comes.
+			os.Remove(filepath.Join(r.gateDir, filepath.FromSlash(ni.URL)))
+			text, _ := ni.MarshalText()
+			s, b := r.put("/"+nixkey.HashPart(p)+".narinfo", text)
+			if s != 410 {
+				t.Fatalf("narinfo after its NAR vanished: %d %s", s, b)
+			}
+			wantIn(t, "vanished NAR", b, "rejected "+p, "push the path again")
+			r.mustNotTarget(top)
+			if s, b := r.put("/"+ni.URL, nar); s != 200 || !strings.Contains(b, "received NAR") {
+				t.Fatalf("NAR of %s again: %d %s", p, s, b)
+			}
+		}
+		text, _ := ni.MarshalText()
+		if s, b := r.put("/"+nixkey.HashPart(p)+".narinfo", text); s != 200 {
+			t.Fatalf("narinfo of %s: %d %s", p, s, b)
+		}
+		res, err := http.Get(r.url + "/" + nixkey.HashPart(p) + ".narinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if strings.Contains(string(served), "X-Injected") || !strings.Contains(string(served), "Sig: alice-1:") {
+			t.Errorf("served narinfo of %s:\n%s", p, served)
+		}
+	}
+	r.mustTarget(top)
+}
+
+// Revoking a certificate withdraws an admitted referrer whose closure it leaves
+// short of the referrer's threshold, though the path it signed still meets its own:
+// the target's nix copy fails after the CRL, and gate audit says why.
+func TestGateQuarantineClosureE2E(t *testing.T) {
+	r := newGateRig(t)
+	r.n.must("nix-store", "--generate-binary-cache-key", "frank-1", r.p("frank-1.sec"), r.p("frank-1.pub"))
+	run(t, false, "nix", "certify", "--dir", r.caDir, "--public", r.p("frank-1.pub"), "--subject", "frank", "--targets", "host-a", "--scope", "any", "--out", r.p("frank-1.crt"))
+	sudo, dep := r.build("fake-sudo-3.0")
+	crl := []string{"--crl", r.p("nix.crl")}
+	// alice pushes the closure (the dependency is admitted, sudo waits), bob signs
+	// the dependency only, frank uploads sudo with plain nix copy (which skips the
+	// dependency the gate serves).
+	if out, err := r.push("alice-1", crl, sudo); err == nil || !strings.Contains(out, "pending "+sudo) {
+		t.Fatalf("alice's push: %v\n%s", err, out)
+	}
+	if out, err := r.push("bob-1", crl, dep); err != nil {
+		t.Fatalf("bob's push of the dependency: %v\n%s", err, out)
+	}
+	if status, body := r.put("/nixpki/certs", mustRead(t, r.p("frank-1.crt"))); status != 200 {
+		t.Fatalf("frank's certificate: %d %s", status, body)
+	}
+	if out, err := r.rawCopy("frank-1", sudo); err != nil {
+		t.Fatalf("frank's nix copy of sudo: %v\n%s", err, out)
+	}
+	r.mustTarget(sudo)
+	bob := readChain(t, r.p("bob-1.crt"))
+	run(t, false, "nix", "revoke", "--dir", r.caDir, bob.Serial(), "--reason", "keyCompromise")
+	run(t, false, "nix", "crl", "--dir", r.caDir, "--out", r.p("nix2.crl"))
+	status, body := r.put("/nixpki/crl", mustRead(t, r.p("nix2.crl")))
+	if status != 200 {
+		t.Fatalf("CRL upload: %d %s", status, body)
+	}
+	wantIn(t, "CRL upload", body, "accepted (1 revoked)", "1 paths quarantined")
+	if r.narinfoStatus(dep) != 200 || r.narinfoStatus(sudo) != 404 {
+		t.Errorf("after bob's revocation: dep %d, sudo %d; want 200, 404", r.narinfoStatus(dep), r.narinfoStatus(sudo))
+	}
+	r.mustNotTarget(sudo)
+	audit := run(t, false, "gate", "audit", "--dir", r.gateDir, sudo)
+	wantIn(t, "gate audit", audit, "quarantine", "its closure no longer meets its threshold: "+filepath.Base(dep)+" is left with 1 of the 2", "(bob, key bob-1)")
+}
+
+// Revoking the Nix intermediate with a CRL of the root (nixpki nix crl --root)
+// withdraws what its certificates let in, and the target's copy fails.
+func TestGateRootCRLE2E(t *testing.T) {
+	r := newGateRig(t)
+	app, _ := r.build("root-crl-app")
+	if out, err := r.push("alice-1", []string{"--crl", r.p("nix.crl")}, app); err != nil {
+		t.Fatalf("alice's push: %v\n%s", err, out)
+	}
+	r.mustTarget(app)
+	inter, err := ca.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, false, "cert", "revoke", "--dir", r.caDir, ca.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
+	run(t, false, "nix", "crl", "--dir", r.caDir, "--root", "--out", r.p("root.crl"))
+	status, body := r.put("/nixpki/crl", mustRead(t, r.p("root.crl")))
+	if status != 200 {
+		t.Fatalf("root CRL upload: %d %s", status, body)
+	}
+	wantIn(t, "root CRL upload", body, "accepted (1 revoked)", "2 paths quarantined")
+	r.mustNotTarget(app)
+	wantIn(t, "gate audit", run(t, false, "gate", "audit", "--dir", r.gateDir, app), "quarantine", "(alice, key alice-1) revoked")
+	top, _ := r.build("root-crl-after")
+	out, err := r.push("alice-1", nil, top)
+	if err == nil {
+		t.Fatal("push under a revoked intermediate succeeded")
+	}
+	wantIn(t, "push under a revoked intermediate", out, "was revoked", "by CRL number")
+}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
@@ -485,11 +486,11 @@ func printRevoked(cmd *cobra.Command, rec *store.Cert) {
 
 func newNixCRLCmd() *cobra.Command {
 	var cf caFlags
-	var out string
-	var asPEM bool
+	var out, rootKey string
+	var asPEM, root bool
 	cmd := &cobra.Command{
-		Use:   "crl --out F",
-		Short: "Export the Nix-signing intermediate's signed CRL (DER) to carry to offline machines",
+		Use:   "crl --out F [--root [--root-key K]]",
+		Short: "Export the Nix-signing intermediate's signed CRL (DER) to carry to offline machines; --root: the root's CRL of revoked intermediates",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -500,8 +501,28 @@ func newNixCRLCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			der, err := nixcert.NewAuthority(c).CRL(cmd.Context())
-			if err != nil {
+			var der []byte
+			if root {
+				if rootKey == "" {
+					rootKey = ca.KeyPath(c.Dir, ca.IssuerRoot)
+				}
+				pwFile := cf.passwordFile
+				if pwFile == "" {
+					pwFile = config.Resolve(c.Dir, c.Config.PasswordFile)
+				}
+				password, err := keys.ReadPassword(pwFile)
+				if err != nil {
+					return err
+				}
+				signer, err := keys.LoadSigner(rootKey, password)
+				if err != nil {
+					return fmt.Errorf("the root key (--root-key): %w", err)
+				}
+				der, err = c.RootCRL(cmd.Context(), signer)
+				if err != nil {
+					return err
+				}
+			} else if der, err = nixcert.NewAuthority(c).CRL(cmd.Context()); err != nil {
 				return err
 			}
 			data := der
@@ -515,13 +536,19 @@ func newNixCRLCmd() *cobra.Command {
 			if err := keys.ReplaceFile(out, data, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the Nix CRL to %s\n", out)
+			what := "the Nix CRL"
+			if root {
+				what = "the root's CRL (revoked intermediates)"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote %s to %s\n", what, out)
 			return nil
 		},
 	}
 	cf.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "where to write the CRL (- for stdout)")
 	cmd.Flags().BoolVar(&asPEM, "pem", false, "write PEM instead of DER")
+	cmd.Flags().BoolVar(&root, "root", false, "build the root's CRL of revoked intermediates instead (signed with the root key)")
+	cmd.Flags().StringVar(&rootKey, "root-key", "", "the root key (encrypted PEM, the CA's password) for --root (default: the online one in --dir)")
 	return cmd
 }
 

@@ -70,7 +70,7 @@ certificate); 1 alone also for a usage error, as in Nix.`,
 	fl.StringVar(&f.root, "root", "", "the CA's root certificate (PEM); certificates must chain to it")
 	fl.StringArrayVar(&f.certs, "certs", nil, "certificate chains of signing keys: PEM files, or directories of *.pem/*.crt (repeatable)")
 	fl.StringVar(&f.gate, "gate", "", "a gate's directory: the certificates and CRLs uploaded to it, and its verified log of when paths were admitted under which certificate (its root is the default --root)")
-	fl.StringArrayVar(&f.crls, "crl", nil, "CRL of the Nix intermediate (PEM or DER); with it, certificates of issuers without a CRL are refused (repeatable)")
+	fl.StringArrayVar(&f.crls, "crl", nil, "CRL of the Nix intermediate, or the root's (revoked intermediates) (PEM or DER); with one, certificates of issuers without a CRL are refused (repeatable)")
 	fl.StringArrayVar(&f.trustedKeys, "trusted-key", nil, "a plain trusted Nix public key NAME:base64, or a file of them (repeatable)")
 	fl.IntVar(&f.sigsNeeded, "sigs-needed", 0, "distinct identities that must sign each path; above 0, locally built paths need signatures too")
 	fl.BoolVar(&f.noContents, "no-contents", false, "do not hash the paths' contents")

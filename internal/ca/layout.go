@@ -33,5 +33,8 @@ func keyFile(issuer string) string {
 	return filepath.Join(secretsDir, issuer+"-intermediate.key")
 }
 
+// KeyPath is where the named CA key lives in dir (the root's while it is online).
+func KeyPath(dir, issuer string) string { return filepath.Join(dir, keyFile(issuer)) }
+
 // CertPath is where the certificate of the named CA key lives in dir.
 func CertPath(dir, issuer string) string { return filepath.Join(dir, certFile(issuer)) }

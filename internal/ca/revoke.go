@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"nixpki/internal/keys"
 	"nixpki/internal/store"
 )
 
@@ -57,7 +59,7 @@ func (c *CA) Revoke(ctx context.Context, serial string, reason int) (*store.Cert
 		return nil, err
 	}
 	if rec.Issuer == IssuerRoot {
-		c.Log.Warn("revoked an intermediate: the server's CRLs cover leaves only; carry the change to relying parties by replacing the intermediate", "serial", s)
+		c.Log.Warn("revoked an intermediate: the server's CRLs cover leaves only; carry the change with a root CRL (nixpki nix crl --root, needs the root key) or by replacing the intermediate", "serial", s)
 	}
 	return rec, nil
 }
@@ -82,7 +84,28 @@ func (c *CA) CRL(ctx context.Context, issuer string) ([]byte, error) {
 	if fresh {
 		return st.DER, nil
 	}
-	st, err = c.DB.RebuildCRL(ctx, iss.Name, func(number int64, revoked []store.RevokedEntry) ([]byte, time.Time, time.Time, error) {
+	return c.rebuildCRL(ctx, iss)
+}
+
+// RootCRL builds a new CRL signed by the root with rootKey (the root key is not kept
+// by the server; it may be offline), listing the intermediates revoked (nixpki nix
+// revoke SERIAL of an intermediate). Relying parties that hold it (the gate,
+// nixpki verify) treat every certificate a listed intermediate issued as revoked.
+func (c *CA) RootCRL(ctx context.Context, rootKey crypto.Signer) ([]byte, error) {
+	if !publicKeysEqual(rootKey.Public(), c.Root.PublicKey) {
+		return nil, errors.New("the key given is not the root's")
+	}
+	return c.rebuildCRL(ctx, &Issuer{Name: IssuerRoot, Cert: c.Root, Signer: rootKey, KeyType: keys.TypeOf(c.Root.PublicKey)})
+}
+
+// rebuildCRL builds and stores the issuer's next CRL.
+func (c *CA) rebuildCRL(ctx context.Context, iss *Issuer) ([]byte, error) {
+	now := c.Now()
+	validity := c.Config.Policy.CRLValidity.D()
+	if validity <= 0 {
+		validity = 7 * 24 * time.Hour
+	}
+	st, err := c.DB.RebuildCRL(ctx, iss.Name, func(number int64, revoked []store.RevokedEntry) ([]byte, time.Time, time.Time, error) {
 		tmpl := &x509.RevocationList{
 			Number:     big.NewInt(number),
 			ThisUpdate: now.UTC().Add(-time.Minute).Truncate(time.Second),

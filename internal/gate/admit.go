@@ -3,8 +3,11 @@ package gate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -228,7 +231,7 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	}
 	switch {
 	case !ok:
-		return fail(http.StatusBadRequest, "its NAR %s was never uploaded (or expired from staging): upload the NAR before the narinfo", ni.URL)
+		return fail(http.StatusBadRequest, "its NAR %s was never uploaded, or expired from staging (staging_max_age %s): push the path again, its NAR before its narinfo", ni.URL, g.Cfg.StagingMaxAge.D())
 	case ni.Compression != nar.Compression:
 		return fail(http.StatusBadRequest, "Compression is %s but the uploaded NAR %s is %s", ni.Compression, ni.URL, nar.Compression)
 	case ni.FileHash != nil && *ni.FileHash != nar.FileHash, ni.FileSize != 0 && int64(ni.FileSize) != nar.FileSize:
@@ -238,19 +241,38 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 			nixkey.FormatSHA256(ni.NarHash), ni.NarSize, ni.URL, nixkey.FormatSHA256(nar.NarHash), nar.NarSize)
 	}
 	ni.FileHash, ni.FileSize = &nar.FileHash, uint64(nar.FileSize)
-	contentAddressed, caNote := false, ""
-	if ni.CA != "" {
-		if err := ni.CheckContentAddress(); err != nil {
-			return fail(http.StatusBadRequest, "%v", err)
+	contentAddressed, caNote, err := g.caOf(ni)
+	if err != nil {
+		var pr *problem.Problem
+		if errors.As(err, &pr) {
+			if pr.Status == http.StatusGone { // the file is gone: let it come again
+				g.mu.Lock()
+				err := g.db.dropStagedNAR(ctx, ni.URL)
+				g.mu.Unlock()
+				if err != nil {
+					return 0, "", err
+				}
+			}
+			return fail(pr.Status, "%s", pr.Detail)
 		}
-		if contentAddressed, caNote, err = g.checkCAContent(ni); err != nil {
-			return 0, "", err
-		}
+		return 0, "", err
 	}
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.Now()
+	// The NAR is checked again under the lock (expiry may have dropped it since):
+	// a path is never admitted without its NAR file.
+	if _, ok, err := g.db.getNAR(ctx, ni.URL); err != nil {
+		return 0, "", err
+	} else if _, serr := os.Stat(filepath.Join(g.Dir, filepath.FromSlash(ni.URL))); !ok || serr != nil {
+		if ok {
+			if err := g.db.dropStagedNAR(ctx, ni.URL); err != nil {
+				return 0, "", err
+			}
+		}
+		return fail(http.StatusGone, "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
+	}
 	cands, err := g.db.candidates(ctx, hash)
 	if err != nil {
 		return 0, "", err
@@ -268,9 +290,17 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	}
 	sigs := ni.Sigs
 	if same != nil {
-		if old, err := nixkey.ParseNarInfo(strings.NewReader(same.NarInfo), g.Cfg.StoreDir); err == nil {
-			sigs = mergeSigs(old.Sigs, ni.Sigs)
+		// The record of this content is pinned (see pin): the upload adds signatures.
+		pinned, ca, note, err := g.pin(ctx, same, ni, contentAddressed, caNote, now)
+		if err != nil {
+			var pr *problem.Problem
+			if errors.As(err, &pr) {
+				return fail(pr.Status, "%s", pr.Detail)
+			}
+			return 0, "", err
 		}
+		sigs = mergeSigs(pinned.Sigs, ni.Sigs)
+		ni, contentAddressed, caNote = pinned, ca, note
 	}
 	j, err := g.judge(ctx, ni, sigs, contentAddressed, now)
 	if err != nil {
@@ -292,6 +322,11 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	if len(j.missing) > 0 {
 		return fail(http.StatusBadRequest, "its references %s are not in the gate: upload them first", strings.Join(j.missing, ", "))
 	}
+	if same != nil && same.State == StatePending && sameSigners(same.Signers, j.signers) && len(j.signers) < j.needed {
+		// Nothing new: the record stays as it is (a replay neither rewrites it nor
+		// keeps it from expiring).
+		return http.StatusForbidden, "pending " + same.StorePath + ": " + same.Reason, nil
+	}
 	rec := PathRec{Hash: hash, NarHash: ni.NarHash, StorePath: p, URL: ni.URL, FirstSeen: now}
 	if same != nil {
 		rec.FirstSeen = same.FirstSeen
@@ -299,10 +334,121 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	return g.decide(ctx, ni, rec, j, now)
 }
 
+// caOf checks a narinfo's CA field: an error (a problem, 4xx) when it does not
+// derive the store path; whether the path counts as content-addressed (its content
+// matches), and if not, why.
+func (g *Gate) caOf(ni *nixkey.NarInfo) (bool, string, error) {
+	if ni.CA == "" {
+		return false, "", nil
+	}
+	if err := ni.CheckContentAddress(); err != nil {
+		return false, "", problem.BadRequest("%v", err)
+	}
+	return g.checkCAContent(ni)
+}
+
+// pin returns the narinfo a new upload of the content of rec (a pending or admitted
+// record of the same NarHash) is judged and kept with, and whether it counts as
+// content-addressed. An upload cannot rewrite a record: the fields no signature
+// covers (CA, Deriver, System, URL, Compression, FileHash, FileSize) stay those of
+// the first upload that counted, and only its signatures are added, judged with
+// those fields, so anyone replaying a member's narinfo with other fields can
+// neither drop counted signers nor change what is served. Two exceptions, both
+// rejected or earned: References (signed) must be the record's (409 otherwise);
+// a different CA field is taken only when it makes strictly more identities count
+// (the gate checked that it derives the path and matches the content, so it can
+// only be the path's one genuine content address, and a CA-only signer's upload
+// cannot be locked out by whoever uploaded first without it); otherwise 409.
+func (g *Gate) pin(ctx context.Context, rec *PathRec, ni *nixkey.NarInfo, niCA bool, niNote string, now time.Time) (*nixkey.NarInfo, bool, string, error) {
+	old, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+	if err != nil {
+		return nil, false, "", fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
+	}
+	if !slices.Equal(old.References, ni.References) {
+		return nil, false, "", problem.New(http.StatusConflict, "", "its References (%s) differ from those of the %s record of this content (%s), which the counted signatures sign: upload it with the same references",
+			orNone(strings.Join(ni.References, " ")), rec.State, orNone(strings.Join(old.References, " ")))
+	}
+	if old.CA == ni.CA {
+		// Same NarHash, so same content: the upload's content check holds for it.
+		return old, niCA, niNote, nil
+	}
+	oldCA, _, err := g.caOf(old)
+	if err != nil {
+		return nil, false, "", fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
+	}
+	sigs := mergeSigs(old.Sigs, ni.Sigs)
+	jOld, err := g.judge(ctx, old, sigs, oldCA, now)
+	if err != nil {
+		return nil, false, "", err
+	}
+	jNew, err := g.judge(ctx, ni, sigs, niCA, now)
+	if err != nil {
+		return nil, false, "", err
+	}
+	if !moreSubjects(jNew.signers, jOld.signers) {
+		return nil, false, "", problem.New(http.StatusConflict, "", "its CA field (%s) differs from that of the %s record of this content (%s) and would not make more identities count (%d, against %d): upload it with CA %s",
+			orNone(ni.CA), rec.State, orNone(old.CA), len(jNew.signers), len(jOld.signers), orNone(old.CA))
+	}
+	out := *old
+	out.CA = ni.CA
+	return &out, niCA, niNote, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// moreSubjects reports whether the subjects of a are a strict superset of b's.
+func moreSubjects(a, b []Signer) bool {
+	in := map[string]bool{}
+	for _, s := range a {
+		in[s.Subject] = true
+	}
+	for _, s := range b {
+		if !in[s.Subject] {
+			return false
+		}
+	}
+	return len(in) > len(b)
+}
+
+// sameSigners reports whether two signer lists name the same certificates.
+func sameSigners(a, b []Signer) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	in := map[string]bool{}
+	for _, s := range a {
+		in[s.Subject+"\x00"+s.Cert] = true
+	}
+	for _, s := range b {
+		if !in[s.Subject+"\x00"+s.Cert] {
+			return false
+		}
+	}
+	return true
+}
+
+// nixExtra keeps, of a narinfo's lines this package does not interpret, those Nix
+// 2.8 reads (System): the gate serves no key it does not know.
+func nixExtra(extra []nixkey.NarInfoField) []nixkey.NarInfoField {
+	var out []nixkey.NarInfoField
+	for _, f := range extra {
+		if f.Key == "System" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // decide stores a candidate as admitted or pending according to its judgement.
 func (g *Gate) decide(ctx context.Context, ni *nixkey.NarInfo, rec PathRec, j judgement, now time.Time) (int, string, error) {
 	kept := *ni
 	kept.Sigs = j.signerSigs()
+	kept.Extra = nixExtra(ni.Extra)
 	text, err := kept.MarshalText()
 	if err != nil {
 		return 0, "", err
@@ -364,12 +510,14 @@ func (g *Gate) serve(kept *nixkey.NarInfo) (string, error) {
 		return "", err
 	}
 	out := *kept
+	out.Extra = nixExtra(kept.Extra)
 	out.Sigs = append(slices.Clone(kept.Sigs), g.Key.Sign(fp))
 	text, err := out.MarshalText()
 	return string(text), err
 }
 
-// addSignatures merges new identities into an admitted path.
+// addSignatures merges new identities into an admitted path. ni is the narinfo pin
+// returned (the admitted one, or with the CA field that made more identities count).
 func (g *Gate) addSignatures(ctx context.Context, ni *nixkey.NarInfo, rec *PathRec, j judgement, now time.Time) (int, string, error) {
 	have := map[string]bool{}
 	for _, s := range rec.Signers {
@@ -382,31 +530,22 @@ func (g *Gate) addSignatures(ctx context.Context, ni *nixkey.NarInfo, rec *PathR
 			added = append(added, s)
 		}
 	}
-	stored, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
-	if err != nil {
-		return 0, "", err
-	}
-	oldFP, _ := stored.Fingerprint()
-	newFP, _ := ni.Fingerprint()
-	if oldFP != newFP {
-		msg := fmt.Sprintf("rejected %s: already admitted with other references; an admitted path's narinfo does not change", rec.StorePath)
-		g.reject(ctx, rec.Hash, rec.StorePath, msg, "")
-		return 0, "", problem.New(http.StatusConflict, "", "%s", msg)
-	}
 	if len(added) == 0 {
 		return http.StatusOK, "already admitted " + rec.StorePath, nil
 	}
 	rec.Signers = append(rec.Signers, added...)
-	kept := *stored
+	kept := *ni
 	kept.Sigs = judgement{signers: rec.Signers}.signerSigs()
+	kept.Extra = nixExtra(ni.Extra)
 	text, err := kept.MarshalText()
 	if err != nil {
 		return 0, "", err
 	}
-	if rec.Served, err = g.serve(&kept); err != nil {
+	var served string
+	if served, err = g.serve(&kept); err != nil {
 		return 0, "", err
 	}
-	rec.NarInfo, rec.UpdatedAt = string(text), now
+	rec.NarInfo, rec.Served, rec.UpdatedAt = string(text), served, now
 	if err := g.record("signatures", map[string]any{"path": rec.StorePath, "added": added}); err != nil {
 		return 0, "", err
 	}
@@ -480,42 +619,6 @@ func (g *Gate) cascade(ctx context.Context, admitted string, signed bool, now ti
 		}
 	}
 	return nil
-}
-
-// quarantine withdraws admitted paths that no longer have enough signatures from
-// unrevoked certificates. It returns how many it withdrew.
-func (g *Gate) quarantine(ctx context.Context) (int, error) {
-	adm, err := g.db.pathsInState(ctx, StateAdmitted)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	now := g.Now()
-	for _, rec := range adm {
-		var remain []Signer
-		var revoked []string
-		for _, s := range rec.Signers {
-			c := g.trust.findCert(s.Cert)
-			if c != nil && g.trust.v.IsRevoked(c) {
-				revoked = append(revoked, fmt.Sprintf("certificate %s (%s, key %s)", strings.ToUpper(s.Serial), s.Subject, s.KeyName))
-				continue
-			}
-			remain = append(remain, s)
-		}
-		if len(remain) >= rec.Needed {
-			continue
-		}
-		rec.State, rec.Served, rec.UpdatedAt = StateQuarantined, "", now
-		rec.Reason = fmt.Sprintf("quarantined: %s revoked; %d of %d needed signatures remain", strings.Join(revoked, ", "), len(remain), rec.Needed)
-		if err := g.record("quarantine", map[string]any{"path": rec.StorePath, "revoked": revoked, "reason": rec.Reason}); err != nil {
-			return n, err
-		}
-		if err := g.db.putPath(ctx, rec); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
 }
 
 // reject records a rejection in the log (and, for a path, as its last rejection).

@@ -162,6 +162,13 @@ func (d *db) dropStaged(ctx context.Context, cutoff time.Time) ([]string, error)
 	return out, rows.Err()
 }
 
+// dropStagedNAR forgets an unclaimed NAR whose file is gone, so that it can be
+// uploaded again.
+func (d *db) dropStagedNAR(ctx context.Context, u string) error {
+	_, err := d.sql.ExecContext(ctx, `DELETE FROM nars WHERE url = ? AND staged = 1 AND url NOT IN (SELECT url FROM paths)`, u)
+	return err
+}
+
 func (d *db) narURLs(ctx context.Context) (map[string]bool, error) {
 	rows, err := d.sql.QueryContext(ctx, `SELECT url FROM nars`)
 	if err != nil {

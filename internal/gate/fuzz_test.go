@@ -63,6 +63,9 @@ func FuzzReceiveNAR(f *testing.F) {
 	}
 	f.Add(uint8(0), nar[:len(nar)-3])
 	f.Add(uint8(0), bytes.Repeat([]byte{0xff}, 64))
+	for _, d := range hugeDictXZ(f) { // a later block or stream declares 1 GiB
+		f.Add(uint8(2), d)
+	}
 	comps := []string{"none", "zstd", "xz", "bzip2"}
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		c := comps[int(which)%len(comps)]

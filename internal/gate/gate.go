@@ -8,13 +8,16 @@
 // checked as NARs and hashed; a narinfo (PUT /<hash>.narinfo) is admitted if its NAR
 // matches, its references are admitted and its signatures, judged against the
 // certificates and CRLs uploaded to PUT /nixpki/certs and /nixpki/crl, meet the
-// threshold for its name. Paths short of signatures wait as pending; a newer CRL
-// quarantines paths left short at once. Every certificate, CRL, admission, rejection
-// and quarantine is appended to a tamper-evident log (internal/tlog).
+// threshold for its name over its whole closure. Paths short of signatures wait as
+// pending; a newer CRL quarantines the paths it leaves short, and their referrers,
+// at once. Every certificate, CRL, admission, rejection and quarantine is appended
+// to a tamper-evident log (internal/tlog).
 //
 // Files: config.go (G/config.json), init.go (gate init, keys), db.go (SQLite state),
-// nar.go (NAR uploads), trust.go (certificates, CRLs, signature verdicts), admit.go
-// (admission, pending, quarantine), server.go (HTTP, TLS), audit.go (reports).
+// nar.go (NAR uploads), xz.go (xz decoding with a bounded dictionary), trust.go
+// (certificates, CRLs, signature verdicts), admit.go (admission, pending),
+// quarantine.go (withdrawal after a CRL, along closures), server.go (HTTP, TLS),
+// audit.go (reports).
 package gate
 
 import (
@@ -54,6 +57,9 @@ type Gate struct {
 	// narDirDirty: a NAR was renamed into G/nar since the directory was last synced.
 	narDirDirty atomic.Bool
 	narDirSync  groupSync
+	// narFiles orders a NAR's rename into G/nar against expiry's removal of the file
+	// of a dropped row of the same name.
+	narFiles sync.Mutex
 }
 
 // Open loads the gate in dir: configuration, key (passwordFile overrides the
@@ -205,7 +211,10 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 		return "", err
 	}
 	dst := filepath.Join(g.Dir, filepath.FromSlash(u))
-	if err := os.Rename(f.Name(), dst); err != nil {
+	g.narFiles.Lock()
+	err = os.Rename(f.Name(), dst)
+	g.narFiles.Unlock()
+	if err != nil {
 		return "", err
 	}
 	// The rename is made durable before the NAR's row exists and before the upload is
@@ -305,6 +314,8 @@ func (g *Gate) Expire(ctx context.Context) error {
 			return err
 		}
 	}
+	g.narFiles.Lock()
+	defer g.narFiles.Unlock()
 	urls, err := g.db.dropStaged(ctx, now.Add(-g.Cfg.StagingMaxAge.D()))
 	if err != nil {
 		return err

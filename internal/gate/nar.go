@@ -7,15 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 
 	"nixpki/internal/nixkey"
+	"nixpki/internal/problem"
 )
 
 // Compressions the gate takes, by NAR file extension, as Nix names them.
@@ -130,7 +132,8 @@ var narBufPool = sync.Pool{New: func() any {
 	return &narBufs{r: bufio.NewReaderSize(nil, 256<<10), w: bufio.NewWriterSize(nil, 1<<20)}
 }}
 
-// xzSlots bounds concurrent xz decoding, whose dictionary the stream chooses.
+// xzSlots bounds concurrent xz decoding, whose dictionaries (at most max_xz_dict
+// each, see xzReader) the stream chooses.
 var xzSlots = make(chan struct{}, 2)
 
 // decompress returns a reader of the decompressed stream and a function releasing
@@ -156,81 +159,15 @@ func decompress(r *bufio.Reader, compression string, maxXZDict int64) (io.Reader
 		}
 		return d, func() { d.Reset(nil); zstdPool.Put(d) }, nil
 	case "xz":
-		if err := checkXZDict(r, maxXZDict); err != nil {
-			return nil, nil, err
-		}
 		xzSlots <- struct{}{}
-		xr, err := xz.ReaderConfig{DictCap: 4096}.NewReader(r)
+		xr, err := newXZReader(r, maxXZDict)
 		if err != nil {
 			<-xzSlots
-			return nil, nil, fmt.Errorf("xz: %w", err)
+			return nil, nil, err
 		}
 		return xr, func() { <-xzSlots }, nil
 	}
 	return nil, nil, fmt.Errorf("unsupported compression %q", compression)
-}
-
-// checkXZDict reads the first block header of an xz stream and refuses an LZMA2
-// dictionary larger than max: the decoder allocates what the stream declares.
-func checkXZDict(r *bufio.Reader, max int64) error {
-	head, err := r.Peek(12 + 1)
-	if err != nil {
-		return fmt.Errorf("xz: truncated stream header: %w", err)
-	}
-	if string(head[:6]) != "\xfd7zXZ\x00" {
-		return errors.New("xz: not an xz stream (bad magic)")
-	}
-	size := int(head[12])
-	if size == 0 {
-		return nil // the index: no blocks
-	}
-	size = (size + 1) * 4
-	b, err := r.Peek(12 + size)
-	if err != nil {
-		return fmt.Errorf("xz: truncated block header: %w", err)
-	}
-	b = b[12+1 : 12+size]
-	flags := b[0]
-	b = b[1:]
-	varint := func() (uint64, bool) {
-		var v uint64
-		for i := 0; i < 9 && len(b) > 0; i++ {
-			c := b[0]
-			b = b[1:]
-			v |= uint64(c&0x7f) << (7 * i)
-			if c&0x80 == 0 {
-				return v, true
-			}
-		}
-		return 0, false
-	}
-	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} {
-		if present {
-			if _, ok := varint(); !ok {
-				return errors.New("xz: malformed block header")
-			}
-		}
-	}
-	for i := 0; i <= int(flags&3); i++ {
-		id, ok1 := varint()
-		n, ok2 := varint()
-		if !ok1 || !ok2 || uint64(len(b)) < n {
-			return errors.New("xz: malformed filter flags")
-		}
-		props := b[:n]
-		b = b[n:]
-		if id == 0x21 && n == 1 {
-			code := props[0] & 0x3f
-			var dict int64 = 0xffffffff
-			if code < 40 {
-				dict = int64(2|(code&1)) << (code/2 + 11)
-			}
-			if dict > max {
-				return fmt.Errorf("xz: the stream declares a %d MiB dictionary, more than max_xz_dict (%d MiB)", dict>>20, max>>20)
-			}
-		}
-	}
-	return nil
 }
 
 // receiveNAR reads a compressed NAR from body, writing it unchanged to dst while
@@ -302,6 +239,9 @@ func (g *Gate) checkCAContent(ni *nixkey.NarInfo) (bool, string, error) {
 		return true, "", nil
 	}
 	f, err := os.Open(filepath.Join(g.Dir, filepath.FromSlash(ni.URL)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, "", problem.New(http.StatusGone, "", "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
+	}
 	if err != nil {
 		return false, "", err
 	}

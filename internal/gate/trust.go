@@ -362,9 +362,11 @@ func (g *Gate) AddCRL(ctx context.Context, data []byte, remote string) (string, 
 }
 
 // addCRLLocked adds a CRL if newer and quarantines the paths it leaves short of
-// signatures, before returning: from then on they are not served.
+// signatures, before returning: from then on they are not served. A CRL of the root
+// revokes intermediates, and so every certificate they issued.
 func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (string, error) {
 	list, _ := x509.ParseRevocationList(der)
+	before := g.revokedCerts()
 	accepted, err := g.trust.v.AddCRL(der)
 	if err != nil {
 		g.reject(ctx, "", "", err.Error(), remote)
@@ -378,12 +380,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 		return fmt.Sprintf("CRL number %s of %q is not newer than the one held: kept the held one", number, list.Issuer.CommonName), nil
 	}
 	g.trust.changed()
-	var issuer *x509.Certificate
-	for _, in := range g.trust.v.Intermediates() {
-		if bytes.Equal(in.RawSubject, list.RawIssuer) && list.CheckSignatureFrom(in) == nil {
-			issuer = in
-		}
-	}
+	issuer := g.trust.v.IssuedBy(der) // an intermediate, or the root revoking intermediates
 	var revoked []string
 	for _, e := range list.RevokedCertificateEntries {
 		revoked = append(revoked, ca.SerialHex(e.SerialNumber))
@@ -395,7 +392,13 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 	if err := g.db.putCRL(ctx, certSum(issuer), der, g.Now()); err != nil {
 		return "", err
 	}
-	q, err := g.quarantine(ctx)
+	newly := map[string]bool{}
+	for c := range g.revokedCerts() {
+		if !before[c] {
+			newly[c] = true
+		}
+	}
+	q, err := g.quarantine(ctx, newly)
 	if err != nil {
 		return "", err
 	}

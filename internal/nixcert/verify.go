@@ -39,6 +39,8 @@ type Verifier struct {
 	mu     sync.RWMutex
 	inters []*x509.Certificate
 	crls   map[string]*heldCRL // by issuerKey of the intermediate
+	// rootCRL is the newest CRL the root signed: the intermediates it revoked.
+	rootCRL *heldCRL
 }
 
 type heldCRL struct {
@@ -106,11 +108,12 @@ func (v *Verifier) Intermediates() []*x509.Certificate {
 }
 
 // AddCRL offers a DER CRL. It is accepted only if validly signed by a known Nix
-// intermediate (see AddIntermediate) and newer than the CRL held for that
-// intermediate: a higher CRL number and a thisUpdate no earlier, or, when either
-// lacks a number, a later thisUpdate. A CRL that is not newer returns (false, nil);
-// a malformed or unverifiable one returns an error. Expired CRLs are accepted (an
-// old list of revocations is better than none); see CRLThisUpdate.
+// intermediate (see AddIntermediate) or by the root (revoking intermediates: every
+// certificate an intermediate it lists issued counts as revoked), and newer than the
+// CRL held for that issuer: a higher CRL number and a thisUpdate no earlier, or,
+// when either lacks a number, a later thisUpdate. A CRL that is not newer returns
+// (false, nil); a malformed or unverifiable one returns an error. Expired CRLs are
+// accepted (an old list of revocations is better than none); see CRLThisUpdate.
 func (v *Verifier) AddCRL(der []byte) (accepted bool, err error) {
 	list, err := x509.ParseRevocationList(der)
 	if err != nil {
@@ -119,17 +122,20 @@ func (v *Verifier) AddCRL(der []byte) (accepted bool, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var issuer *x509.Certificate
-	for _, c := range v.inters {
+	for _, c := range append([]*x509.Certificate{v.root}, v.inters...) {
 		if bytes.Equal(c.RawSubject, list.RawIssuer) && list.CheckSignatureFrom(c) == nil {
 			issuer = c
 			break
 		}
 	}
 	if issuer == nil {
-		return false, fmt.Errorf("CRL refused: it is not signed by a known Nix-signing intermediate (issuer %q)", list.Issuer.String())
+		return false, fmt.Errorf("CRL refused: it is not signed by a known Nix-signing intermediate or the root (issuer %q)", list.Issuer.String())
 	}
-	k := issuerKey(issuer)
-	if held := v.crls[k]; held != nil && !newerCRL(list, held.list) {
+	held := v.crls[issuerKey(issuer)]
+	if issuer == v.root {
+		held = v.rootCRL
+	}
+	if held != nil && !newerCRL(list, held.list) {
 		return false, nil
 	}
 	h := &heldCRL{issuer: issuer, list: list, revoked: make(map[string]x509.RevocationListEntry, len(list.RevokedCertificateEntries))}
@@ -138,8 +144,29 @@ func (v *Verifier) AddCRL(der []byte) (accepted bool, err error) {
 			h.revoked[ca.SerialHex(e.SerialNumber)] = e
 		}
 	}
-	v.crls[k] = h
+	if issuer == v.root {
+		v.rootCRL = h
+	} else {
+		v.crls[issuerKey(issuer)] = h
+	}
 	return true, nil
+}
+
+// IssuedBy returns the certificate (the root or an intermediate) that signed the CRL
+// der, if it is one the verifier knows.
+func (v *Verifier) IssuedBy(der []byte) *x509.Certificate {
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, c := range append([]*x509.Certificate{v.root}, v.inters...) {
+		if bytes.Equal(c.RawSubject, list.RawIssuer) && list.CheckSignatureFrom(c) == nil {
+			return c
+		}
+	}
+	return nil
 }
 
 func newerCRL(cand, held *x509.RevocationList) bool {
@@ -169,7 +196,8 @@ func (v *Verifier) CRL(issuer *x509.Certificate) (*x509.RevocationList, bool) {
 	return nil, false
 }
 
-// revocation looks cert up in the held CRLs of the intermediates that issued it.
+// revocation looks cert up in the held CRLs of the intermediates that issued it, and
+// its issuing intermediate (or cert itself, an intermediate) in the root's CRL.
 func (v *Verifier) revocation(cert *x509.Certificate) (*heldCRL, x509.RevocationListEntry, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
@@ -181,6 +209,17 @@ func (v *Verifier) revocation(cert *x509.Certificate) (*heldCRL, x509.Revocation
 		e, ok := h.revoked[serial]
 		if ok && cert.CheckSignatureFrom(h.issuer) == nil {
 			return h, e, true
+		}
+	}
+	if r := v.rootCRL; r != nil {
+		if e, ok := r.revoked[serial]; ok && bytes.Equal(cert.RawIssuer, v.root.RawSubject) && cert.CheckSignatureFrom(v.root) == nil {
+			return r, e, true
+		}
+		for _, in := range v.inters {
+			e, ok := r.revoked[ca.SerialHex(in.SerialNumber)]
+			if ok && bytes.Equal(cert.RawIssuer, in.RawSubject) && cert.CheckSignatureFrom(in) == nil {
+				return r, e, true
+			}
 		}
 	}
 	return nil, x509.RevocationListEntry{}, false
@@ -277,8 +316,13 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 	issuer := chain[1]
 
 	v.mu.RLock()
-	held := v.crls[issuerKey(issuer)]
+	held, rootCRL := v.crls[issuerKey(issuer)], v.rootCRL
 	v.mu.RUnlock()
+	if rootCRL != nil {
+		if e, ok := rootCRL.revoked[ca.SerialHex(issuer.SerialNumber)]; ok {
+			return fail(ErrRevoked, "its intermediate %q was revoked at %s (%s) by CRL %s of the root", issuer.Subject.CommonName, e.RevocationTime.UTC().Format(time.RFC3339), reasonName(e.ReasonCode), crlNumber(rootCRL.list))
+		}
+	}
 	if held == nil && v.RequireCRL {
 		return fail(ErrNoCRL, "no CRL of %q has been loaded", issuer.Subject.CommonName)
 	}

@@ -1,0 +1,303 @@
+package gate
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"nixpki/internal/nixcert"
+	"nixpki/internal/nixkey"
+)
+
+// caPath is a flat fixed-output path of contents, and a mutation giving a narinfo
+// its CA field.
+func caPath(t *testing.T, name, contents string) (string, func(*nixkey.NarInfo)) {
+	t.Helper()
+	h, _ := nixkey.NewHash("sha256")
+	h.Write([]byte(contents))
+	ca := nixkey.ContentAddress{Method: nixkey.CAFixedFlat, Algo: "sha256", Digest: h.Sum(nil)}
+	path, err := nixkey.StorePathForCA(nixkey.DefaultStoreDir, name, ca, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, func(ni *nixkey.NarInfo) { ni.CA = ca.String() }
+}
+
+func (tg *testGate) status(t *testing.T, path string) string {
+	t.Helper()
+	_, b := tg.do(t, "POST", "/nixpki/status", []byte(path+"\n"))
+	return b
+}
+
+// Finding 3: a pending record cannot be rewritten by replaying a member's narinfo
+// with other unsigned fields. Counted signers stay (here a content-addressed-only
+// certificate's, which a replay without the CA field used to drop), a different CA
+// that brings no more identities is refused naming the field, and unknown keys are
+// not served.
+func TestPendingRecordPinned(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "src-*", SigsNeeded: 3}} })
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	carol := p.member(t, "carol-1", "carol", []string{"host-a"}, scopeAny, nil)
+	dave := p.member(t, "dave-1", "dave", []string{"host-a"}, nixcert.Scope{ContentAddressedOnly: true}, nil)
+	for _, m := range []member{alice, carol, dave} {
+		tg.enroll(t, m)
+	}
+	src := "the source tarball"
+	path, setCA := caPath(t, "src-1.tar.gz", src)
+	up := func(m member, mutate func(*nixkey.NarInfo)) (int, string) {
+		_, s, b := tg.push(t, upload{path: path, contents: src, signers: []member{m}, mutate: mutate})
+		return s, b
+	}
+	if s, b := up(dave, setCA); s != 403 || !strings.Contains(b, "has 1 of 3") {
+		t.Fatalf("dave: %d %s", s, b)
+	}
+	if s, b := up(alice, setCA); s != 403 || !strings.Contains(b, "has 2 of 3") || !strings.Contains(b, "dave") {
+		t.Fatalf("alice: %d %s", s, b)
+	}
+	// Anyone replays alice's narinfo without the CA field, with another Deriver and
+	// an unknown key.
+	replay := func(ni *nixkey.NarInfo) {
+		ni.CA, ni.Deriver = "", strings.Repeat("0", 32)+"-evil.drv"
+		ni.Extra = []nixkey.NarInfoField{{Key: "X-Evil", Value: "1"}}
+	}
+	if s, b := up(alice, replay); s != 409 || !strings.Contains(b, "rejected "+path) || !strings.Contains(b, "its CA field (none) differs") {
+		t.Fatalf("replay without CA: %d %s", s, b)
+	}
+	if st := tg.status(t, path); !strings.Contains(st, "has 2 of 3") || !strings.Contains(st, "dave") {
+		t.Fatalf("the replay rewrote the pending record: %s", st)
+	}
+	// A replay with the same CA but another Deriver and an unknown key adds nothing
+	// and changes nothing.
+	if s, b := up(alice, func(ni *nixkey.NarInfo) { setCA(ni); replay(ni); setCA(ni) }); s != 403 || !strings.Contains(b, "has 2 of 3") {
+		t.Fatalf("replay with other unsigned fields: %d %s", s, b)
+	}
+	if s, b := up(carol, setCA); s != 200 {
+		t.Fatalf("carol, the third identity: %d %s", s, b)
+	}
+	ni, ok := tg.served(t, path)
+	if !ok || ni.CA == "" || ni.Deriver != "" || len(ni.Extra) != 0 || len(ni.Sigs) != 4 {
+		t.Fatalf("served: %v %+v", ok, ni)
+	}
+}
+
+// Whoever uploads first without the CA field pins no CA; a content-addressed-only
+// member's upload with the genuine CA counts more identities, so it is taken (they
+// cannot be locked out). Going back is refused.
+func TestPendingCAOnlyWhenMore(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "src-*", SigsNeeded: 3}} })
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	dave := p.member(t, "dave-1", "dave", []string{"host-a"}, nixcert.Scope{ContentAddressedOnly: true}, nil)
+	tg.enroll(t, alice)
+	tg.enroll(t, dave)
+	src := "another tarball"
+	path, setCA := caPath(t, "src-2.tar.gz", src)
+	if _, s, b := tg.push(t, upload{path: path, contents: src, signers: []member{alice}}); s != 403 || !strings.Contains(b, "has 1 of 3") {
+		t.Fatalf("alice without CA: %d %s", s, b)
+	}
+	if _, s, b := tg.push(t, upload{path: path, contents: src, signers: []member{dave}, mutate: setCA}); s != 403 || !strings.Contains(b, "has 2 of 3") {
+		t.Fatalf("dave with CA: %d %s", s, b)
+	}
+	if _, s, b := tg.push(t, upload{path: path, contents: src, signers: []member{alice}}); s != 409 || !strings.Contains(b, "upload it with CA fixed:") {
+		t.Fatalf("alice without CA again: %d %s", s, b)
+	}
+}
+
+// A later upload of a pending path's content with other References (signed by
+// another member) is refused naming the field; it does not drop the first signer.
+func TestPendingReferencesPinned(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}} })
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	tg.enroll(t, bob)
+	dep := storePath("libdep")
+	if _, s, b := tg.push(t, upload{path: dep, contents: "dep", signers: []member{alice, bob}}); s != 200 {
+		t.Fatalf("dep: %d %s", s, b)
+	}
+	sudo := storePath("sudo-1.9")
+	if _, s, b := tg.push(t, upload{path: sudo, contents: "sudo", refs: []string{dep}, signers: []member{alice}}); s != 403 {
+		t.Fatalf("alice: %d %s", s, b)
+	}
+	if _, s, b := tg.push(t, upload{path: sudo, contents: "sudo", signers: []member{bob}}); s != 409 || !strings.Contains(b, "its References (none) differ") {
+		t.Fatalf("bob without references: %d %s", s, b)
+	}
+	if st := tg.status(t, sudo); !strings.Contains(st, "has 1 of 2") || !strings.Contains(st, "alice") {
+		t.Fatalf("pending record rewritten: %s", st)
+	}
+	if _, s, b := tg.push(t, upload{path: sudo, contents: "sudo", refs: []string{dep}, signers: []member{bob}}); s != 200 {
+		t.Fatalf("bob with the references: %d %s", s, b)
+	}
+}
+
+// Revoking a certificate withdraws the admitted referrers whose closure it leaves
+// short of their threshold, though the path it signed still meets its own; and
+// what references a withdrawn path. Audit says why.
+func TestQuarantineFollowsClosure(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "*-nixos-system-*", SigsNeeded: 2}} })
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
+	carol := p.member(t, "carol-1", "carol", []string{"host-a"}, scopeAny, nil)
+	for _, m := range []member{alice, bob, carol} {
+		tg.enroll(t, m)
+	}
+	glibc := storePath("glibc-2.40")   // alice and bob; needs 1
+	bash := storePath("bash-5.2")      // alice and carol, references glibc
+	sys := storePath("nixos-system-h") // alice and carol, references bash: needs 2 over its closure
+	boot := storePath("bootloader")    // alice, references sys
+	other := storePath("nixos-system-other")
+	for _, u := range []upload{
+		{path: glibc, contents: "glibc", signers: []member{alice, bob}},
+		{path: bash, contents: "bash", refs: []string{glibc}, signers: []member{alice, carol}},
+		{path: sys, contents: "sys", refs: []string{bash}, signers: []member{alice, carol}},
+		{path: boot, contents: "boot", refs: []string{sys}, signers: []member{alice}},
+		{path: other, contents: "other", signers: []member{alice, carol}},
+	} {
+		if _, s, b := tg.push(t, u); s != 200 {
+			t.Fatalf("%s: %d %s", u.path, s, b)
+		}
+	}
+	s, b := tg.do(t, "PUT", "/nixpki/crl", p.crl(t, time.Now().Unix()+1, time.Now(), bob.cert))
+	if s != 200 || !strings.Contains(b, "2 paths quarantined") {
+		t.Fatalf("CRL: %d %s", s, b)
+	}
+	for path, want := range map[string]bool{glibc: true, bash: true, sys: false, boot: false, other: true} {
+		if _, ok := tg.served(t, path); ok != want {
+			t.Errorf("%s served = %v after bob's revocation, want %v", path, ok, want)
+		}
+	}
+	base := func(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+	if st := tg.status(t, sys); !strings.Contains(st, "quarantined "+sys) || !strings.Contains(st, "its closure no longer meets its threshold: "+base(glibc)+" is left with 1 of the 2") || !strings.Contains(st, "(bob, key bob-1)") {
+		t.Errorf("status of sys: %s", st)
+	}
+	if st := tg.status(t, boot); !strings.Contains(st, "its reference "+base(sys)+" is withdrawn") {
+		t.Errorf("status of boot: %s", st)
+	}
+	evs, _, err := Audit(tg.dir, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; last.Type != "quarantine" || !strings.Contains(last.Describe(), "its closure no longer meets its threshold") {
+		t.Errorf("audit of sys: %+v", last)
+	}
+	// bob's revocation is not counted twice: a newer CRL revoking nobody else
+	// withdraws nothing more.
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", p.crl(t, time.Now().Unix()+2, time.Now(), bob.cert)); s != 200 || !strings.Contains(b, "0 paths quarantined") {
+		t.Errorf("second CRL: %d %s", s, b)
+	}
+}
+
+// A narinfo whose NAR file is gone (expired from staging while the narinfo was on
+// its way) is a 410 naming the path and telling to push again: never a 500, never
+// an admission without its NAR.
+func TestNARExpiredBeforeNarInfo(t *testing.T) {
+	tg := newTestGate(t, nil)
+	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	caP, setCA := caPath(t, "src-3.tar.gz", "gone")
+	for _, u := range []upload{
+		{path: storePath("gone"), contents: "gone input-addressed", signers: []member{alice}},
+		{path: caP, contents: "gone", signers: []member{alice}, mutate: setCA},
+	} {
+		mutate := u.mutate
+		u.mutate = func(ni *nixkey.NarInfo) {
+			if mutate != nil {
+				mutate(ni)
+			}
+			os.Remove(filepath.Join(tg.dir, filepath.FromSlash(ni.URL)))
+		}
+		_, s, b := tg.push(t, u)
+		if s != 410 || !strings.Contains(b, "rejected "+u.path) || !strings.Contains(b, "push the path again") {
+			t.Errorf("%s: %d %s", u.path, s, b)
+		}
+		if _, ok := tg.served(t, u.path); ok {
+			t.Errorf("%s admitted without its NAR", u.path)
+		}
+		// Pushed again as the answer says, it is admitted.
+		u.mutate = mutate
+		if _, s, b := tg.push(t, u); s != 200 {
+			t.Errorf("%s pushed again: %d %s", u.path, s, b)
+		}
+	}
+	// Expired from staging the ordinary way: 400, saying so.
+	path := storePath("late")
+	_, s, b := tg.push(t, upload{path: path, contents: "late", signers: []member{alice}, mutate: func(*nixkey.NarInfo) {
+		tg.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+		if err := tg.Expire(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	if s != 400 || !strings.Contains(b, "expired from staging") || !strings.Contains(b, "push the path again") {
+		t.Errorf("expired NAR: %d %s", s, b)
+	}
+}
+
+// rootCRL is a CRL of the root revoking intermediates.
+func (p *testPKI) rootCRL(t testing.TB, number int64, revoked ...*x509.Certificate) []byte {
+	t.Helper()
+	now := time.Now()
+	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(7 * 24 * time.Hour)}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now, ReasonCode: 2})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.root, p.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// A CRL of the root listing the Nix intermediate revokes every certificate it
+// issued: their paths are quarantined and their signatures no longer count. An
+// older root CRL does not undo it; another root's is refused.
+func TestRootCRLRevokesIntermediate(t *testing.T) {
+	tg := newTestGate(t, nil)
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	app := storePath("app")
+	if _, s, b := tg.push(t, upload{path: app, contents: "app", signers: []member{alice}}); s != 200 {
+		t.Fatalf("app: %d %s", s, b)
+	}
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", p.rootCRL(t, 1)); s != 200 || !strings.Contains(b, "Test Root") || !strings.Contains(b, "0 paths quarantined") {
+		t.Fatalf("empty root CRL: %d %s", s, b)
+	}
+	s, b := tg.do(t, "PUT", "/nixpki/crl", p.rootCRL(t, 2, p.nix))
+	if s != 200 || !strings.Contains(b, "accepted (1 revoked); 1 paths quarantined") {
+		t.Fatalf("root CRL revoking the intermediate: %d %s", s, b)
+	}
+	if _, ok := tg.served(t, app); ok {
+		t.Error("a path signed under a revoked intermediate is served")
+	}
+	if st := tg.status(t, app); !strings.Contains(st, "quarantined") || !strings.Contains(st, "(alice, key alice-1) revoked") {
+		t.Errorf("status: %s", st)
+	}
+	other := storePath("other")
+	if _, s, b := tg.push(t, upload{path: other, contents: "other", signers: []member{alice}}); s != 403 || !strings.Contains(b, `its intermediate "Test Nix Intermediate" was revoked`) {
+		t.Errorf("push under a revoked intermediate: %d %s", s, b)
+	}
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", p.rootCRL(t, 1)); s != 200 || !strings.Contains(b, "not newer") {
+		t.Errorf("older root CRL: %d %s", s, b)
+	}
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", newPKI(t).rootCRL(t, 9)); s != 400 {
+		t.Errorf("another root's CRL: %d %s", s, b)
+	}
+	// It survives a restart (kept with the other CRLs).
+	tg.Close()
+	g, err := Open(tg.dir, "", tg.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if !g.trust.v.IsRevoked(alice.cert) {
+		t.Error("the root CRL was lost over a restart")
+	}
+}
