@@ -166,6 +166,8 @@ func Run(ctx context.Context, o Options) (Summary, []*Result) {
 		o.Jobs = runtime.GOMAXPROCS(0)
 		if _, local := o.Store.(*LocalStore); !local {
 			o.Jobs = max(o.Jobs, 8)
+		} else if !o.NoContents {
+			o.Jobs = hashJobs(o.Jobs)
 		}
 	}
 	var (
