@@ -20,9 +20,9 @@ import (
 // nixkey.NARWriter, so the bytes hashed are the ones nixkey.DumpPath produces;
 // tests check that the two agree.
 //
-// With AVX-512, the NARs of many paths are hashed at once (mbhash_linux.go).
-func hashPath(fsPath string) ([32]byte, uint64, error) {
-	if useMultiBuffer() {
+// With multi, the NARs of many paths are hashed at once (mbhash_linux.go).
+func hashPath(fsPath string, multi bool) ([32]byte, uint64, error) {
+	if multi {
 		return mbHashPath(fsPath)
 	}
 	return hashPathGeneric(fsPath)

@@ -201,6 +201,9 @@ func Run(ctx context.Context, o Options) (Summary, []*Result) {
 	slices.SortFunc(infos, func(a, b *PathInfo) int {
 		return cmp.Or(cmp.Compare(b.NarSize, a.NarSize), strings.Compare(a.Path, b.Path))
 	})
+	if ls, ok := o.Store.(*LocalStore); ok {
+		ls.multiBuffer = multiBufferFor(o.Jobs, len(infos))
+	}
 	work := make(chan *PathInfo)
 	var wg sync.WaitGroup
 	for range min(o.Jobs, max(len(infos), 1)) {
