@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"nixpki/internal/nixkey"
+	"nixpki/internal/sha256x16"
 )
 
 const (
@@ -78,7 +79,8 @@ func FuzzParseTrustedKeys(f *testing.F) {
 	})
 }
 
-// FuzzHashPath builds a file tree from the input and checks that hashPath and
+// FuzzHashPath builds a file tree from the input and checks that hashPath, with
+// crypto/sha256 and with multi-buffer SHA-256 when the CPU has it, and
 // nixkey.HashPath (cross-checked with real Nix in its own tests) agree. Input
 // bytes are read as a small program: each step makes a file, an executable, a
 // symlink or a directory (and enters it), or leaves the current directory.
@@ -98,9 +100,11 @@ func FuzzHashPath(f *testing.F) {
 			buildTree(root, prog)
 		}
 		want, wantSize, wantErr := nixkey.HashPath(root)
-		got, gotSize, gotErr := hashPath(root)
-		if (wantErr == nil) != (gotErr == nil) || want != got || wantSize != gotSize {
-			t.Fatalf("nixkey: %x %d %v; verify: %x %d %v", want, wantSize, wantErr, got, gotSize, gotErr)
+		for name, hash := range hashPaths() {
+			got, gotSize, gotErr := hash(root)
+			if (wantErr == nil) != (gotErr == nil) || want != got || wantSize != gotSize {
+				t.Fatalf("nixkey: %x %d %v; verify (%s): %x %d %v", want, wantSize, wantErr, name, got, gotSize, gotErr)
+			}
 		}
 	})
 }
@@ -144,4 +148,13 @@ func buildTree(root string, prog []byte) {
 			}
 		}
 	}
+}
+
+// hashPaths are the ways hashPath can hash a NAR here.
+func hashPaths() map[string]func(string) ([32]byte, uint64, error) {
+	m := map[string]func(string) ([32]byte, uint64, error){"crypto/sha256": hashPathGeneric}
+	if multiBufferOS && sha256x16.Available() {
+		m["multi-buffer"] = mbHashPath
+	}
+	return m
 }

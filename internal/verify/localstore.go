@@ -30,6 +30,10 @@ type LocalStore struct {
 	storeDir string
 	db       *sql.DB
 	dbErr    error // why the database cannot be read, if it cannot
+
+	// multiBuffer: hash with multi-buffer SHA-256 (set by Run when it has
+	// enough paths to hash at once to fill its lanes).
+	multiBuffer bool
 }
 
 // OpenLocalStore opens the store rooted at root ("" or "/" for the machine's
@@ -192,7 +196,7 @@ func (s *LocalStore) Contents(ctx context.Context, pi *PathInfo, ca *caHash) (su
 		copy(sum[:], h.Sum(nil))
 		return sum, cw.n, nil
 	}
-	return hashPath(fsPath)
+	return hashPath(fsPath, s.multiBuffer)
 }
 
 // hashFlatFile hashes the contents of the regular file a flat or text content

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -18,22 +19,40 @@ import (
 // files spends most of its time there. The NAR itself is written by
 // nixkey.NARWriter, so the bytes hashed are the ones nixkey.DumpPath produces;
 // tests check that the two agree.
-func hashPath(fsPath string) (sum [32]byte, size uint64, err error) {
+//
+// With multi, the NARs of many paths are hashed at once (mbhash_linux.go).
+func hashPath(fsPath string, multi bool) ([32]byte, uint64, error) {
+	if multi {
+		return mbHashPath(fsPath)
+	}
+	return hashPathGeneric(fsPath)
+}
+
+// hashPathGeneric is hashPath with crypto/sha256.
+func hashPathGeneric(fsPath string) (sum [32]byte, size uint64, err error) {
 	h := sha256.New()
 	cw := &countWriter{w: h}
-	d := &narDumper{nw: nixkey.NewNARWriter(cw), buf: make([]byte, 256<<10)}
-	var st unix.Stat_t
-	if err := unix.Lstat(fsPath, &st); err != nil {
-		return sum, 0, fmt.Errorf("nar: lstat %s: %w", fsPath, err)
-	}
-	if err := d.node(unix.AT_FDCWD, fsPath, fsPath, "/", &st); err != nil {
-		return sum, 0, err
-	}
-	if err := d.nw.Close(); err != nil {
+	if err := dumpNAR(cw, fsPath, make([]byte, 256<<10)); err != nil {
 		return sum, 0, err
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, cw.n, nil
+}
+
+// multiBufferOS says that hashPath can use multi-buffer SHA-256 here.
+const multiBufferOS = true
+
+// dumpNAR writes the NAR of fsPath to w, reading files through buf.
+func dumpNAR(w io.Writer, fsPath string, buf []byte) error {
+	d := &narDumper{nw: nixkey.NewNARWriter(w), buf: buf}
+	var st unix.Stat_t
+	if err := unix.Lstat(fsPath, &st); err != nil {
+		return fmt.Errorf("nar: lstat %s: %w", fsPath, err)
+	}
+	if err := d.node(unix.AT_FDCWD, fsPath, fsPath, "/", &st); err != nil {
+		return err
+	}
+	return d.nw.Close()
 }
 
 type narDumper struct {

@@ -5,4 +5,11 @@ package verify
 import "nixpki/internal/nixkey"
 
 // hashPath is the sha256 and size of a path's NAR (see the Linux version).
-func hashPath(fsPath string) ([32]byte, uint64, error) { return nixkey.HashPath(fsPath) }
+func hashPath(fsPath string, _ bool) ([32]byte, uint64, error) { return nixkey.HashPath(fsPath) }
+
+// multiBufferOS says that hashPath cannot use multi-buffer SHA-256 here.
+const multiBufferOS = false
+
+func mbHashPath(string) ([32]byte, uint64, error) { panic("unreachable") }
+
+func hashPathGeneric(fsPath string) ([32]byte, uint64, error) { return nixkey.HashPath(fsPath) }

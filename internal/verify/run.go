@@ -71,7 +71,7 @@ type Options struct {
 	NoContents bool     // skip hashing contents
 	SigsNeeded int      // 0: one signature, or none for locally built paths
 	Policy     *Policy
-	Jobs       int // parallel checks; 0: GOMAXPROCS (at least 8 for remote caches)
+	Jobs       int // parallel checks; 0: GOMAXPROCS (at least 8 for remote caches, 16 per core when local NARs are hashed with AVX-512)
 
 	// Report, if set, receives each result as soon as it is decided; calls are
 	// serialised.
@@ -166,6 +166,8 @@ func Run(ctx context.Context, o Options) (Summary, []*Result) {
 		o.Jobs = runtime.GOMAXPROCS(0)
 		if _, local := o.Store.(*LocalStore); !local {
 			o.Jobs = max(o.Jobs, 8)
+		} else if !o.NoContents {
+			o.Jobs = hashJobs(o.Jobs)
 		}
 	}
 	var (
@@ -199,6 +201,9 @@ func Run(ctx context.Context, o Options) (Summary, []*Result) {
 	slices.SortFunc(infos, func(a, b *PathInfo) int {
 		return cmp.Or(cmp.Compare(b.NarSize, a.NarSize), strings.Compare(a.Path, b.Path))
 	})
+	if ls, ok := o.Store.(*LocalStore); ok {
+		ls.multiBuffer = multiBufferFor(o.Jobs, len(infos))
+	}
 	work := make(chan *PathInfo)
 	var wg sync.WaitGroup
 	for range min(o.Jobs, max(len(infos), 1)) {

@@ -114,6 +114,20 @@ func newFixture(t *testing.T) *fixture {
 // untrusted; a changed byte is corrupt. Each verdict is compared with
 // nix store verify's on the same store.
 func TestLocalStore(t *testing.T) {
+	t.Run("crypto/sha256", func(t *testing.T) {
+		t.Setenv(SHA256Env, "generic")
+		testLocalStore(t)
+	})
+	t.Run("multi-buffer", func(t *testing.T) {
+		if !useMultiBuffer() {
+			t.Skip("no multi-buffer SHA-256 on this machine")
+		}
+		t.Setenv(SHA256Env, "multi-buffer")
+		testLocalStore(t)
+	})
+}
+
+func testLocalStore(t *testing.T) {
 	f := newFixture(t)
 	n, c, top, alicePub, aliceCrt, aliceSerial := f.n, f.c, f.top, f.alicePub, f.aliceCrt, f.serial
 	_, root := n.signedStores(top, f.aliceSec, alicePub)

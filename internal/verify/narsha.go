@@ -1,0 +1,37 @@
+package verify
+
+import (
+	"os"
+
+	"nixpki/internal/sha256x16"
+)
+
+// SHA256Env names the environment variable that picks how NAR hashes of a local
+// store are computed. By default (unset or empty), when the CPU has AVX-512 and a
+// run has enough paths, sixteen paths at once per core with internal/sha256x16
+// (mbhash_linux.go), else crypto/sha256, one stream per path; "generic" always
+// uses crypto/sha256, and "multi-buffer" uses sha256x16 whenever the CPU has it,
+// even for a single path. Both give the same digests; the variable is for tests
+// and benchmarks.
+const SHA256Env = "NIXPKI_SHA256"
+
+func useMultiBuffer() bool {
+	return multiBufferOS && os.Getenv(SHA256Env) != "generic" && sha256x16.Available()
+}
+
+// hashJobs is how many paths a local store hashes at once by default: enough to
+// fill every lane of the multi-buffer hashers, or one per core.
+func hashJobs(cores int) int {
+	if useMultiBuffer() {
+		return cores * sha256x16.Lanes
+	}
+	return cores
+}
+
+// multiBufferFor says whether to hash with multi-buffer SHA-256 when jobs paths
+// are hashed at once, out of n: a round costs as much with one busy lane as with
+// sixteen, so fewer paths than lanes (a single path, or -j 4) go through
+// crypto/sha256, one stream per path, at its full speed.
+func multiBufferFor(jobs, n int) bool {
+	return useMultiBuffer() && (min(jobs, n) >= sha256x16.Lanes || os.Getenv(SHA256Env) == "multi-buffer")
+}
