@@ -70,6 +70,14 @@ func (b *spillBuffer) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// expect makes room for n bytes in memory at once when they fit under the limit,
+// instead of growing the buffer by copies as they come.
+func (b *spillBuffer) expect(n int64) {
+	if b.f == nil && n <= int64(b.limit) && int64(cap(b.mem)-len(b.mem)) < n {
+		b.mem = append(make([]byte, 0, int64(len(b.mem))+n), b.mem...)
+	}
+}
+
 func (b *spillBuffer) reader() io.Reader {
 	if b.f != nil {
 		return io.NewSectionReader(b.f, 0, b.n)
@@ -271,6 +279,8 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 			return pr
 		}
 	} else {
+		// zstd and xz grow incompressible data by well under 1/64.
+		w.buf.expect(int64(in.NarSize) + int64(in.NarSize)/64 + 4096)
 		h := sha256.New()
 		out := io.MultiWriter(&w.buf, h)
 		var zw io.WriteCloser
