@@ -103,15 +103,6 @@ type bodyReader struct {
 
 func (b *bodyReader) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-// WriteTo hands the transport the body in large writes when the reader can (a NAR
-// held in memory goes to the socket in one write instead of 32 KiB copies).
-func (b *bodyReader) WriteTo(w io.Writer) (int64, error) {
-	if wt, ok := b.r.(io.WriterTo); ok {
-		return wt.WriteTo(w)
-	}
-	return io.Copy(w, struct{ io.Reader }{b.r})
-}
-
 func (b *bodyReader) Close() error {
 	b.once.Do(func() {
 		if c, ok := b.r.(io.Closer); ok {
