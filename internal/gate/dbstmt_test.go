@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -45,5 +46,14 @@ func TestStmtDB(t *testing.T) {
 	}
 	if _, ok := d.sql.stmts[bad]; ok {
 		t.Error("a statement that failed to prepare was kept")
+	}
+	// Past maxStmts distinct texts, queries still run, unprepared.
+	for i := 0; i < maxStmts+10; i++ {
+		if err := d.sql.QueryRowContext(ctx, fmt.Sprintf("SELECT %d", i)).Scan(&x); err != nil || x != i {
+			t.Fatalf("SELECT %d: %d %v", i, x, err)
+		}
+	}
+	if n := len(d.sql.stmts); n != maxStmts {
+		t.Errorf("%d statements kept, want at most %d", n, maxStmts)
 	}
 }
