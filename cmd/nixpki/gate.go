@@ -61,7 +61,11 @@ func newGateServeCmd() *cobra.Command {
 		Short: "Serve the gate: the Nix HTTP binary-cache protocol (HTTPS, or plain HTTP on loopback only)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			g, err := gate.Open(dir, passwordFile, logger())
+			log := logger()
+			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
+				return err
+			}
+			g, err := gate.Open(dir, passwordFile, log)
 			if err != nil {
 				return err
 			}

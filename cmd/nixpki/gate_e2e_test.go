@@ -385,7 +385,8 @@ func TestGateEndToEnd(t *testing.T) {
 	if out, err := r.push("bob-1", crl, sudo); err != nil {
 		t.Fatalf("bob's push of the pending path: %v\n%s", err, out)
 	} else {
-		wantIn(t, "bob's push", out, "2 of 2 paths admitted", "1 already served by the gate (narinfo signed again")
+		wantIn(t, "bob's push", out, "2 of 2 paths admitted", "1 already served by the gate (narinfo signed again",
+			"1 NARs the gate held already") // the pending path's NAR is not sent again
 	}
 	r.mustTarget(sudo)
 	sigs, _, _ = r.exec(r.env(), "nix", "path-info", "--sigs", "--store", r.lastTarget, sudoDep)

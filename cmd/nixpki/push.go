@@ -232,6 +232,9 @@ func httpClient(caFile string) (*http.Client, error) {
 		TLSHandshakeTimeout:   30 * time.Second,
 		ResponseHeaderTimeout: 2 * time.Minute,
 		IdleConnTimeout:       90 * time.Second,
+		// NAR uploads ask before sending (Expect: 100-continue): a gate holding the file
+		// answers without it. A server that does not answer gets the body after 1 s.
+		ExpectContinueTimeout: time.Second,
 	}}, nil
 }
 

@@ -70,6 +70,14 @@ func (b *spillBuffer) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// expect makes room for n bytes in memory at once when they fit under the limit,
+// instead of growing the buffer by copies as they come.
+func (b *spillBuffer) expect(n int64) {
+	if b.f == nil && n <= int64(b.limit) && int64(cap(b.mem)-len(b.mem)) < n {
+		b.mem = append(make([]byte, 0, int64(len(b.mem))+n), b.mem...)
+	}
+}
+
 func (b *spillBuffer) reader() io.Reader {
 	if b.f != nil {
 		return io.NewSectionReader(b.f, 0, b.n)
@@ -262,6 +270,8 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 			return pr
 		}
 	} else {
+		// zstd and xz grow incompressible data by well under 1/64.
+		w.buf.expect(int64(in.NarSize) + int64(in.NarSize)/64 + 4096)
 		h := sha256.New()
 		out := io.MultiWriter(&w.buf, h)
 		var zw io.WriteCloser
@@ -294,38 +304,37 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	}
 	ni.FileHash, ni.FileSize = &fileHash, uint64(size)
 	ni.URL = gate.NARURL(fileHash, u.compression)
-	// A NAR the gate holds already (staged, or for a pending path) need not come again.
-	st, err := u.status(ctx, http.MethodHead, "/"+ni.URL)
+	// A NAR the gate holds already (staged, or for a pending path) need not come again:
+	// the upload asks first (Expect: 100-continue), and the gate answers at once,
+	// without reading the body, when it holds the file. One request per NAR, not a
+	// HEAD and a PUT.
+	// The transport may still hold the body after Do returns (an early answer); the
+	// buffer is reused, so wait until it closes the body.
+	b := &bodyReader{r: body(), closed: make(chan struct{})}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+ni.URL, b)
 	if err != nil {
+		b.Close()
 		return err
 	}
-	if st == http.StatusOK {
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/x-nix-nar")
+	req.Header.Set("Expect", "100-continue")
+	status, msg, err := u.do(req, 64<<10)
+	<-b.closed
+	switch {
+	case err != nil:
+		return err
+	case status/100 != 2:
+		// The gate logged why; the narinfo would be rejected for the missing NAR.
+		u.count(func() { u.refused++ })
+		u.say("gate: %s", strings.TrimSpace(msg))
+		return nil
+	case strings.HasSuffix(strings.TrimSpace(msg), " already held"):
 		u.count(func() { u.narsHeld++ })
-	} else {
-		// The transport may still hold the body after Do returns (an early answer);
-		// the buffer is reused, so wait until it closes the body.
-		b := &bodyReader{r: body(), closed: make(chan struct{})}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+ni.URL, b)
-		if err != nil {
-			b.Close()
-			return err
-		}
-		req.ContentLength = size
-		req.Header.Set("Content-Type", "application/x-nix-nar")
-		status, msg, err := u.do(req, 64<<10)
-		<-b.closed
-		if err != nil {
-			return err
-		}
-		if status/100 != 2 {
-			// The gate logged why; the narinfo would be rejected for the missing NAR.
-			u.count(func() { u.refused++ })
-			u.say("gate: %s", strings.TrimSpace(msg))
-			return nil
-		}
+	default:
 		u.count(func() { u.fileBytes += size })
 	}
-	status, msg, err := u.putNarInfo(ctx, ni, in, done)
+	status, msg, err = u.putNarInfo(ctx, ni, in, done)
 	if err != nil {
 		return err
 	}

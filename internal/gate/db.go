@@ -73,7 +73,7 @@ const (
 	StateQuarantined = "quarantined"
 )
 
-type db struct{ sql *sql.DB }
+type db struct{ sql *stmtDB }
 
 func openDB(path string) (*db, error) {
 	q := url.Values{}
@@ -90,7 +90,7 @@ func openDB(path string) (*db, error) {
 		s.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	return &db{sql: s}, nil
+	return &db{sql: newStmtDB(s)}, nil
 }
 
 func (d *db) Close() error { return d.sql.Close() }

@@ -181,7 +181,7 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 	if err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp(filepath.Join(g.Dir, tmpDir), "nar-*")
+	f, err := createNARFile(filepath.Join(g.Dir, tmpDir), "nar")
 	if err != nil {
 		return "", err
 	}
@@ -203,6 +203,9 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 		return fail(http.StatusBadRequest, "%v", err)
 	case res.FileHash != fileHash:
 		return fail(http.StatusBadRequest, "the file's SHA-256 is %s but its name says %s (corrupt or altered)", nixkey.FormatSHA256(res.FileHash), nixkey.FormatSHA256(fileHash))
+	}
+	if err := f.Flush(); err != nil {
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
 		return "", err

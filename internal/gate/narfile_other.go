@@ -1,0 +1,7 @@
+//go:build !linux
+
+package gate
+
+const oDirect = 0
+
+func setNoDirect(uintptr) error { return nil }
