@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,58 +37,102 @@ type uploader struct {
 	refused                     int
 }
 
-// spillBuffer holds a compressed NAR in memory up to limit bytes, in a temporary
-// file beyond: the client's memory does not grow with NAR size.
-type spillBuffer struct {
-	mem   []byte
-	f     *os.File
-	n     int64
-	limit int
+// narStream is the request body of a compressed NAR upload: the NAR is dumped from
+// the store and compressed straight into the transport's connection as it sends the
+// body (io.WriterTo, which the transport's copy of a body of unknown length uses;
+// sent chunked). No buffer or temporary file holds the compressed file: its name is
+// the NarHash (known from the store's database), not the hash of its bytes. Read
+// serves a transport that reads instead, through a pipe.
+type narStream struct {
+	write func(io.Writer) error // dumps and compresses the NAR into its argument
+
+	mu      sync.Mutex
+	closed  bool
+	busy    sync.WaitGroup // a WriteTo running
+	pr      *io.PipeReader
+	done    chan struct{} // closed by Close
+	written int64
 }
 
-func (b *spillBuffer) Write(p []byte) (int, error) {
-	if b.f == nil && len(b.mem)+len(p) <= b.limit {
-		b.mem = append(b.mem, p...)
-		b.n += int64(len(p))
-		return len(p), nil
+func newNARStream(write func(io.Writer) error) *narStream {
+	return &narStream{write: write, done: make(chan struct{})}
+}
+
+// start counts a writer of the body in; false once the body is closed.
+func (s *narStream) start() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
 	}
-	if b.f == nil {
-		f, err := os.CreateTemp("", "nixpki-nar-*")
-		if err != nil {
-			return 0, err
-		}
-		os.Remove(f.Name()) // unlinked: gone when closed
-		b.f = f
-		if _, err := f.Write(b.mem); err != nil {
-			return 0, err
-		}
+	s.busy.Add(1)
+	return true
+}
+
+func (s *narStream) WriteTo(w io.Writer) (int64, error) {
+	if !s.start() {
+		return 0, errors.New("NAR upload: body closed")
 	}
-	n, err := b.f.Write(p)
-	b.n += int64(n)
+	defer s.busy.Done()
+	cw := &countingWriter{w: w}
+	err := s.write(cw)
+	s.written = cw.n
+	return cw.n, err
+}
+
+func (s *narStream) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	if s.pr == nil && !s.closed {
+		pr, pw := io.Pipe()
+		s.pr = pr
+		s.busy.Add(1)
+		go func() {
+			defer s.busy.Done()
+			cw := &countingWriter{w: pw}
+			err := s.write(cw)
+			s.written = cw.n
+			pw.CloseWithError(err)
+		}()
+	}
+	pr := s.pr
+	s.mu.Unlock()
+	if pr == nil {
+		return 0, errors.New("NAR upload: body closed")
+	}
+	return pr.Read(p)
+}
+
+func (s *narStream) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		if s.pr != nil {
+			s.pr.Close()
+		}
+		close(s.done)
+	}
+	return nil
+}
+
+// wait returns once the transport closed the body and nothing writes it any more:
+// the worker's encoder may then be used again.
+func (s *narStream) wait() int64 {
+	<-s.done
+	s.busy.Wait()
+	return s.written
+}
+
+// countingWriter counts what it passes on.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
 	return n, err
-}
-
-// expect makes room for n bytes in memory at once when they fit under the limit,
-// instead of growing the buffer by copies as they come.
-func (b *spillBuffer) expect(n int64) {
-	if b.f == nil && n <= int64(b.limit) && int64(cap(b.mem)-len(b.mem)) < n {
-		b.mem = append(make([]byte, 0, int64(len(b.mem))+n), b.mem...)
-	}
-}
-
-func (b *spillBuffer) reader() io.Reader {
-	if b.f != nil {
-		return io.NewSectionReader(b.f, 0, b.n)
-	}
-	return bytes.NewReader(b.mem)
-}
-
-func (b *spillBuffer) reset() {
-	if b.f != nil {
-		b.f.Close()
-		b.f = nil
-	}
-	b.mem, b.n = b.mem[:0], 0
 }
 
 // bodyReader is a request body that says when the transport closed it (closing the
@@ -120,8 +162,7 @@ func (c *countWriter) Write(p []byte) (int, error) { c.n += uint64(len(p)); retu
 
 // worker is one upload slot's reusable state.
 type worker struct {
-	buf spillBuffer
-	zw  *zstd.Encoder
+	zw *zstd.Encoder
 }
 
 // queryServed asks the gate, in one status query, which paths it serves already.
@@ -170,8 +211,7 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &worker{buf: spillBuffer{limit: 8 << 20}}
-			defer w.buf.reset()
+			w := &worker{}
 			for i := range next {
 				in := infos[i]
 				err := u.pushOne(ctx, w, in, done)
@@ -255,72 +295,73 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 		return nil
 	}
 
-	// The NAR file. Uncompressed, its name is the NarHash and it streams straight from
-	// the store; compressed, its name is the hash of the compressed bytes, so it is
-	// compressed (and hashed) first, into memory or a temporary file.
-	var body func() io.Reader
-	var size int64
-	var fileHash [32]byte
-	defer w.buf.reset()
+	// The NAR file is named by its NarHash (the gate checks it, as it must, and
+	// need not hash the compressed bytes: see gate.NamedByNarHash); so it streams
+	// from the store, compressed on the way, while it is sent. Uncompressed, the file
+	// is the NAR and its size is known.
+	var body io.ReadCloser
+	var size int64 = -1
+	var stream *narStream
 	if u.compression == "none" {
-		fileHash, size = narHash, int64(in.NarSize)
-		body = func() io.Reader {
-			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(dumpExactly(pw, in.Path, in.NarSize)) }()
-			return pr
-		}
+		size = int64(in.NarSize)
+		pr, pw := io.Pipe()
+		body = &bodyReader{r: pr, closed: make(chan struct{})} // closing it stops the writer
+		go func() { pw.CloseWithError(dumpExactly(pw, in.Path, in.NarSize)) }()
 	} else {
-		// zstd and xz grow incompressible data by well under 1/64.
-		w.buf.expect(int64(in.NarSize) + int64(in.NarSize)/64 + 4096)
-		h := sha256.New()
-		out := io.MultiWriter(&w.buf, h)
 		var zw io.WriteCloser
 		switch u.compression {
 		case "zstd":
 			if w.zw == nil {
 				if w.zw, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(8<<20),
-					zstd.WithEncoderCRC(false)); err != nil { // as Nix (libarchive) writes zstd: no checksum; the gate checks the NarHash; err != nil {
+					zstd.WithEncoderCRC(false)); err != nil { // as Nix (libarchive) writes zstd: no checksum; the gate checks the NarHash
 					return err
 				}
 			}
-			w.zw.Reset(out)
-			zw = w.zw
 		case "xz":
-			if zw, err = (xz.WriterConfig{DictCap: 8 << 20}).NewWriter(out); err != nil {
-				return err
-			}
 		default:
 			return fmt.Errorf("compression %s: not supported by the uploader", u.compression)
 		}
-		if err := dumpExactly(zw, in.Path, in.NarSize); err != nil {
-			return err
-		}
-		if err := zw.Close(); err != nil {
-			return err
-		}
-		copy(fileHash[:], h.Sum(nil))
-		size = w.buf.n
-		body = w.buf.reader
+		stream = newNARStream(func(out io.Writer) error {
+			switch u.compression {
+			case "zstd":
+				w.zw.Reset(out)
+				zw = w.zw
+			case "xz":
+				var err error
+				if zw, err = (xz.WriterConfig{DictCap: 8 << 20}).NewWriter(out); err != nil {
+					return err
+				}
+			}
+			if err := dumpExactly(zw, in.Path, in.NarSize); err != nil {
+				return err
+			}
+			return zw.Close()
+		})
+		body = stream
 	}
-	ni.FileHash, ni.FileSize = &fileHash, uint64(size)
-	ni.URL = gate.NARURL(fileHash, u.compression)
+	ni.FileHash, ni.FileSize = nil, 0
+	ni.URL = gate.NARURL(narHash, u.compression)
 	// A NAR the gate holds already (staged, or for a pending path) need not come again:
 	// the upload asks first (Expect: 100-continue), and the gate answers at once,
 	// without reading the body, when it holds the file. One request per NAR, not a
 	// HEAD and a PUT.
-	// The transport may still hold the body after Do returns (an early answer); the
-	// buffer is reused, so wait until it closes the body.
-	b := &bodyReader{r: body(), closed: make(chan struct{})}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+ni.URL, b)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+ni.URL, body)
 	if err != nil {
-		b.Close()
+		body.Close()
 		return err
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/x-nix-nar")
 	req.Header.Set("Expect", "100-continue")
+	req.Header.Set(gate.NARNameHeader, gate.NARNameNarHash)
 	status, msg, err := u.do(req, 64<<10)
-	<-b.closed
+	// The transport may still hold the body after Do returns (an early answer); the
+	// worker's encoder is reused, so wait until it closed the body.
+	if stream != nil {
+		size = stream.wait()
+	} else {
+		<-body.(*bodyReader).closed
+	}
 	switch {
 	case err != nil:
 		return err

@@ -234,13 +234,16 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 		return fail(http.StatusBadRequest, "its NAR %s was never uploaded, or expired from staging (staging_max_age %s): push the path again, its NAR before its narinfo", ni.URL, g.Cfg.StagingMaxAge.D())
 	case ni.Compression != nar.Compression:
 		return fail(http.StatusBadRequest, "Compression is %s but the uploaded NAR %s is %s", ni.Compression, ni.URL, nar.Compression)
-	case ni.FileHash != nil && *ni.FileHash != nar.FileHash, ni.FileSize != 0 && int64(ni.FileSize) != nar.FileSize:
+	case ni.FileHash != nil && (!nar.HasFileHash || *ni.FileHash != nar.FileHash), ni.FileSize != 0 && int64(ni.FileSize) != nar.FileSize:
 		return fail(http.StatusBadRequest, "FileHash/FileSize do not match the uploaded file %s (%s, %d bytes)", ni.URL, nixkey.FormatSHA256(nar.FileHash), nar.FileSize)
 	case ni.NarHash != nar.NarHash || int64(ni.NarSize) != nar.NarSize:
 		return fail(http.StatusBadRequest, "the NAR does not match the narinfo: NarHash %s, NarSize %d claimed; the uploaded NAR %s is %s, %d bytes (tampered or corrupt)",
 			nixkey.FormatSHA256(ni.NarHash), ni.NarSize, ni.URL, nixkey.FormatSHA256(nar.NarHash), nar.NarSize)
 	}
-	ni.FileHash, ni.FileSize = &nar.FileHash, uint64(nar.FileSize)
+	ni.FileHash, ni.FileSize = nil, uint64(nar.FileSize)
+	if nar.HasFileHash {
+		ni.FileHash = &nar.FileHash
+	}
 	contentAddressed, caNote, err := g.caOf(ni)
 	if err != nil {
 		var pr *problem.Problem

@@ -99,7 +99,8 @@ func (d *db) Close() error { return d.sql.Close() }
 type narRec struct {
 	URL         string
 	Compression string
-	FileHash    [32]byte
+	FileHash    [32]byte // when HasFileHash (a file named by its NarHash is not hashed)
+	HasFileHash bool
 	FileSize    int64
 	NarHash     [32]byte
 	NarSize     int64
@@ -107,9 +108,13 @@ type narRec struct {
 }
 
 func (d *db) insertNAR(ctx context.Context, n narRec) error {
+	fh := []byte{} // not hashed: an empty blob
+	if n.HasFileHash {
+		fh = n.FileHash[:]
+	}
 	_, err := d.sql.ExecContext(ctx, `INSERT INTO nars(url, compression, file_hash, file_size, nar_hash, nar_size, received_at)
 		VALUES(?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET received_at = excluded.received_at`,
-		n.URL, n.Compression, n.FileHash[:], n.FileSize, n.NarHash[:], n.NarSize, n.ReceivedAt.Unix())
+		n.URL, n.Compression, fh, n.FileSize, n.NarHash[:], n.NarSize, n.ReceivedAt.Unix())
 	return err
 }
 
@@ -125,6 +130,7 @@ func (d *db) getNAR(ctx context.Context, u string) (narRec, bool, error) {
 	if err != nil {
 		return n, false, err
 	}
+	n.HasFileHash = len(fh) == len(n.FileHash)
 	copy(n.FileHash[:], fh)
 	copy(n.NarHash[:], nh)
 	n.ReceivedAt = time.Unix(at, 0)

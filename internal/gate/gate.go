@@ -163,6 +163,32 @@ func (s *stagingReader) Read(p []byte) (int, error) {
 // is fsynced and renamed into place before the database knows of it. It waits in
 // staging until a narinfo claims it.
 func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote string) (string, error) {
+	return g.PutNARNamed(ctx, u, body, remote, NamedByFileHash)
+}
+
+// NARNaming says what hash a NAR upload's file name is.
+type NARNaming int
+
+const (
+	// NamedByFileHash is Nix's naming: the name is the SHA-256 of the (compressed)
+	// file, which the gate checks; the narinfo served has that FileHash.
+	NamedByFileHash NARNaming = iota
+	// NamedByNarHash is nixpki nix push's naming: the name is the NarHash, the
+	// SHA-256 of the NAR the file decompresses to, which the gate computes anyway; the
+	// compressed bytes are not hashed, and the narinfo served has no FileHash (Nix
+	// does not need one: it checks the NarHash of what it unpacks).
+	NamedByNarHash
+)
+
+// NARNameHeader is the upload's header saying how its name was made: NARNameNarHash
+// for NamedByNarHash; absent, the name is the file's hash.
+const (
+	NARNameHeader  = "Nixpki-Nar-Name"
+	NARNameNarHash = "nar-hash"
+)
+
+// PutNARNamed is PutNAR for a file named as naming says.
+func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote string, naming NARNaming) (string, error) {
 	fail := func(status int, format string, args ...any) (string, error) {
 		msg := "NAR " + u + " refused: " + fmt.Sprintf(format, args...)
 		g.reject(ctx, "", "", msg, remote)
@@ -189,7 +215,7 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 	defer f.Close()
 	sr := &stagingReader{r: body, g: g, staged: staged}
 	defer func() { g.inflight.Add(-sr.n) }()
-	res, err := receiveNAR(sr, f, compression, g.Cfg.MaxNARSize, g.Cfg.MaxXZDict)
+	res, err := receiveNARFile(sr, f, compression, g.Cfg.MaxNARSize, g.Cfg.MaxXZDict, naming == NamedByFileHash)
 	var tl errTooLarge
 	var mbe *http.MaxBytesError
 	switch {
@@ -201,7 +227,9 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 		return fail(http.StatusRequestEntityTooLarge, "the upload is larger than max_nar_size (%d bytes)", g.Cfg.MaxNARSize)
 	case err != nil:
 		return fail(http.StatusBadRequest, "%v", err)
-	case res.FileHash != fileHash:
+	case naming == NamedByNarHash && res.NarHash != fileHash:
+		return fail(http.StatusBadRequest, "the NAR's SHA-256 is %s but the file's name says %s (corrupt or altered)", nixkey.FormatSHA256(res.NarHash), nixkey.FormatSHA256(fileHash))
+	case naming != NamedByNarHash && res.FileHash != fileHash:
 		return fail(http.StatusBadRequest, "the file's SHA-256 is %s but its name says %s (corrupt or altered)", nixkey.FormatSHA256(res.FileHash), nixkey.FormatSHA256(fileHash))
 	}
 	if err := f.Flush(); err != nil {
@@ -227,7 +255,7 @@ func (g *Gate) PutNAR(ctx context.Context, u string, body io.Reader, remote stri
 		g.narDirDirty.Store(true) // retried before the next admission (syncNARDir)
 		return "", err
 	}
-	rec := narRec{URL: u, Compression: compression, FileHash: res.FileHash, FileSize: res.FileSize, NarHash: res.NarHash, NarSize: res.NarSize, ReceivedAt: g.Now()}
+	rec := narRec{URL: u, Compression: compression, FileHash: res.FileHash, HasFileHash: res.HasFileHash, FileSize: res.FileSize, NarHash: res.NarHash, NarSize: res.NarSize, ReceivedAt: g.Now()}
 	if err := g.db.insertNAR(ctx, rec); err != nil {
 		return "", err
 	}

@@ -160,7 +160,16 @@ func newTestGate(t testing.TB, edit func(*Config)) *testGate {
 
 func (tg *testGate) do(t testing.TB, method, path string, body []byte) (int, string) {
 	t.Helper()
+	return tg.doHeader(t, method, path, body)
+}
+
+// doHeader is do with request headers (name, value, …).
+func (tg *testGate) doHeader(t testing.TB, method, path string, body []byte, header ...string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(method, tg.srv.URL+path, bytes.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -241,6 +250,7 @@ type upload struct {
 	refs        []string // full store paths
 	signers     []member
 	mutate      func(*nixkey.NarInfo)
+	byNarHash   bool // named by its NarHash, as nixpki nix push names it (no FileHash)
 }
 
 func (tg *testGate) push(t testing.TB, u upload) (narStatus, niStatus int, body string) {
@@ -251,14 +261,23 @@ func (tg *testGate) push(t testing.TB, u upload) (narStatus, niStatus int, body 
 	nar := makeNAR(t, u.contents)
 	file := compress(t, nar, u.compression)
 	fh := sha256.Sum256(file)
+	nh := sha256.Sum256(nar)
 	url := NARURL(fh, u.compression)
-	narStatus, b := tg.do(t, "PUT", "/"+url, file)
+	var b string
+	if u.byNarHash {
+		url = NARURL(nh, u.compression)
+		narStatus, b = tg.doHeader(t, "PUT", "/"+url, file, NARNameHeader, NARNameNarHash)
+	} else {
+		narStatus, b = tg.do(t, "PUT", "/"+url, file)
+	}
 	if narStatus != 200 {
 		return narStatus, 0, b
 	}
-	nh := sha256.Sum256(nar)
 	ni := &nixkey.NarInfo{StorePath: u.path, URL: url, Compression: u.compression, FileHash: &fh, FileSize: uint64(len(file)),
 		NarHash: nh, NarSize: uint64(len(nar))}
+	if u.byNarHash {
+		ni.FileHash, ni.FileSize = nil, 0
+	}
 	for _, r := range u.refs {
 		ni.References = append(ni.References, r[strings.LastIndexByte(r, '/')+1:])
 	}

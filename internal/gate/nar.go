@@ -103,6 +103,9 @@ func newHashWriter() *hashWriter { return &hashWriter{h: sha256.New()} }
 
 func (w *hashWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
+	if w.h == nil { // counting only
+		return len(p), nil
+	}
 	return w.h.Write(p)
 }
 
@@ -113,10 +116,11 @@ func (w *hashWriter) sum() (s [32]byte) {
 
 // narCheck is what receiving a NAR established.
 type narCheck struct {
-	FileHash [32]byte
-	FileSize int64
-	NarHash  [32]byte
-	NarSize  int64
+	FileHash    [32]byte // when hashed (HasFileHash)
+	FileSize    int64
+	HasFileHash bool
+	NarHash     [32]byte
+	NarSize     int64
 }
 
 var zstdPool sync.Pool
@@ -174,8 +178,18 @@ func decompress(r *bufio.Reader, compression string, maxXZDict int64) (io.Reader
 // hashing it, decompresses it as it goes and checks that it is one well-formed NAR
 // (nixkey.NARReader), hashing the NAR too. Memory does not depend on the NAR's size.
 func receiveNAR(body io.Reader, dst io.Writer, compression string, maxSize, maxXZDict int64) (narCheck, error) {
+	return receiveNARFile(body, dst, compression, maxSize, maxXZDict, true)
+}
+
+// receiveNARFile is receiveNAR; with hashFile false a compressed file is only counted,
+// not hashed (a file named by its NarHash: the NarHash is what is checked). An
+// uncompressed file is its NAR and always hashed.
+func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, maxXZDict int64, hashFile bool) (narCheck, error) {
 	var res narCheck
 	fh := newHashWriter()
+	if !hashFile && compression != "none" {
+		fh.h = nil
+	}
 	bufs := narBufPool.Get().(*narBufs)
 	defer narBufPool.Put(bufs)
 	out := bufs.w
@@ -216,7 +230,10 @@ func receiveNAR(body io.Reader, dst io.Writer, compression string, maxSize, maxX
 	if err := out.Flush(); err != nil {
 		return res, fmt.Errorf("writing the NAR: %w", err)
 	}
-	res.FileHash, res.FileSize = fh.sum(), fh.n
+	res.FileSize = fh.n
+	if fh.h != nil {
+		res.FileHash, res.HasFileHash = fh.sum(), true
+	}
 	res.NarHash, res.NarSize = nh.sum(), nh.n
 	if compression == "none" {
 		res.NarHash, res.NarSize = res.FileHash, res.FileSize

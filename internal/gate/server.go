@@ -182,7 +182,15 @@ func (g *Gate) putNAR(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > limit {
 		return problem.New(http.StatusRequestEntityTooLarge, "", "NAR %s: %d bytes is larger than max_nar_size (%d bytes)", u, r.ContentLength, g.Cfg.MaxNARSize)
 	}
-	msg, err := g.PutNAR(r.Context(), u, http.MaxBytesReader(w, r.Body, limit), remote(r))
+	naming := NamedByFileHash
+	switch h := r.Header.Get(NARNameHeader); h {
+	case "":
+	case NARNameNarHash:
+		naming = NamedByNarHash
+	default:
+		return problem.BadRequest("NAR %s: %s: %.40q is not %s", u, NARNameHeader, h, NARNameNarHash)
+	}
+	msg, err := g.PutNARNamed(r.Context(), u, http.MaxBytesReader(w, r.Body, limit), remote(r), naming)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,81 @@
+package gate
+
+import (
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"nixpki/internal/nixcert"
+	"nixpki/internal/nixkey"
+)
+
+// A NAR named by its NarHash (nixpki nix push): the gate checks the name against the
+// NAR, does not hash the file, and serves a narinfo without FileHash.
+func TestNARNamedByNarHash(t *testing.T) {
+	tg := newTestGate(t, nil)
+	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, nixcert.Scope{}, nil)
+	tg.enroll(t, alice)
+
+	for _, c := range []string{"zstd", "xz", "none"} {
+		p := storePath("named-" + c)
+		contents := strings.Repeat("named "+c, 3000)
+		if ns, s, b := tg.push(t, upload{path: p, contents: contents, compression: c, signers: []member{alice}, byNarHash: true}); ns != 200 || s != 200 {
+			t.Fatalf("%s: NAR %d, narinfo %d: %s", c, ns, s, b)
+		}
+		ni, ok := tg.served(t, p)
+		if !ok {
+			t.Fatalf("%s: not served", c)
+		}
+		nar := makeNAR(t, contents)
+		if nh := sha256.Sum256(nar); ni.URL != NARURL(nh, c) || ni.NarHash != nh {
+			t.Fatalf("%s: served URL %s, NarHash %s", c, ni.URL, nixkey.FormatSHA256(ni.NarHash))
+		}
+		file, err := os.ReadFile(filepath.Join(tg.dir, filepath.FromSlash(ni.URL)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ni.FileSize != uint64(len(file)) {
+			t.Fatalf("%s: FileSize %d, the file has %d bytes", c, ni.FileSize, len(file))
+		}
+		switch {
+		case c == "none" && (ni.FileHash == nil || *ni.FileHash != sha256.Sum256(file)):
+			t.Fatalf("uncompressed: FileHash %v, want the NarHash", ni.FileHash)
+		case c != "none" && ni.FileHash != nil:
+			t.Fatalf("%s: FileHash %s served for a file the gate did not hash", c, nixkey.FormatSHA256(*ni.FileHash))
+		}
+		if s, got := tg.do(t, "GET", "/"+ni.URL, nil); s != 200 || got != string(file) {
+			t.Fatalf("%s: GET the NAR: %d, %d bytes", c, s, len(got))
+		}
+	}
+
+	// A name that is not the NarHash: the NAR of other contents, the file's own hash.
+	nar := makeNAR(t, "some contents")
+	file := compress(t, nar, "zstd")
+	other := sha256.Sum256(makeNAR(t, "other contents"))
+	for name, h := range map[string][32]byte{"other NAR": other, "file hash": sha256.Sum256(file)} {
+		s, b := tg.doHeader(t, "PUT", "/"+NARURL(h, "zstd"), file, NARNameHeader, NARNameNarHash)
+		if s != 400 || !strings.Contains(b, "the file's name says") {
+			t.Fatalf("%s as the name: %d %s", name, s, b)
+		}
+	}
+	// An unknown naming.
+	if s, b := tg.doHeader(t, "PUT", "/"+NARURL(sha256.Sum256(nar), "zstd"), file, NARNameHeader, "file-hash"); s != 400 || !strings.Contains(b, NARNameHeader) {
+		t.Fatalf("unknown %s: %d %s", NARNameHeader, s, b)
+	}
+
+	// A narinfo claiming a FileHash for a file the gate did not hash is refused: the
+	// gate serves no FileHash it did not check.
+	p := storePath("claims-filehash")
+	_, s, b := tg.push(t, upload{path: p, contents: "claims", signers: []member{alice}, byNarHash: true, mutate: func(ni *nixkey.NarInfo) {
+		fh := sha256.Sum256(compress(t, makeNAR(t, "claims"), "zstd"))
+		ni.FileHash = &fh
+	}})
+	if s != 400 || !strings.Contains(b, "FileHash/FileSize do not match") {
+		t.Fatalf("FileHash for an unhashed file: %d %s", s, b)
+	}
+	if _, ok := tg.served(t, p); ok {
+		t.Fatal("served after a refused narinfo")
+	}
+}
