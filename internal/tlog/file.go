@@ -178,7 +178,22 @@ type Log struct {
 	leaves []Hash
 	head   Head
 	now    func() time.Time
+
+	// The head file is a checkpoint: rewritten at most once per headEvery while
+	// entries come (a create, write and rename of its own per entry cost more than
+	// the entry's fsync), by a timer after the last of them, and on Close. Every
+	// record carries its own signed head, so the head file lagging a second behind
+	// loses nothing Verify needs; it only bounds how far back a cut of the entries
+	// file goes unnoticed without a head kept elsewhere (it is not fsynced either).
+	headEvery   time.Duration
+	headWritten time.Time // when the head file was last written
+	headDirty   bool      // the head file is behind l.head
+	headTimer   *time.Timer
+	closed      bool
 }
+
+// headInterval is how often an open log rewrites its head file at most.
+const headInterval = time.Second
 
 // Create makes an empty log in dir (created 0700 if needed) named origin, with a
 // signed head of size zero. It refuses to overwrite an existing log.
@@ -242,7 +257,7 @@ func Open(dir string, key ed25519.PrivateKey) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, f: f, key: key, origin: v.Head.Origin, head: v.Head, now: time.Now, leaves: make([]Hash, 0, len(v.Records))}
+	l := &Log{dir: dir, f: f, key: key, origin: v.Head.Origin, head: v.Head, now: time.Now, leaves: make([]Hash, 0, len(v.Records)), headEvery: headInterval}
 	for _, r := range v.Records {
 		l.fr.push(r.Leaf)
 		l.leaves = append(l.leaves, r.Leaf)
@@ -366,10 +381,38 @@ func (l *Log) Append(typ string, data any) (uint64, Head, error) {
 	}
 	l.fr, l.head = fr, h
 	l.leaves = append(l.leaves, leaf)
-	if err := writeHead(l.dir, h, false); err != nil {
-		return 0, Head{}, fmt.Errorf("tlog: head file: %w", err)
+	l.headDirty = true
+	if wall := time.Now(); wall.Sub(l.headWritten) >= l.headEvery || wall.Before(l.headWritten) {
+		if err := l.writeHeadLocked(); err != nil {
+			return 0, Head{}, err
+		}
+	} else if l.headTimer == nil {
+		l.headTimer = time.AfterFunc(l.headEvery, l.flushHead)
 	}
 	return h.Size - 1, h, nil
+}
+
+// writeHeadLocked brings the head file up to l.head (l.mu held).
+func (l *Log) writeHeadLocked() error {
+	if !l.headDirty {
+		return nil
+	}
+	if err := writeHead(l.dir, l.head, false); err != nil {
+		return fmt.Errorf("tlog: head file: %w", err)
+	}
+	l.headDirty, l.headWritten = false, time.Now()
+	return nil
+}
+
+// flushHead writes a head file left behind by Append (the timer's function). A
+// failure is retried by the next Append or Close.
+func (l *Log) flushHead() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.headTimer = nil
+	if !l.closed {
+		l.writeHeadLocked()
+	}
 }
 
 // Head returns the newest signed tree head.
@@ -393,9 +436,21 @@ func (l *Log) ConsistencyProof(m, n uint64) ([]Hash, error) {
 	return ConsistencyProof(l.leaves, m, n)
 }
 
-// Close closes the file.
+// Close writes the head file if it is behind, and closes the entries file.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Close()
+	if l.closed {
+		return l.f.Close() // reports the file already closed
+	}
+	l.closed = true
+	if l.headTimer != nil {
+		l.headTimer.Stop()
+		l.headTimer = nil
+	}
+	herr := l.writeHeadLocked()
+	if err := l.f.Close(); err != nil {
+		return err
+	}
+	return herr
 }
