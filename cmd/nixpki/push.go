@@ -209,11 +209,12 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 }
 
 func httpClient(caFile string) (*http.Client, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
+	var pool *x509.CertPool // nil: the system's roots, loaded by the first TLS handshake
 	if caFile != "" {
+		var err error
+		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
 		data, err := os.ReadFile(caFile)
 		if err != nil {
 			return nil, err

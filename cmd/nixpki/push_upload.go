@@ -155,10 +155,27 @@ func (b *bodyReader) Close() error {
 	return nil
 }
 
-// countWriter counts bytes.
-type countWriter struct{ n uint64 }
+// countWriter counts what it passes on to w; it reads through w's ReadFrom when w
+// has one (a zstd encoder reading the store's file into its block buffer).
+type countWriter struct {
+	w io.Writer
+	n uint64
+}
 
-func (c *countWriter) Write(p []byte) (int, error) { c.n += uint64(len(p)); return len(p), nil }
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += uint64(n)
+	return n, err
+}
+
+func (c *countWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.w.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		c.n += uint64(n)
+		return n, err
+	}
+	return io.Copy(struct{ io.Writer }{c}, r)
+}
 
 // worker is one upload slot's reusable state.
 type worker struct {
@@ -324,7 +341,9 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 		stream = newNARStream(func(out io.Writer) error {
 			switch u.compression {
 			case "zstd":
-				w.zw.Reset(out)
+				// The frame names the NAR's size: its window is then no larger
+				// than the NAR, and the gate's decoder allocates no more.
+				w.zw.ResetContentSize(out, int64(in.NarSize))
 				zw = w.zw
 			case "xz":
 				var err error
@@ -453,8 +472,8 @@ func (u *uploader) resign(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, 
 // dumpExactly writes the NAR of path to w and checks its size against the store's
 // database (the gate checks the hash).
 func dumpExactly(w io.Writer, path string, narSize uint64) error {
-	cw := &countWriter{}
-	if err := nixkey.DumpPath(io.MultiWriter(w, cw), path); err != nil {
+	cw := &countWriter{w: w}
+	if err := nixkey.DumpPath(cw, path); err != nil {
 		return err
 	}
 	if cw.n != narSize {

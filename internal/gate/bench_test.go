@@ -17,12 +17,17 @@ func BenchmarkReceiveNAR(b *testing.B) {
 	blob := make([]byte, 1<<20)
 	rand.Read(blob)
 	nar := makeNAR(b, string(blob))
-	for _, c := range []string{"none", "zstd"} {
-		file := compress(b, nar, c)
+	for _, c := range []string{"none", "zstd", "zstd-named-by-narhash"} {
+		comp, hashFile := c, true
+		if c == "zstd-named-by-narhash" { // as nix push sends it: the file is not hashed
+			comp, hashFile = "zstd", false
+		}
+		file := compress(b, nar, comp)
 		b.Run(c, func(b *testing.B) {
 			b.SetBytes(int64(len(nar)))
+			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := receiveNAR(bytes.NewReader(file), io.Discard, c, 1<<30, 64<<20); err != nil {
+				if _, err := receiveNARFile(bytes.NewReader(file), io.Discard, comp, 1<<30, 64<<20, hashFile); err != nil {
 					b.Fatal(err)
 				}
 			}

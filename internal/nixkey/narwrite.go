@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // NARWriter writes a NAR from a sequence of entries, like
@@ -18,6 +19,7 @@ import (
 // order NARReader yields them, so copying a NARReader's entries to a
 // NARWriter reproduces the archive byte for byte.
 type NARWriter struct {
+	w      io.Writer // what bw writes to
 	bw     *bufio.Writer
 	err    error
 	root   bool // the root entry has been written
@@ -35,7 +37,7 @@ type NARWriter struct {
 // NewNARWriter returns a writer of a NAR to w. Output is buffered; Close
 // flushes it.
 func NewNARWriter(w io.Writer) *NARWriter {
-	return &NARWriter{bw: bufio.NewWriterSize(w, 64<<10)}
+	return &NARWriter{w: w, bw: bufio.NewWriterSize(w, 64<<10)}
 }
 
 func (nw *NARWriter) writeUint64(n uint64) {
@@ -202,6 +204,39 @@ func (nw *NARWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// directMin is the file size from which DumpPath's copies skip the writer's buffer.
+const directMin = 256 << 10
+
+// copyContents writes size bytes of the current file's contents from r. Large
+// contents skip the buffer (one copy less): an underlying io.ReaderFrom reads them
+// itself (a zstd encoder reads into its block buffer), any other writer gets them
+// straight from the copy buffer. Small files go through the buffer, so that many of
+// them make few writes.
+func (nw *NARWriter) copyContents(r io.Reader, size int64) (int64, error) {
+	if size < directMin || nw.err != nil || !nw.inFile || size > nw.left {
+		return io.CopyBuffer(nw, io.LimitReader(r, size), nw.copy)
+	}
+	if err := nw.bw.Flush(); err != nil {
+		return 0, nw.fail(err)
+	}
+	lr := io.LimitReader(r, size)
+	var n int64
+	var err error
+	if rf, ok := nw.w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(lr)
+	} else {
+		n, err = io.CopyBuffer(writerOnly{nw.w}, lr, nw.copy)
+	}
+	nw.left -= n
+	if err != nil {
+		return n, nw.fail(err)
+	}
+	return n, nil
+}
+
+// writerOnly hides any ReaderFrom of a writer from io.CopyBuffer.
+type writerOnly struct{ io.Writer }
+
 // Close finishes the archive and flushes it; it does not close the
 // underlying writer. The archive must have a root entry.
 func (nw *NARWriter) Close() error {
@@ -236,13 +271,27 @@ func (nw *NARWriter) Close() error {
 // exactly that many bytes are read; a file that shrinks meanwhile is an
 // error.
 func DumpPath(w io.Writer, fsPath string) error {
-	nw := NewNARWriter(w)
-	nw.copy = make([]byte, 64<<10)
+	b := dumpBufPool.Get().(*dumpBufs)
+	defer dumpBufPool.Put(b)
+	b.bw.Reset(w)
+	defer b.bw.Reset(nil)
+	nw := &NARWriter{w: w, bw: b.bw, copy: b.copy}
 	if err := dumpNode(nw, fsPath, "/"); err != nil {
 		return err
 	}
 	return nw.Close()
 }
+
+// dumpBufs are DumpPath's buffers, reused: a dump of a small path costs less than
+// clearing 128 KiB of fresh memory.
+type dumpBufs struct {
+	bw   *bufio.Writer
+	copy []byte
+}
+
+var dumpBufPool = sync.Pool{New: func() any {
+	return &dumpBufs{bw: bufio.NewWriterSize(nil, 64<<10), copy: make([]byte, 64<<10)}
+}}
 
 func dumpNode(nw *NARWriter, fsPath, narPath string) error {
 	fi, err := os.Lstat(fsPath)
@@ -265,7 +314,7 @@ func dumpNode(nw *NARWriter, fsPath, narPath string) error {
 		if err := nw.WriteHeader(&NAREntry{Path: narPath, Type: typ, Size: size}); err != nil {
 			return err
 		}
-		n, err := io.CopyBuffer(nw, io.LimitReader(f, size), nw.copy)
+		n, err := nw.copyContents(f, size)
 		if err != nil {
 			return fmt.Errorf("nar: reading %s: %w", fsPath, err)
 		}
