@@ -236,6 +236,9 @@ func httpClient(caFile string) (*http.Client, error) {
 		// NAR uploads ask before sending (Expect: 100-continue): a gate holding the file
 		// answers without it. A server that does not answer gets the body after 1 s.
 		ExpectContinueTimeout: time.Second,
+		// A NAR's body is sent chunked, a zstd block (up to 128 KiB) a chunk: with a
+		// buffer that holds one, each chunk goes out in one write, not three.
+		WriteBufferSize: 256 << 10,
 	}}, nil
 }
 
