@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -242,8 +243,24 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 		return "", err
 	}
 	dst := filepath.Join(g.Dir, filepath.FromSlash(u))
+	fileSize := res.FileSize
 	g.narFiles.Lock()
-	err = os.Rename(f.Name(), dst)
+	if naming == NamedByNarHash {
+		// Concurrent uploads of one NAR may differ in bytes (another encoder) under
+		// the one name: the first file stays, so its row and any narinfo describe the
+		// file served. Every file under nar/ was verified before it got there.
+		err = os.Link(f.Name(), dst)
+		if errors.Is(err, fs.ErrExist) {
+			var fi os.FileInfo
+			if fi, err = os.Stat(dst); err == nil {
+				fileSize = fi.Size()
+			}
+		} else if err != nil {
+			err = os.Rename(f.Name(), dst) // no hard links on this file system
+		}
+	} else {
+		err = os.Rename(f.Name(), dst) // the name is the hash of the bytes: the same file
+	}
 	g.narFiles.Unlock()
 	if err != nil {
 		return "", err
@@ -255,7 +272,7 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 		g.narDirDirty.Store(true) // retried before the next admission (syncNARDir)
 		return "", err
 	}
-	rec := narRec{URL: u, Compression: compression, FileHash: res.FileHash, HasFileHash: res.HasFileHash, FileSize: res.FileSize, NarHash: res.NarHash, NarSize: res.NarSize, ReceivedAt: g.Now()}
+	rec := narRec{URL: u, Compression: compression, FileHash: res.FileHash, HasFileHash: res.HasFileHash, FileSize: fileSize, NarHash: res.NarHash, NarSize: res.NarSize, ReceivedAt: g.Now()}
 	if err := g.db.insertNAR(ctx, rec); err != nil {
 		return "", err
 	}

@@ -1,11 +1,14 @@
 package gate
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
@@ -77,5 +80,38 @@ func TestNARNamedByNarHash(t *testing.T) {
 	}
 	if _, ok := tg.served(t, p); ok {
 		t.Fatal("served after a refused narinfo")
+	}
+}
+
+// Two encodings of one NAR under its NarHash name: the file already there stays, and
+// the row (the narinfo's FileSize) describes it.
+func TestNARNamedByNarHashFirstFileStays(t *testing.T) {
+	tg := newTestGate(t, nil)
+	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, nixcert.Scope{}, nil)
+	tg.enroll(t, alice)
+	p := storePath("two-encodings")
+	contents := strings.Repeat("two encodings ", 4000)
+	nar := makeNAR(t, contents)
+	url := NARURL(sha256.Sum256(nar), "zstd")
+	// Another encoder's file (zstd's raw blocks: larger), as a concurrent upload left it.
+	var other bytes.Buffer
+	zw, _ := zstd.NewWriter(&other, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithNoEntropyCompression(true))
+	zw.Write(nar)
+	zw.Close()
+	if err := os.WriteFile(filepath.Join(tg.dir, filepath.FromSlash(url)), other.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ns, s, b := tg.push(t, upload{path: p, contents: contents, signers: []member{alice}, byNarHash: true}); ns != 200 || s != 200 {
+		t.Fatalf("NAR %d, narinfo %d: %s", ns, s, b)
+	}
+	ni, ok := tg.served(t, p)
+	if !ok {
+		t.Fatal("not served")
+	}
+	if _, got := tg.do(t, "GET", "/"+url, nil); got != other.String() || ni.FileSize != uint64(other.Len()) {
+		t.Fatalf("served %d bytes with FileSize %d; the file there first has %d", len(got), ni.FileSize, other.Len())
+	}
+	if len(compress(t, nar, "zstd")) == other.Len() {
+		t.Fatal("the two encodings have one size: the test shows nothing")
 	}
 }
