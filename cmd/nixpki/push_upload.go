@@ -74,10 +74,10 @@ func (s *narStream) WriteTo(w io.Writer) (int64, error) {
 		return 0, errors.New("NAR upload: body closed")
 	}
 	defer s.busy.Done()
-	cw := &countingWriter{w: w}
+	cw := &countWriter{w: w}
 	err := s.write(cw)
-	s.written = cw.n
-	return cw.n, err
+	s.written = int64(cw.n)
+	return s.written, err
 }
 
 func (s *narStream) Read(p []byte) (int, error) {
@@ -88,9 +88,9 @@ func (s *narStream) Read(p []byte) (int, error) {
 		s.busy.Add(1)
 		go func() {
 			defer s.busy.Done()
-			cw := &countingWriter{w: pw}
+			cw := &countWriter{w: pw}
 			err := s.write(cw)
-			s.written = cw.n
+			s.written = int64(cw.n)
 			pw.CloseWithError(err)
 		}()
 	}
@@ -121,18 +121,6 @@ func (s *narStream) wait() int64 {
 	<-s.done
 	s.busy.Wait()
 	return s.written
-}
-
-// countingWriter counts what it passes on.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // bodyReader is a request body that says when the transport closed it (closing the
