@@ -325,9 +325,10 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	if len(j.missing) > 0 {
 		return fail(http.StatusBadRequest, "its references %s are not in the gate: upload them first", strings.Join(j.missing, ", "))
 	}
-	if same != nil && same.State == StatePending && sameSigners(same.Signers, j.signers) && len(j.signers) < j.needed {
+	if same != nil && same.State == StatePending && sameSigners(same.Signers, j.signers) && (len(j.signers) < j.needed || len(j.waiting) > 0) {
 		// Nothing new: the record stays as it is (a replay neither rewrites it nor
-		// keeps it from expiring).
+		// keeps it from expiring), whether it waits for signatures or for its
+		// references (their admission re-judges it: see cascade).
 		return http.StatusForbidden, "pending " + same.StorePath + ": " + same.Reason, nil
 	}
 	rec := PathRec{Hash: hash, NarHash: ni.NarHash, StorePath: p, URL: ni.URL, FirstSeen: now}

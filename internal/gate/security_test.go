@@ -301,3 +301,38 @@ func TestRootCRLRevokesIntermediate(t *testing.T) {
 		t.Error("the root CRL was lost over a restart")
 	}
 }
+
+// A replay of a pending path that has its signatures but waits for a reference
+// changes nothing: no new record, no log entry, no later expiry; the reference's
+// admission still admits it.
+func TestPendingWaitingReplayChangesNothing(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "lib-*", SigsNeeded: 2}} })
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	tg.enroll(t, bob)
+	lib, app := storePath("lib-1"), storePath("app-1")
+	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{alice}}); s != 403 || !strings.Contains(b, "has 1 of 2") {
+		t.Fatalf("lib by alice: %d %s", s, b)
+	}
+	appUp := upload{path: app, contents: "app", refs: []string{lib}, signers: []member{alice}}
+	if _, s, b := tg.push(t, appUp); s != 403 || !strings.Contains(b, "waiting for its references") {
+		t.Fatalf("app by alice: %d %s", s, b)
+	}
+	before := tg.tlog.Head().Size
+	for range 3 {
+		if _, s, b := tg.push(t, appUp); s != 403 || !strings.Contains(b, "waiting for its references") {
+			t.Fatalf("app replayed: %d %s", s, b)
+		}
+	}
+	if after := tg.tlog.Head().Size; after != before {
+		t.Fatalf("three replays of a waiting path appended %d log entries", after-before)
+	}
+	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{bob}}); s != 200 {
+		t.Fatalf("lib by bob: %d %s", s, b)
+	}
+	if _, ok := tg.served(t, app); !ok {
+		t.Fatal("app is not served after its reference was admitted")
+	}
+}
