@@ -3,13 +3,13 @@
 // core, for callers with many independent messages (nixpki verify hashes the NARs
 // of many store paths). The kernel is minio/sha256-simd's (x16_amd64.s, Apache
 // License 2.0, see LICENSE here), called directly: one goroutine drives sixteen
-// lanes with no channel or server in between. Digests are checked against
-// crypto/sha256 in tests.
+// lanes with no channel or server in between. Without AVX-512 a portable Go
+// kernel computes the same digests, slowly (x16_generic.go). Digests of both are
+// checked against crypto/sha256 in tests.
 package sha256x16
 
 import (
 	"encoding/binary"
-	"errors"
 )
 
 // BlockSize is SHA-256's block size: inputs to Blocks are multiples of it.
@@ -26,21 +26,22 @@ type State struct {
 	scratch [512]byte
 	mask    []uint64
 	len     [Lanes]uint64 // bytes hashed per lane
+	fast    bool          // the AVX-512 kernel, not the portable one
 }
 
-// ErrUnsupported is returned by New when the CPU (or the build) lacks AVX-512.
-var ErrUnsupported = errors.New("sha256x16: AVX-512 (F, DQ, BW, VL) is not available")
+// New returns sixteen fresh computations: on the AVX-512 kernel where Available,
+// else on the portable one (the same digests, much slower: for tests and runs that
+// force the multi-buffer path).
+func New() *State {
+	return newState(Available())
+}
 
-// New returns sixteen fresh computations, or ErrUnsupported.
-func New() (*State, error) {
-	if !Available() {
-		return nil, ErrUnsupported
-	}
-	s := &State{}
+func newState(fast bool) *State {
+	s := &State{fast: fast}
 	for l := range Lanes {
 		s.Reset(l)
 	}
-	return s, nil
+	return s
 }
 
 // Reset starts a new message in lane l.
@@ -64,6 +65,10 @@ func (s *State) Blocks(in *[Lanes][]byte) {
 		s.len[l] += uint64(len(p))
 	}
 	if rounds == 0 {
+		return
+	}
+	if !s.fast {
+		blocksGeneric(&s.dig, in)
 		return
 	}
 	if cap(s.mask) < rounds {

@@ -47,14 +47,23 @@ func hashAll(t *testing.T, s *State, msgs *[Lanes][]byte, chunk int, rng *rand.R
 	}
 }
 
-func TestMatchesCryptoSHA256(t *testing.T) {
-	s, err := New()
-	if err != nil {
-		// A CPU feature, not a tool: without AVX-512 nixpki never uses this
-		// package (verify falls back to crypto/sha256), so in CI too there is
-		// nothing to test here.
-		t.Skip(err)
+// kernels are the kernels this machine runs: the portable one always, the
+// AVX-512 one where the CPU has it.
+func kernels() map[string]*State {
+	m := map[string]*State{"portable": newState(false)}
+	if Available() {
+		m["avx512"] = newState(true)
 	}
+	return m
+}
+
+func TestMatchesCryptoSHA256(t *testing.T) {
+	for name, s := range kernels() {
+		t.Run(name, func(t *testing.T) { testMatchesCryptoSHA256(t, s) })
+	}
+}
+
+func testMatchesCryptoSHA256(t *testing.T, s *State) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	sizes := []int{0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 4095, 4096, 4097, 65535, 65536, 65537, 3<<20 + 17}
 	for round := range 6 {
@@ -79,10 +88,7 @@ func TestMatchesCryptoSHA256(t *testing.T) {
 }
 
 func FuzzMatchesCryptoSHA256(f *testing.F) {
-	s, err := New()
-	if err != nil {
-		f.Skip(err)
-	}
+	ks := kernels()
 	f.Add([]byte("abc"), uint64(1), uint16(64))
 	f.Add(make([]byte, 1000), uint64(7), uint16(1))
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64, chunk uint16) {
@@ -93,10 +99,13 @@ func FuzzMatchesCryptoSHA256(f *testing.F) {
 			b := a + rng.IntN(len(data)-a+1)
 			msgs[l] = data[a:b]
 		}
-		got := hashAll(t, s, &msgs, max(int(chunk), BlockSize), rng)
-		for l, m := range msgs {
-			if want := sha256.Sum256(m); got[l] != want {
-				t.Fatalf("lane %d (%d bytes): got %x, want %x", l, len(m), got[l], want)
+		for name, s := range ks {
+			rng := rand.New(rand.NewPCG(seed, 0))
+			got := hashAll(t, s, &msgs, max(int(chunk), BlockSize), rng)
+			for l, m := range msgs {
+				if want := sha256.Sum256(m); got[l] != want {
+					t.Fatalf("%s kernel, lane %d (%d bytes): got %x, want %x", name, l, len(m), got[l], want)
+				}
 			}
 		}
 	})

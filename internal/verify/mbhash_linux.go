@@ -89,10 +89,7 @@ func (l *mbLane) start(j *mbJob) {
 }
 
 func mbDrive(q chan *mbJob) {
-	s, err := sha256x16.New()
-	if err != nil {
-		panic(err) // useMultiBuffer checked sha256x16.Available
-	}
+	s := sha256x16.New()
 	var lanes [sha256x16.Lanes]mbLane
 	for i := range lanes {
 		lanes[i].buf = make([]byte, mbBlock, mbBlock+2*sha256x16.BlockSize)

@@ -10,13 +10,14 @@ import (
 // store are computed. By default (unset or empty), when the CPU has AVX-512 and a
 // run has enough paths, sixteen paths at once per core with internal/sha256x16
 // (mbhash_linux.go), else crypto/sha256, one stream per path; "generic" always
-// uses crypto/sha256, and "multi-buffer" uses sha256x16 whenever the CPU has it,
-// even for a single path. Both give the same digests; the variable is for tests
-// and benchmarks.
+// uses crypto/sha256, and "multi-buffer" always uses sha256x16, even for a single
+// path and on a CPU without AVX-512 (its portable kernel: slow). All give the same
+// digests; the variable is for tests and benchmarks.
 const SHA256Env = "NIXPKI_SHA256"
 
 func useMultiBuffer() bool {
-	return multiBufferOS && os.Getenv(SHA256Env) != "generic" && sha256x16.Available()
+	env := os.Getenv(SHA256Env)
+	return multiBufferOS && env != "generic" && (sha256x16.Available() || env == "multi-buffer")
 }
 
 // hashJobs is how many paths a local store hashes at once by default: enough to
