@@ -31,7 +31,8 @@ type NARWriter struct {
 	left   int64  // contents still to be written for the current file
 	pad    int
 	buf    [8]byte
-	copy   []byte // buffer for DumpPath's copies
+	copy   []byte      // buffer for DumpPath's copies
+	skip   *skipWriter // DumpPathFrom's: drops the NAR's first bytes
 }
 
 // NewNARWriter returns a writer of a NAR to w. Output is buffered; Close
@@ -219,7 +220,18 @@ func (nw *NARWriter) copyContents(r io.Reader, size int64) (int64, error) {
 	if err := nw.bw.Flush(); err != nil {
 		return 0, nw.fail(err)
 	}
-	lr := io.LimitReader(r, size)
+	var skipped int64
+	if sk, ok := r.(io.Seeker); ok && nw.skip != nil && nw.skip.skip > 0 {
+		// Contents before DumpPathFrom's offset are skipped, not read.
+		k := min(nw.skip.skip, size)
+		if _, err := sk.Seek(k, io.SeekCurrent); err != nil {
+			return 0, nw.fail(err)
+		}
+		nw.skip.skip -= k
+		nw.left -= k
+		skipped = k
+	}
+	lr := io.LimitReader(r, size-skipped)
 	var n int64
 	var err error
 	if rf, ok := nw.w.(io.ReaderFrom); ok {
@@ -228,6 +240,7 @@ func (nw *NARWriter) copyContents(r io.Reader, size int64) (int64, error) {
 		n, err = io.CopyBuffer(writerOnly{nw.w}, lr, nw.copy)
 	}
 	nw.left -= n
+	n += skipped
 	if err != nil {
 		return n, nw.fail(err)
 	}
@@ -271,15 +284,52 @@ func (nw *NARWriter) Close() error {
 // exactly that many bytes are read; a file that shrinks meanwhile is an
 // error.
 func DumpPath(w io.Writer, fsPath string) error {
+	return DumpPathFrom(w, fsPath, 0)
+}
+
+// DumpPathFrom is DumpPath without the NAR's first off bytes: the rest of a NAR
+// whose beginning was written already (the same path dumped again). File contents
+// before off are skipped with a seek, not read.
+func DumpPathFrom(w io.Writer, fsPath string, off int64) error {
 	b := dumpBufPool.Get().(*dumpBufs)
 	defer dumpBufPool.Put(b)
-	b.bw.Reset(w)
-	defer b.bw.Reset(nil)
 	nw := &NARWriter{w: w, bw: b.bw, copy: b.copy}
+	if off > 0 {
+		nw.skip = &skipWriter{w: w, skip: off}
+		nw.w = nw.skip
+	}
+	b.bw.Reset(nw.w)
+	defer b.bw.Reset(nil)
 	if err := dumpNode(nw, fsPath, "/"); err != nil {
 		return err
 	}
 	return nw.Close()
+}
+
+// skipWriter drops the first skip bytes written to it and passes on the rest.
+type skipWriter struct {
+	w    io.Writer
+	skip int64
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	if s.skip >= int64(len(p)) {
+		s.skip -= int64(len(p))
+		return len(p), nil
+	}
+	k := int(s.skip)
+	s.skip = 0
+	n, err := s.w.Write(p[k:])
+	return k + n, err
+}
+
+// ReadFrom passes r on to the underlying writer's ReadFrom once nothing is left to
+// skip (DumpPathFrom's seek skipped what was).
+func (s *skipWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := s.w.(io.ReaderFrom); ok && s.skip == 0 {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{s}, r)
 }
 
 // dumpBufs are DumpPath's buffers, reused: a dump of a small path costs less than
