@@ -57,7 +57,7 @@ path was rejected or waits as pending (for another member's signature, say).`,
 	cmd.Flags().StringSliceVar(&f.crls, "crl", nil, "CRL file(s) to upload (DER or PEM, from nixpki nix crl); default: fetch the certificate's CRL distribution point")
 	cmd.Flags().BoolVar(&f.noFetchCRL, "no-fetch-crl", false, "do not fetch the CRL from the certificate's distribution point")
 	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "PEM root(s) to trust for the gate's HTTPS (e.g. the CA's root.crt); also given to nix as NIX_SSL_CERT_FILE")
-	cmd.Flags().StringVar(&f.compression, "compression", "zstd", "NAR compression: zstd, xz, bzip2 or none")
+	cmd.Flags().StringVar(&f.compression, "compression", "auto", "NAR compression: auto (zstd, but a NAR that looks incompressible, such as already-compressed data, goes uncompressed), zstd, xz, bzip2 or none")
 	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 8, "uploads in flight")
 	cmd.Flags().BoolVar(&f.viaNixCopy, "via-nix-copy", false, "upload with nix copy --to 'URL?secret-key=…' (one path at a time) instead of nixpki's own uploader")
 	return cmd
@@ -68,9 +68,9 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 		return errors.New("--gate, --cert and --secret are required")
 	}
 	switch f.compression {
-	case "zstd", "xz", "bzip2", "none":
+	case "auto", "zstd", "xz", "bzip2", "none":
 	default:
-		return fmt.Errorf("--compression %q: use zstd, xz, bzip2 or none", f.compression)
+		return fmt.Errorf("--compression %q: use auto, zstd, xz, bzip2 or none", f.compression)
 	}
 	gateURL, err := url.Parse(strings.TrimRight(f.gate, "/"))
 	if err != nil || (gateURL.Scheme != "http" && gateURL.Scheme != "https") || gateURL.Host == "" || gateURL.RawQuery != "" {
@@ -103,6 +103,16 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 		return err
 	}
 	ctx := cmd.Context()
+	// The closure is read while the certificate goes up.
+	type closureResult struct {
+		infos []pathInfo
+		err   error
+	}
+	closureCh := make(chan closureResult, 1)
+	go func() {
+		infos, err := closureInfo(ctx, f.caFile, paths)
+		closureCh <- closureResult{infos, err}
+	}()
 
 	// 1. Certificates and CRLs: self-authenticating, so the gate takes them from anyone.
 	bundle := ca.ChainPEM(chain...)
@@ -138,11 +148,12 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 	// 2. The closure, signed in the client and uploaded (by nixpki, or nix copy).
 	var storePaths []string
 	var copyErr error
+	cl := <-closureCh
+	if cl.err != nil {
+		return cl.err
+	}
+	infos := cl.infos
 	if f.viaNixCopy || f.compression == "bzip2" || f.jobs < 1 {
-		infos, err := closureInfo(ctx, f.caFile, paths)
-		if err != nil {
-			return err
-		}
 		for _, in := range infos {
 			storePaths = append(storePaths, in.Path)
 		}
@@ -156,7 +167,11 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 		if err != nil {
 			return err
 		}
-		dest := gateURL.String() + "?secret-key=" + url.QueryEscape(abs) + "&compression=" + f.compression
+		comp := f.compression
+		if comp == "auto" { // nix copy compresses every NAR alike
+			comp = "zstd"
+		}
+		dest := gateURL.String() + "?secret-key=" + url.QueryEscape(abs) + "&compression=" + comp
 		copyArgs := append([]string{"copy", "--to", dest,
 			// Ask the gate afresh: a pending path answers 404 and must be uploaded again.
 			"--option", "narinfo-cache-negative-ttl", "0", "--option", "narinfo-cache-positive-ttl", "0"}, paths...)
@@ -167,10 +182,6 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 			copyErr = errors.Join(copyErr, up.push(ctx, infos, max(f.jobs, 1)))
 		}
 	} else {
-		infos, err := closureInfo(ctx, f.caFile, paths)
-		if err != nil {
-			return err
-		}
 		for _, in := range infos {
 			storePaths = append(storePaths, in.Path)
 		}
@@ -335,15 +346,19 @@ type pathInfo struct {
 	Signatures []string `json:"signatures"`
 }
 
-// closureInfo returns the closure of paths, each path after its references.
+// closureInfo returns the closure of paths, each path after its references: read
+// from the local Nix database (closureFromDB), or else from nix path-info.
 func closureInfo(ctx context.Context, caFile string, paths []string) ([]pathInfo, error) {
-	out, err := nixOutput(ctx, caFile, append([]string{"path-info", "--json", "-r"}, paths...)...)
+	infos, err := closureFromDB(ctx, paths)
 	if err != nil {
-		return nil, err
-	}
-	var infos []pathInfo
-	if err := json.Unmarshal([]byte(out), &infos); err != nil {
-		return nil, fmt.Errorf("nix path-info --json: %w", err)
+		out, err := nixOutput(ctx, caFile, append([]string{"path-info", "--json", "-r"}, paths...)...)
+		if err != nil {
+			return nil, err
+		}
+		infos = nil
+		if err := json.Unmarshal([]byte(out), &infos); err != nil {
+			return nil, fmt.Errorf("nix path-info --json: %w", err)
+		}
 	}
 	byPath := make(map[string]*pathInfo, len(infos))
 	for i := range infos {

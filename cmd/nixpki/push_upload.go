@@ -11,9 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
-
 	"nixpki/internal/gate"
 	"nixpki/internal/nixkey"
 )
@@ -33,6 +30,7 @@ type uploader struct {
 
 	mu                          sync.Mutex
 	uploaded, present, narsHeld int
+	stored                      int // NARs sent uncompressed by --compression auto
 	fileBytes                   int64
 	refused                     int
 }
@@ -126,9 +124,19 @@ func (s *narStream) wait() int64 {
 // bodyReader is a request body that says when the transport closed it (closing the
 // underlying reader too: a pipe's writer then stops).
 type bodyReader struct {
-	r      io.Reader
-	once   sync.Once
-	closed chan struct{}
+	r       io.Reader
+	once    sync.Once
+	closed  chan struct{}
+	written chan struct{} // closed when a pipe's writer returned; nil without one
+}
+
+// wait returns once the transport closed the body and its writer, if any, returned:
+// the worker's buffers may then be used again.
+func (b *bodyReader) wait() {
+	<-b.closed
+	if b.written != nil {
+		<-b.written
+	}
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) { return b.r.Read(p) }
@@ -162,13 +170,14 @@ func (c *countWriter) ReadFrom(r io.Reader) (int64, error) {
 		c.n += uint64(n)
 		return n, err
 	}
-	return io.Copy(struct{ io.Writer }{c}, r)
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{c}, r, *buf)
 }
 
-// worker is one upload slot's reusable state.
-type worker struct {
-	zw *zstd.Encoder
-}
+// copyBufs are countWriter's copy buffers: a chunk of an uncompressed upload is a
+// read of the store's file, and goes to the connection in one write.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // queryServed asks the gate, in one status query, which paths it serves already.
 func (u *uploader) queryServed(ctx context.Context, infos []pathInfo) error {
@@ -248,8 +257,12 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 		held = fmt.Sprintf("; %d NARs the gate held already", u.narsHeld)
 	}
 	if !u.resignOnly {
-		u.say("uploaded %d paths (%.1f MiB of %s NARs%s), %d already served by the gate (narinfo signed again, no NAR sent), %d answered otherwise than admitted",
-			u.uploaded, float64(u.fileBytes)/(1<<20), u.compression, held, u.present, u.refused)
+		comp := u.compression + " NARs"
+		if u.compression == "auto" {
+			comp = fmt.Sprintf("NARs, zstd but %d uncompressed: they looked incompressible", u.stored)
+		}
+		u.say("uploaded %d paths (%.1f MiB of %s%s), %d already served by the gate (narinfo signed again, no NAR sent), %d answered otherwise than admitted",
+			u.uploaded, float64(u.fileBytes)/(1<<20), comp, held, u.present, u.refused)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("uploading %d paths failed: %w", len(errs), errors.Join(errs...))
@@ -304,50 +317,13 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	// need not hash the compressed bytes: see gate.NamedByNarHash); so it streams
 	// from the store, compressed on the way, while it is sent. Uncompressed, the file
 	// is the NAR and its size is known.
-	var body io.ReadCloser
-	var size int64 = -1
-	var stream *narStream
-	if u.compression == "none" {
-		size = int64(in.NarSize)
-		pr, pw := io.Pipe()
-		body = &bodyReader{r: pr, closed: make(chan struct{})} // closing it stops the writer
-		go func() { pw.CloseWithError(dumpExactly(pw, in.Path, in.NarSize)) }()
-	} else {
-		var zw io.WriteCloser
-		switch u.compression {
-		case "zstd":
-			if w.zw == nil {
-				if w.zw, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(8<<20),
-					zstd.WithEncoderCRC(false)); err != nil { // as Nix (libarchive) writes zstd: no checksum; the gate checks the NarHash
-					return err
-				}
-			}
-		case "xz":
-		default:
-			return fmt.Errorf("compression %s: not supported by the uploader", u.compression)
-		}
-		stream = newNARStream(func(out io.Writer) error {
-			switch u.compression {
-			case "zstd":
-				// The frame names the NAR's size: its window is then no larger
-				// than the NAR, and the gate's decoder allocates no more.
-				w.zw.ResetContentSize(out, int64(in.NarSize))
-				zw = w.zw
-			case "xz":
-				var err error
-				if zw, err = (xz.WriterConfig{DictCap: 8 << 20}).NewWriter(out); err != nil {
-					return err
-				}
-			}
-			if err := dumpExactly(zw, in.Path, in.NarSize); err != nil {
-				return err
-			}
-			return zw.Close()
-		})
-		body = stream
+	body, size, stream, comp, err := u.narBody(w, in)
+	if err != nil {
+		return err
 	}
+	ni.Compression = comp
 	ni.FileHash, ni.FileSize = nil, 0
-	ni.URL = gate.NARURL(narHash, u.compression)
+	ni.URL = gate.NARURL(narHash, comp)
 	// A NAR the gate holds already (staged, or for a pending path) need not come again:
 	// the upload asks first (Expect: 100-continue), and the gate answers at once,
 	// without reading the body, when it holds the file. One request per NAR, not a
@@ -367,7 +343,7 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	if stream != nil {
 		size = stream.wait()
 	} else {
-		<-body.(*bodyReader).closed
+		body.(*bodyReader).wait()
 	}
 	switch {
 	case err != nil:
@@ -380,7 +356,12 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	case strings.HasSuffix(strings.TrimSpace(msg), " already held"):
 		u.count(func() { u.narsHeld++ })
 	default:
-		u.count(func() { u.fileBytes += size })
+		u.count(func() {
+			u.fileBytes += size
+			if comp == "none" && u.compression == "auto" {
+				u.stored++
+			}
+		})
 	}
 	status, msg, err = u.putNarInfo(ctx, ni, in, done)
 	if err != nil {
@@ -454,19 +435,6 @@ func (u *uploader) resign(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, 
 		return fmt.Errorf("the gate serves it but refuses this signature: %s", strings.TrimSpace(msg))
 	}
 	u.count(func() { u.present++ })
-	return nil
-}
-
-// dumpExactly writes the NAR of path to w and checks its size against the store's
-// database (the gate checks the hash).
-func dumpExactly(w io.Writer, path string, narSize uint64) error {
-	cw := &countWriter{w: w}
-	if err := nixkey.DumpPath(cw, path); err != nil {
-		return err
-	}
-	if cw.n != narSize {
-		return fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", path, cw.n, narSize)
-	}
 	return nil
 }
 

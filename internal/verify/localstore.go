@@ -129,16 +129,17 @@ func (s *LocalStore) Info(ctx context.Context, p string) (*PathInfo, error) {
 		narSize  sql.NullInt64
 		ultimate sql.NullInt64
 		sigs, ca sql.NullString
+		deriver  sql.NullString
 	)
-	err := s.db.QueryRowContext(ctx, "SELECT id, hash, narSize, ultimate, sigs, ca FROM ValidPaths WHERE path = ?", p).
-		Scan(&id, &hash, &narSize, &ultimate, &sigs, &ca)
+	err := s.db.QueryRowContext(ctx, "SELECT id, hash, narSize, ultimate, sigs, ca, deriver FROM ValidPaths WHERE path = ?", p).
+		Scan(&id, &hash, &narSize, &ultimate, &sigs, &ca, &deriver)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("path '%s' %w", p, ErrNotValid)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("querying the Nix database for '%s': %w", p, err)
 	}
-	r.Hash, r.NarSize, r.Ultimate, r.Sigs, r.CA = hash, narSize.Int64, ultimate.Int64, sigs.String, ca.String
+	r.Hash, r.NarSize, r.Ultimate, r.Sigs, r.CA, r.Deriver = hash, narSize.Int64, ultimate.Int64, sigs.String, ca.String, deriver.String
 	rows, err := s.db.QueryContext(ctx, "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.reference = v.id WHERE r.referrer = ?", id)
 	if err != nil {
 		return nil, fmt.Errorf("querying the references of '%s': %w", p, err)

@@ -24,6 +24,8 @@ type PathInfo struct {
 	BadSigs []string
 	// CA is the content address in Nix's canonical rendering, or "".
 	CA string
+	// Deriver is the store path of the derivation that built it, or "".
+	Deriver string
 	// Ultimate: built locally (Nix trusts such paths when no signatures are
 	// demanded).
 	Ultimate bool
@@ -74,6 +76,7 @@ type dbRow struct {
 	Ultimate int64
 	Sigs     string
 	CA       string
+	Deriver  string
 	Refs     []string
 }
 
@@ -92,6 +95,9 @@ func parseDBRow(storeDir string, r dbRow) (*PathInfo, error) {
 		return nil, fmt.Errorf("database record of '%s': negative NarSize %d", r.Path, r.NarSize)
 	}
 	pi := &PathInfo{Path: r.Path, NarHash: h, NarSize: uint64(r.NarSize), Ultimate: r.Ultimate != 0}
+	if _, err := nixkey.ParseStorePath(storeDir, r.Deriver); err == nil {
+		pi.Deriver = r.Deriver // informative only: a malformed one is left out
+	}
 	pi.Sigs, pi.BadSigs = parseSigs(r.Sigs)
 	if r.CA != "" {
 		ca, err := nixkey.ParseContentAddress(r.CA)

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"nixpki/internal/nixkey"
+)
+
+// --compression auto: zstd, except for a NAR that looks incompressible, which is sent
+// (and served by the gate) uncompressed. Store paths of already-compressed data
+// (firmware, archives, images, fonts, media) gain nothing from a second compression,
+// and everyone pays for it: the uploader compresses, the gate decompresses to check
+// the NarHash, and each target decompresses again on substitution.
+//
+// A NAR looks incompressible when three autoProbe-byte windows of it (its start,
+// middle and end; the whole NAR if it is smaller) each have an order-0 entropy
+// above autoEntropy bits per byte. That is what random and compressed data have
+// (zstd can save at most ~1% on them: no Huffman gain, and LZ matches are rare); text
+// has 4.5–5 bits, machine code 5.5–6.5. The windows are read through DumpPathFrom,
+// which seeks over file contents, so probing reads little; it costs no compression.
+const (
+	autoProbe   = 32 << 10
+	autoEntropy = 7.9
+)
+
+// worker is one upload slot's reusable state.
+type worker struct {
+	zw  *zstd.Encoder
+	raw []byte // the start of the NAR, probed by --compression auto
+}
+
+func (w *worker) encoder() (*zstd.Encoder, error) {
+	if w.zw == nil {
+		var err error
+		if w.zw, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(8<<20),
+			zstd.WithEncoderCRC(false)); err != nil { // as Nix (libarchive) writes zstd: no checksum; the gate checks the NarHash
+			return nil, err
+		}
+	}
+	return w.zw, nil
+}
+
+// narBody returns the request body of in's NAR compressed as the uploader's
+// compression says (auto: as the probe chose), its length (-1: unknown, sent
+// chunked), the stream to wait for before the worker is used again (nil for a body
+// whose closing is waited for through bodyReader), and the compression chosen.
+func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narStream, string, error) {
+	switch u.compression {
+	case "none":
+		return pipeBody(func(out io.Writer) error { return dumpExactly(out, in.Path, in.NarSize, 0) }), int64(in.NarSize), nil, "none", nil
+	case "xz":
+		s := newNARStream(func(out io.Writer) error {
+			zw, err := (xz.WriterConfig{DictCap: 8 << 20}).NewWriter(out)
+			if err != nil {
+				return err
+			}
+			if err := dumpExactly(zw, in.Path, in.NarSize, 0); err != nil {
+				return err
+			}
+			return zw.Close()
+		})
+		return s, -1, s, "xz", nil
+	case "zstd":
+		zw, err := w.encoder()
+		if err != nil {
+			return nil, 0, nil, "", err
+		}
+		s := newNARStream(func(out io.Writer) error {
+			// The frame names the NAR's size: its window is then no larger than the
+			// NAR, and the gate's decoder allocates no more.
+			zw.ResetContentSize(out, int64(in.NarSize))
+			if err := dumpExactly(zw, in.Path, in.NarSize, 0); err != nil {
+				return err
+			}
+			return zw.Close()
+		})
+		return s, -1, s, "zstd", nil
+	case "auto":
+		return u.autoBody(w, in)
+	}
+	return nil, 0, nil, "", fmt.Errorf("compression %s: not supported by the uploader", u.compression)
+}
+
+// autoBody probes in's NAR (see autoProbe) and returns its body, zstd or none.
+func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narStream, string, error) {
+	if w.raw == nil {
+		w.raw = make([]byte, 0, autoProbe)
+	}
+	raw, whole, err := probeNAR(w.raw, in.Path, 0)
+	if err != nil {
+		return nil, 0, nil, "", err
+	}
+	if whole && uint64(len(raw)) != in.NarSize {
+		return nil, 0, nil, "", fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", in.Path, len(raw), in.NarSize)
+	}
+	none := highEntropy(raw)
+	if none && !whole {
+		var tmp [autoProbe]byte
+		for _, off := range []int64{int64(in.NarSize/2) - autoProbe/2, int64(in.NarSize) - autoProbe} {
+			if off < autoProbe {
+				continue
+			}
+			win, _, err := probeNAR(tmp[:0], in.Path, off)
+			if err != nil {
+				return nil, 0, nil, "", err
+			}
+			if !highEntropy(win) {
+				none = false
+				break
+			}
+		}
+	}
+	if none {
+		if whole {
+			return bytesBody(raw), int64(len(raw)), nil, "none", nil
+		}
+		s := newNARStream(func(out io.Writer) error {
+			if _, err := out.Write(raw); err != nil {
+				return err
+			}
+			return dumpExactly(out, in.Path, in.NarSize, int64(len(raw)))
+		})
+		return s, -1, s, "none", nil
+	}
+	zw, err := w.encoder()
+	if err != nil {
+		return nil, 0, nil, "", err
+	}
+	s := newNARStream(func(out io.Writer) error {
+		zw.ResetContentSize(out, int64(in.NarSize))
+		if _, err := zw.Write(raw); err != nil {
+			return err
+		}
+		if !whole {
+			if err := dumpExactly(zw, in.Path, in.NarSize, int64(len(raw))); err != nil {
+				return err
+			}
+		}
+		return zw.Close()
+	})
+	return s, -1, s, "zstd", nil
+}
+
+// probeNAR returns up to cap(buf) bytes of path's NAR from offset off, and whether
+// they reach its end.
+func probeNAR(buf []byte, path string, off int64) ([]byte, bool, error) {
+	pw := &prefixWriter{buf: buf[:0]}
+	err := nixkey.DumpPathFrom(pw, path, off)
+	if err != nil && !errors.Is(err, errPrefixFull) {
+		return nil, false, err
+	}
+	return pw.buf, err == nil, nil
+}
+
+// highEntropy reports whether p's bytes have an order-0 entropy above autoEntropy
+// bits per byte. Fewer than 4 KiB are not judged (false).
+func highEntropy(p []byte) bool {
+	if len(p) < 4<<10 {
+		return false
+	}
+	var count [256]int
+	for _, b := range p {
+		count[b]++
+	}
+	n := float64(len(p))
+	h := 0.0
+	for _, c := range count {
+		if c > 0 {
+			q := float64(c) / n
+			h -= q * math.Log2(q)
+		}
+	}
+	return h > autoEntropy
+}
+
+// pipeBody is a request body written by write in a goroutine; closing it (the
+// transport does when done) stops the writer. Its wait returns once both happened.
+func pipeBody(write func(io.Writer) error) *bodyReader {
+	pr, pw := io.Pipe()
+	b := &bodyReader{r: pr, closed: make(chan struct{}), written: make(chan struct{})}
+	go func() {
+		defer close(b.written)
+		pw.CloseWithError(write(pw))
+	}()
+	return b
+}
+
+// bytesBody is a request body of p, which the caller keeps until its wait returns.
+func bytesBody(p []byte) *bodyReader {
+	return &bodyReader{r: bytes.NewReader(p), closed: make(chan struct{})}
+}
+
+var errPrefixFull = errors.New("probe full")
+
+// prefixWriter keeps the first cap(buf) bytes written to it, then fails.
+type prefixWriter struct{ buf []byte }
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	room := cap(p.buf) - len(p.buf)
+	if len(b) <= room {
+		p.buf = append(p.buf, b...)
+		return len(b), nil
+	}
+	p.buf = append(p.buf, b[:room]...)
+	return room, errPrefixFull
+}
+
+// ReadFrom reads a file's contents straight into the buffer.
+func (p *prefixWriter) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	for len(p.buf) < cap(p.buf) {
+		m, err := r.Read(p.buf[len(p.buf):cap(p.buf)])
+		p.buf = p.buf[:len(p.buf)+m]
+		n += int64(m)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	// Full: more to read is an error, as in Write.
+	var one [1]byte
+	if m, _ := r.Read(one[:]); m > 0 {
+		return n, errPrefixFull
+	}
+	return n, nil
+}
+
+// dumpExactly writes the NAR of path to w, less its first skip bytes (written
+// already), and checks its size against the store's database (the gate checks the
+// hash).
+func dumpExactly(w io.Writer, path string, narSize uint64, skip int64) error {
+	cw := &countWriter{w: w}
+	if err := nixkey.DumpPathFrom(cw, path, skip); err != nil {
+		return err
+	}
+	if cw.n+uint64(skip) != narSize {
+		return fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", path, cw.n+uint64(skip), narSize)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"nixpki/internal/nixkey"
+)
+
+// --compression auto sends a NAR uncompressed only when its start, middle and end
+// all look incompressible; the body is always exactly the NAR (decompressed when
+// zstd).
+func TestAutoCompression(t *testing.T) {
+	random := func(n int) []byte { b := make([]byte, n); rand.Read(b); return b }
+	text := []byte(strings.Repeat("the quick brown fox jumps over the lazy dog 0123456789\n", 20000)) // ~1 MiB
+	cases := []struct {
+		name  string
+		files map[string][]byte
+		want  string
+	}{
+		{"random", map[string][]byte{"blob": random(1 << 20)}, "none"},
+		{"text", map[string][]byte{"doc.txt": text}, "zstd"},
+		{"random then text", map[string][]byte{"a.png": random(300 << 10), "b.txt": text}, "zstd"},
+		{"text then random", map[string][]byte{"a.txt": text[:64<<10], "b.bin": random(2 << 20)}, "zstd"},
+		{"small random", map[string][]byte{"k": random(20 << 10)}, "none"},
+		{"tiny", map[string][]byte{"k": random(100)}, "zstd"},
+		{"many random files", map[string][]byte{"1": random(200 << 10), "2": random(300 << 10), "3/4": random(500 << 10)}, "none"},
+	}
+	u := &uploader{compression: "auto"}
+	w := &worker{}
+	for _, c := range cases {
+		dir := t.TempDir()
+		for name, data := range c.files {
+			os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var nar bytes.Buffer
+		if err := nixkey.DumpPath(&nar, dir); err != nil {
+			t.Fatal(err)
+		}
+		body, size, stream, comp, err := u.narBody(w, pathInfo{Path: dir, NarSize: uint64(nar.Len())})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		file, err := io.ReadAll(body)
+		body.Close()
+		if err != nil {
+			t.Fatalf("%s: reading the body: %v", c.name, err)
+		}
+		if stream != nil {
+			stream.wait()
+		} else {
+			body.(*bodyReader).wait()
+		}
+		if comp != c.want {
+			t.Errorf("%s: sent %s, want %s", c.name, comp, c.want)
+		}
+		if size >= 0 && size != int64(len(file)) {
+			t.Errorf("%s: body declared %d bytes, has %d", c.name, size, len(file))
+		}
+		got := file
+		if comp == "zstd" {
+			d, _ := zstd.NewReader(nil)
+			if got, err = d.DecodeAll(file, nil); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if len(file) >= nar.Len() {
+				t.Errorf("%s: zstd did not shrink it (%d of %d bytes)", c.name, len(file), nar.Len())
+			}
+		}
+		if !bytes.Equal(got, nar.Bytes()) {
+			t.Errorf("%s: the body is not the NAR (%d bytes, want %d)", c.name, len(got), nar.Len())
+		}
+	}
+}
