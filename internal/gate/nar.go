@@ -165,8 +165,9 @@ func (s *spool) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fill reads once from body into the buffer, after writing it out if it is full and
-// read. An error is what body returned, or what writing returned.
+// fill reads from body into the buffer (one read that returns something), after
+// writing the buffer out if it is full and read. An error is what body returned, or
+// what writing returned.
 func (s *spool) fill() error {
 	if s.werr != nil {
 		return s.werr
@@ -184,14 +185,20 @@ func (s *spool) fill() error {
 		}
 		s.buf.n, s.r = 0, 0
 	}
-	n, err := s.body.Read(s.buf.mem[s.buf.n:])
-	s.fh.Write(s.buf.mem[s.buf.n : s.buf.n+n])
-	s.buf.n += n
-	s.err = err
-	if n > 0 {
-		return nil
+	for range 100 { // as bufio.Reader, a body that keeps returning nothing is an error
+		n, err := s.body.Read(s.buf.mem[s.buf.n:])
+		s.fh.Write(s.buf.mem[s.buf.n : s.buf.n+n])
+		s.buf.n += n
+		s.err = err
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	s.err = io.ErrNoProgress
+	return s.err
 }
 
 // drain reads the rest of the upload, to its end.
