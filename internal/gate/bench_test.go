@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"io"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,42 @@ func BenchmarkReceiveNAR(b *testing.B) {
 				if _, err := receiveNARFile(bytes.NewReader(file), io.Discard, comp, 1<<30, 64<<20, hashFile); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkReceiveNARFile is BenchmarkReceiveNAR writing to a real NAR file in a
+// temporary directory, flushed as PutNARNamed does (not fsynced: the CPU of receiving
+// is what is measured; cpu-ns/op counts the system calls' too).
+func BenchmarkReceiveNARFile(b *testing.B) {
+	blob := make([]byte, 1<<20)
+	rand.Read(blob)
+	nar := makeNAR(b, string(blob))
+	for _, c := range []string{"none", "zstd-named-by-narhash"} {
+		comp, hashFile := c, true
+		if c == "zstd-named-by-narhash" {
+			comp, hashFile = "zstd", false
+		}
+		file := compress(b, nar, comp)
+		b.Run(c, func(b *testing.B) {
+			dir := b.TempDir()
+			b.SetBytes(int64(len(nar)))
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for i := 0; i < b.N; i++ {
+				f, err := createNARFile(dir, "nar")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := receiveNARFile(bytes.NewReader(file), f, comp, 1<<30, 64<<20, hashFile); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+				os.Remove(f.Name())
 			}
 		})
 	}

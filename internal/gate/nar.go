@@ -125,16 +125,115 @@ type narCheck struct {
 
 var zstdPool sync.Pool
 
-// narBufs are one upload's read and write buffers, reused: a fresh 1.25 MiB per NAR
-// costs more in clearing, page faults and GC than hashing a small NAR.
+// narBufs are one upload's buffers, reused: a fresh 1.25 MiB per NAR costs more in
+// clearing, page faults and GC than hashing a small NAR. The spool's buffer comes
+// from alignedBufPool.
 type narBufs struct {
-	r *bufio.Reader
-	w *bufio.Writer
+	dec *bufio.Reader // the spool, for the decompressors reading a bufio.Reader (xz, bzip2)
+	nar *bufio.Reader // the decompressed NAR, read by nixkey.NARReader
 }
 
 var narBufPool = sync.Pool{New: func() any {
-	return &narBufs{r: bufio.NewReaderSize(nil, 256<<10), w: bufio.NewWriterSize(nil, 1<<20)}
+	return &narBufs{dec: bufio.NewReaderSize(nil, 256<<10), nar: bufio.NewReaderSize(nil, 64<<10)}
 }}
+
+// spool reads an upload into an aligned buffer, hashing it as it comes, and is read
+// from that buffer by the decompressor; each full buffer is written to the file whole
+// once read, so the bytes are copied once on their way to the file (with O_DIRECT,
+// written from this buffer: see narFile) and once to the decompressor.
+type spool struct {
+	body io.Reader
+	dst  io.Writer
+	fh   *hashWriter
+	buf  *alignedBuf // buf.mem[:buf.n] is received, buf.mem[r:buf.n] not yet read
+	r    int
+	err  error // from body, returned once what precedes it is read
+	werr error // from dst
+}
+
+func (s *spool) Read(p []byte) (int, error) {
+	if s.r == s.buf.n {
+		if err := s.fill(); err != nil {
+			return 0, err
+		}
+		if s.r == s.buf.n {
+			return 0, nil
+		}
+	}
+	n := copy(p, s.buf.mem[s.r:s.buf.n])
+	s.r += n
+	return n, nil
+}
+
+// fill reads from body into the buffer (one read that returns something), after
+// writing the buffer out if it is full and read. An error is what body returned, or
+// what writing returned.
+func (s *spool) fill() error {
+	if s.werr != nil {
+		return s.werr
+	}
+	if s.err != nil {
+		return s.err
+	}
+	if s.buf.n == len(s.buf.mem) {
+		if s.r < s.buf.n {
+			return nil
+		}
+		if _, err := s.dst.Write(s.buf.mem); err != nil {
+			s.werr = err
+			return err
+		}
+		s.buf.n, s.r = 0, 0
+	}
+	for range 100 { // as bufio.Reader, a body that keeps returning nothing is an error
+		n, err := s.body.Read(s.buf.mem[s.buf.n:])
+		s.fh.Write(s.buf.mem[s.buf.n : s.buf.n+n])
+		s.buf.n += n
+		s.err = err
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	s.err = io.ErrNoProgress
+	return s.err
+}
+
+// drain reads the rest of the upload, to its end.
+func (s *spool) drain() error {
+	for {
+		s.r = s.buf.n
+		if err := s.fill(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// flush writes what the buffer holds: whole blocks, then the rest (which a narFile
+// stages, where the blocks go straight from this buffer).
+func (s *spool) flush() error {
+	if s.werr != nil {
+		return s.werr
+	}
+	b := s.buf.mem[:s.buf.n]
+	if whole := len(b) &^ (directAlign - 1); whole > 0 && whole < len(b) {
+		if _, err := s.dst.Write(b[:whole]); err != nil {
+			return err
+		}
+		b = b[whole:]
+	}
+	if len(b) > 0 {
+		if _, err := s.dst.Write(b); err != nil {
+			return err
+		}
+	}
+	s.buf.n, s.r = 0, 0
+	return nil
+}
 
 // xzSlots bounds concurrent xz decoding, whose dictionaries (at most max_xz_dict
 // each, see xzReader) the stream chooses.
@@ -142,7 +241,7 @@ var xzSlots = make(chan struct{}, 2)
 
 // decompress returns a reader of the decompressed stream and a function releasing
 // what it holds.
-func decompress(r *bufio.Reader, compression string, maxXZDict int64) (io.Reader, func(), error) {
+func decompress(r io.Reader, compression string, maxXZDict int64) (io.Reader, func(), error) {
 	switch compression {
 	case "none":
 		return r, func() {}, nil
@@ -164,7 +263,11 @@ func decompress(r *bufio.Reader, compression string, maxXZDict int64) (io.Reader
 		return d, func() { d.Reset(nil); zstdPool.Put(d) }, nil
 	case "xz":
 		xzSlots <- struct{}{}
-		xr, err := newXZReader(r, maxXZDict)
+		br, ok := r.(*bufio.Reader)
+		if !ok {
+			br = bufio.NewReaderSize(r, 256<<10)
+		}
+		xr, err := newXZReader(br, maxXZDict)
 		if err != nil {
 			<-xzSlots
 			return nil, nil, err
@@ -192,13 +295,18 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 	}
 	bufs := narBufPool.Get().(*narBufs)
 	defer narBufPool.Put(bufs)
-	out := bufs.w
-	out.Reset(dst)
-	defer out.Reset(nil)
-	tee := bufs.r
-	tee.Reset(io.TeeReader(body, io.MultiWriter(out, fh)))
-	defer tee.Reset(nil)
-	dec, release, err := decompress(tee, compression, maxXZDict)
+	sp := &spool{body: body, dst: dst, fh: fh, buf: alignedBufPool.Get().(*alignedBuf)}
+	defer func() {
+		sp.buf.n = 0
+		alignedBufPool.Put(sp.buf)
+	}()
+	var src io.Reader = sp
+	if compression == "xz" || compression == "bzip2" { // they read a bufio.Reader
+		bufs.dec.Reset(sp)
+		defer bufs.dec.Reset(nil)
+		src = bufs.dec
+	}
+	dec, release, err := decompress(src, compression, maxXZDict)
 	if err != nil {
 		return res, err
 	}
@@ -209,13 +317,19 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 	if compression != "none" {
 		in = io.TeeReader(in, nh)
 	}
-	nr := nixkey.NewNARReader(in)
+	// A bufio.Reader of at least NARReader's size is used as it is (no second buffer).
+	bufs.nar.Reset(in)
+	defer bufs.nar.Reset(nil)
+	nr := nixkey.NewNARReader(bufs.nar)
 	for {
 		_, err := nr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			if sp.werr != nil {
+				return res, fmt.Errorf("writing the NAR: %w", sp.werr)
+			}
 			var tl errTooLarge
 			if errors.As(err, &tl) {
 				return res, tl
@@ -224,10 +338,13 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 		}
 	}
 	// Whatever follows the compressed stream is part of the file (and its hash).
-	if _, err := io.Copy(io.Discard, tee); err != nil {
+	if err := sp.drain(); err != nil {
+		if sp.werr != nil {
+			return res, fmt.Errorf("writing the NAR: %w", err)
+		}
 		return res, fmt.Errorf("reading the upload: %w", err)
 	}
-	if err := out.Flush(); err != nil {
+	if err := sp.flush(); err != nil {
 		return res, fmt.Errorf("writing the NAR: %w", err)
 	}
 	res.FileSize = fh.n

@@ -3,8 +3,13 @@ package gate
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
 	"os"
+	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // A NAR file holds exactly the bytes written, however they are cut: aligned whole
@@ -84,4 +89,68 @@ func writeChunks(f *narFile, p []byte, size int) error {
 		p = p[n:]
 	}
 	return nil
+}
+
+// chunkReader returns at most n bytes a read, as a network body does.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+// failWriter fails every write after the first ok ones.
+type failWriter struct{ ok int }
+
+var errWrite = errors.New("disk on fire")
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if w.ok == 0 {
+		return 0, errWrite
+	}
+	w.ok--
+	return len(p), nil
+}
+
+// An upload of several spool buffers, read in odd pieces, is stored whole in a NAR
+// file and hashed as it is; an error writing it is an error writing it; an error
+// reading the body is that error.
+func TestReceiveNARFileSpool(t *testing.T) {
+	blob := make([]byte, 3<<20+12345)
+	rand.Read(blob)
+	nar := makeNAR(t, string(blob))
+	for _, c := range []string{"none", "zstd", "xz"} {
+		file := compress(t, nar, c)
+		for _, piece := range []int{777, 64 << 10, 1 << 30} {
+			f, err := createNARFile(t.TempDir(), "nar")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := receiveNAR(&chunkReader{bytes.NewReader(file), piece}, f, c, 1<<30, 64<<20)
+			if err != nil {
+				t.Fatalf("%s, pieces of %d: %v", c, piece, err)
+			}
+			if err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			got, err := os.ReadFile(f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, file) || res.FileHash != sha256.Sum256(file) || res.FileSize != int64(len(file)) ||
+				res.NarHash != sha256.Sum256(nar) || res.NarSize != int64(len(nar)) {
+				t.Errorf("%s, pieces of %d: the file (%d bytes) or the hashes differ from the upload (%d bytes)", c, piece, len(got), len(file))
+			}
+		}
+		_, err := receiveNAR(bytes.NewReader(file), &failWriter{ok: 1}, c, 1<<30, 64<<20)
+		if !errors.Is(err, errWrite) || !strings.Contains(err.Error(), "writing the NAR") {
+			t.Errorf("%s: a failing write gives %v", c, err)
+		}
+		errBody := errors.New("connection reset")
+		_, err = receiveNAR(io.MultiReader(bytes.NewReader(file[:len(file)/2]), iotest.ErrReader(errBody)), io.Discard, c, 1<<30, 64<<20)
+		if !errors.Is(err, errBody) {
+			t.Errorf("%s: a failing body gives %v", c, err)
+		}
+	}
 }

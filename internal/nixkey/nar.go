@@ -225,13 +225,15 @@ func (nr *NARReader) Next() (*NAREntry, error) {
 
 func (nr *NARReader) next() (*NAREntry, error) {
 	if nr.inFile {
-		if nr.left > 0 {
-			n, err := io.CopyN(io.Discard, nr.br, nr.left)
-			nr.off += n
-			nr.left -= n
-			if err == io.EOF {
+		for nr.left > 0 {
+			// Skipped in the buffer, not copied out of it.
+			n, err := nr.br.Discard(int(min(nr.left, 1<<30)))
+			nr.off += int64(n)
+			nr.left -= int64(n)
+			switch {
+			case err == io.EOF:
 				return nil, fmt.Errorf("nar: truncated at offset %d in file contents: %w", nr.off, io.ErrUnexpectedEOF)
-			} else if err != nil {
+			case err != nil:
 				return nil, fmt.Errorf("nar: reading file contents at offset %d: %w", nr.off, err)
 			}
 		}
