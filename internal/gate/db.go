@@ -86,6 +86,7 @@ func openDB(path string) (*db, error) {
 		return nil, err
 	}
 	s.SetMaxOpenConns(4)
+	s.SetMaxIdleConns(4) // keep them: a new connection reopens the files and prepares every statement again
 	if _, err := s.Exec(schema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
