@@ -248,6 +248,14 @@ func (d *db) touchNAR(ctx context.Context, u string, now time.Time) error {
 	return err
 }
 
+// narHeld reports whether the NAR at u is known, and the size of the NARs no path
+// claims (see stagingBytes), in one statement.
+func (d *db) narHeld(ctx context.Context, u string) (held bool, staged int64, err error) {
+	err = d.r().QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM nars WHERE url = ?), (SELECT COALESCE(SUM(file_size), 0) FROM nars WHERE staged = 1)`, u).
+		Scan(&held, &staged)
+	return held, staged, err
+}
+
 // stagingBytes is the size of NARs no path claims.
 func (d *db) stagingBytes(ctx context.Context) (int64, error) {
 	var n int64
