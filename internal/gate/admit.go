@@ -56,14 +56,18 @@ func (g *Gate) judge(ctx context.Context, d *db, ni *nixkey.NarInfo, sigs []nixk
 	walk := j.needed > 1 && len(j.signers) >= j.needed
 	usable := map[string]bool{} // certificate → usable now, for this judgement
 	seen := map[string]bool{}   // paths walked (closures overlap)
+	var refs []string
 	for _, r := range ni.References {
-		if r == self {
-			continue
+		if r != self {
+			refs = append(refs, r)
 		}
-		rec, st, err := g.refState(ctx, d, r)
-		if err != nil {
-			return j, err
-		}
+	}
+	cands, err := refCandidates(ctx, d, refs)
+	if err != nil {
+		return j, err
+	}
+	for _, r := range refs {
+		rec, st := refState(r, cands)
 		switch st {
 		case StateAdmitted:
 		case "":
@@ -86,28 +90,35 @@ func (g *Gate) judge(ctx context.Context, d *db, ni *nixkey.NarInfo, sigs []nixk
 	return j, nil
 }
 
-// refState finds the candidate of a reference, given by its base name
-// ("<hash>-<name>"; the whole name must match, not the hash part only): the admitted
-// one if any, and the best state among them: admitted, pending, quarantined, or ""
-// when the gate does not hold it.
-func (g *Gate) refState(ctx context.Context, d *db, base string) (*PathRec, string, error) {
-	cands, err := d.candidates(ctx, nixkey.HashPart(base))
-	if err != nil {
-		return nil, "", err
+// refCandidates looks up the candidates of references, given by their base names
+// ("<hash>-<name>"), in one statement: by hash part, for refState.
+func refCandidates(ctx context.Context, d *db, refs []string) (map[string][]PathRec, error) {
+	hashes := make([]string, len(refs))
+	for i, r := range refs {
+		hashes[i] = nixkey.HashPart(r)
 	}
+	return d.candidatesOf(ctx, hashes)
+}
+
+// refState finds the candidate of a reference, given by its base name (the whole
+// name must match, not the hash part only), among cands (refCandidates): the
+// admitted one if any, and the best state among them: admitted, pending,
+// quarantined, or "" when the gate does not hold it.
+func refState(base string, cands map[string][]PathRec) (*PathRec, string) {
+	cs := cands[nixkey.HashPart(base)]
 	best := ""
-	for i, c := range cands {
+	for i, c := range cs {
 		if c.StorePath[strings.LastIndexByte(c.StorePath, '/')+1:] != base {
 			continue
 		}
 		switch {
 		case c.State == StateAdmitted:
-			return &cands[i], StateAdmitted, nil
+			return &cs[i], StateAdmitted
 		case c.State == StatePending || best == "":
 			best = c.State
 		}
 	}
-	return nil, best, nil
+	return nil, best
 }
 
 // validSigners counts the distinct subjects among a path's recorded signers whose
@@ -161,15 +172,22 @@ func (g *Gate) closureShort(ctx context.Context, d *db, rec *PathRec, needed int
 		if err != nil {
 			return "", fmt.Errorf("stored narinfo of %s: %w", cur.StorePath, err)
 		}
+		var refs []string
 		for _, r := range ni.References {
+			if !seen[r] {
+				refs = append(refs, r)
+			}
+		}
+		cands, err := refCandidates(ctx, d, refs)
+		if err != nil {
+			return "", err
+		}
+		for _, r := range refs {
 			if seen[r] {
 				continue
 			}
 			seen[r] = true
-			next, st, err := g.refState(ctx, d, r)
-			if err != nil {
-				return "", err
-			}
+			next, st := refState(r, cands)
 			if st != StateAdmitted {
 				if st == "" {
 					st = "absent"

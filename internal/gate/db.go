@@ -175,6 +175,7 @@ func openDB(path string) (*db, error) {
 const (
 	qGetNAR       = `SELECT url, compression, file_hash, file_size, nar_hash, nar_size, received_at FROM nars WHERE url = ?`
 	qCandidates   = `SELECT ` + pathCols + ` FROM paths WHERE hash = ? ORDER BY updated_at DESC`
+	qCandidatesOf = `SELECT ` + pathCols + ` FROM paths WHERE hash IN (SELECT value FROM json_each(?)) ORDER BY updated_at DESC`
 	qPathsInState = `SELECT ` + pathCols + ` FROM paths WHERE state = ? ORDER BY first_seen`
 	qPutPath      = `INSERT INTO paths(hash, nar_hash, store_path, narinfo, url, state, reason, signers, needed, served, first_seen, updated_at, admitted_at)
 		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)
@@ -189,7 +190,7 @@ const (
 		ON CONFLICT(hash) DO UPDATE SET store_path=excluded.store_path, reason=excluded.reason, at=excluded.at`
 )
 
-var changeStmts = []string{qGetNAR, qCandidates, qPathsInState, qPutPath, qClaimNAR, qDeletePath, qRestageNAR, qDropStagedNAR, qSetRejection}
+var changeStmts = []string{qGetNAR, qCandidates, qCandidatesOf, qPathsInState, qPutPath, qClaimNAR, qDeletePath, qRestageNAR, qDropStagedNAR, qSetRejection}
 
 func (d *db) Close() error { return d.sql.Close() }
 
@@ -372,6 +373,30 @@ func (d *db) candidates(ctx context.Context, hash string) ([]PathRec, error) {
 		return nil, err
 	}
 	return scanPaths(rows)
+}
+
+// candidatesOf is candidates for several hash parts at once, by hash part.
+func (d *db) candidatesOf(ctx context.Context, hashes []string) (map[string][]PathRec, error) {
+	out := map[string][]PathRec{}
+	if len(hashes) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(hashes)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := d.r().QueryContext(ctx, qCandidatesOf, string(list))
+	if err != nil {
+		return nil, err
+	}
+	recs, err := scanPaths(rows)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range recs {
+		out[p.Hash] = append(out[p.Hash], p)
+	}
+	return out, nil
 }
 
 func (d *db) pathsInState(ctx context.Context, state string) ([]PathRec, error) {
