@@ -28,7 +28,7 @@ type judgement struct {
 }
 
 // judge evaluates sigs over ni's fingerprint at now.
-func (g *Gate) judge(ctx context.Context, ni *nixkey.NarInfo, sigs []nixkey.Signature, contentAddressed bool, now time.Time) (judgement, error) {
+func (g *Gate) judge(ctx context.Context, d *db, ni *nixkey.NarInfo, sigs []nixkey.Signature, contentAddressed bool, now time.Time) (judgement, error) {
 	var j judgement
 	j.needed, j.rule = g.Cfg.SigsNeededFor(ni.StorePath)
 	fp, err := ni.Fingerprint()
@@ -56,14 +56,18 @@ func (g *Gate) judge(ctx context.Context, ni *nixkey.NarInfo, sigs []nixkey.Sign
 	walk := j.needed > 1 && len(j.signers) >= j.needed
 	usable := map[string]bool{} // certificate → usable now, for this judgement
 	seen := map[string]bool{}   // paths walked (closures overlap)
+	var refs []string
 	for _, r := range ni.References {
-		if r == self {
-			continue
+		if r != self {
+			refs = append(refs, r)
 		}
-		rec, st, err := g.refState(ctx, r)
-		if err != nil {
-			return j, err
-		}
+	}
+	cands, err := refCandidates(ctx, d, refs)
+	if err != nil {
+		return j, err
+	}
+	for _, r := range refs {
+		rec, st := refState(r, cands)
 		switch st {
 		case StateAdmitted:
 		case "":
@@ -74,7 +78,7 @@ func (g *Gate) judge(ctx context.Context, ni *nixkey.NarInfo, sigs []nixkey.Sign
 			continue
 		}
 		if walk {
-			short, err := g.closureShort(ctx, rec, j.needed, usable, seen, now)
+			short, err := g.closureShort(ctx, d, rec, j.needed, usable, seen, now)
 			if err != nil {
 				return j, err
 			}
@@ -86,28 +90,35 @@ func (g *Gate) judge(ctx context.Context, ni *nixkey.NarInfo, sigs []nixkey.Sign
 	return j, nil
 }
 
-// refState finds the candidate of a reference, given by its base name
-// ("<hash>-<name>"; the whole name must match, not the hash part only): the admitted
-// one if any, and the best state among them: admitted, pending, quarantined, or ""
-// when the gate does not hold it.
-func (g *Gate) refState(ctx context.Context, base string) (*PathRec, string, error) {
-	cands, err := g.db.candidates(ctx, nixkey.HashPart(base))
-	if err != nil {
-		return nil, "", err
+// refCandidates looks up the candidates of references, given by their base names
+// ("<hash>-<name>"), in one statement: by hash part, for refState.
+func refCandidates(ctx context.Context, d *db, refs []string) (map[string][]PathRec, error) {
+	hashes := make([]string, len(refs))
+	for i, r := range refs {
+		hashes[i] = nixkey.HashPart(r)
 	}
+	return d.candidatesOf(ctx, hashes)
+}
+
+// refState finds the candidate of a reference, given by its base name (the whole
+// name must match, not the hash part only), among cands (refCandidates): the
+// admitted one if any, and the best state among them: admitted, pending,
+// quarantined, or "" when the gate does not hold it.
+func refState(base string, cands map[string][]PathRec) (*PathRec, string) {
+	cs := cands[nixkey.HashPart(base)]
 	best := ""
-	for i, c := range cands {
+	for i, c := range cs {
 		if c.StorePath[strings.LastIndexByte(c.StorePath, '/')+1:] != base {
 			continue
 		}
 		switch {
 		case c.State == StateAdmitted:
-			return &cands[i], StateAdmitted, nil
+			return &cs[i], StateAdmitted
 		case c.State == StatePending || best == "":
 			best = c.State
 		}
 	}
-	return nil, best, nil
+	return nil, best
 }
 
 // validSigners counts the distinct subjects among a path's recorded signers whose
@@ -139,7 +150,7 @@ func (g *Gate) validSigners(rec *PathRec, usable map[string]bool, now time.Time)
 // signers (or not admitted), or returns "" when every path has enough: a threshold
 // holds for the whole closure of the path it protects, so that one identity cannot
 // pre-push a dependency that a second identity then only names by hash.
-func (g *Gate) closureShort(ctx context.Context, rec *PathRec, needed int, usable, seen map[string]bool, now time.Time) (string, error) {
+func (g *Gate) closureShort(ctx context.Context, d *db, rec *PathRec, needed int, usable, seen map[string]bool, now time.Time) (string, error) {
 	top := rec.StorePath[strings.LastIndexByte(rec.StorePath, '/')+1:]
 	if seen[top] {
 		return "", nil // in the closure of a reference walked before
@@ -161,15 +172,22 @@ func (g *Gate) closureShort(ctx context.Context, rec *PathRec, needed int, usabl
 		if err != nil {
 			return "", fmt.Errorf("stored narinfo of %s: %w", cur.StorePath, err)
 		}
+		var refs []string
 		for _, r := range ni.References {
+			if !seen[r] {
+				refs = append(refs, r)
+			}
+		}
+		cands, err := refCandidates(ctx, d, refs)
+		if err != nil {
+			return "", err
+		}
+		for _, r := range refs {
 			if seen[r] {
 				continue
 			}
 			seen[r] = true
-			next, st, err := g.refState(ctx, r)
-			if err != nil {
-				return "", err
-			}
+			next, st := refState(r, cands)
 			if st != StateAdmitted {
 				if st == "" {
 					st = "absent"
@@ -263,20 +281,43 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	// The lookups and writes of the admission (and of the rejection, if it is one)
+	// run in one transaction, committed once: an error leaves nothing of them.
+	d := g.db.begin()
+	defer d.rollback()
+	status, msg, err := g.admit(ctx, d, hash, ni, contentAddressed, caNote, remote)
+	var pr *problem.Problem
+	if err != nil && !errors.As(err, &pr) {
+		return 0, "", err
+	}
+	if cerr := d.commit(); cerr != nil {
+		return 0, "", cerr
+	}
+	return status, msg, err
+}
+
+// admit is PutNarInfo under g.mu, with d the admission's transaction.
+func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *nixkey.NarInfo, contentAddressed bool, caNote, remote string) (int, string, error) {
+	p := ni.StorePath
+	fail := func(status int, format string, args ...any) (int, string, error) {
+		msg := "rejected " + p + ": " + fmt.Sprintf(format, args...)
+		g.rejectIn(ctx, d, hash, p, msg, remote)
+		return 0, "", problem.New(status, "", "%s", msg)
+	}
 	now := g.Now()
 	// The NAR is checked again under the lock (expiry may have dropped it since):
 	// a path is never admitted without its NAR file.
-	if _, ok, err := g.db.getNAR(ctx, ni.URL); err != nil {
+	if _, ok, err := d.getNAR(ctx, ni.URL); err != nil {
 		return 0, "", err
 	} else if _, serr := os.Stat(filepath.Join(g.Dir, filepath.FromSlash(ni.URL))); !ok || serr != nil {
 		if ok {
-			if err := g.db.dropStagedNAR(ctx, ni.URL); err != nil {
+			if err := d.dropStagedNAR(ctx, ni.URL); err != nil {
 				return 0, "", err
 			}
 		}
 		return fail(http.StatusGone, "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
 	}
-	cands, err := g.db.candidates(ctx, hash)
+	cands, err := d.candidates(ctx, hash)
 	if err != nil {
 		return 0, "", err
 	}
@@ -294,7 +335,7 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	sigs := ni.Sigs
 	if same != nil {
 		// The record of this content is pinned (see pin): the upload adds signatures.
-		pinned, ca, note, err := g.pin(ctx, same, ni, contentAddressed, caNote, now)
+		pinned, ca, note, err := g.pin(ctx, d, same, ni, contentAddressed, caNote, now)
 		if err != nil {
 			var pr *problem.Problem
 			if errors.As(err, &pr) {
@@ -305,13 +346,13 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 		sigs = mergeSigs(pinned.Sigs, ni.Sigs)
 		ni, contentAddressed, caNote = pinned, ca, note
 	}
-	j, err := g.judge(ctx, ni, sigs, contentAddressed, now)
+	j, err := g.judge(ctx, d, ni, sigs, contentAddressed, now)
 	if err != nil {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
 	j.caNote = caNote
 	if same != nil && same.State == StateAdmitted {
-		return g.addSignatures(ctx, ni, same, j, now)
+		return g.addSignatures(ctx, d, ni, same, j, now)
 	}
 	if len(j.signers) == 0 {
 		if len(j.refused) == 0 {
@@ -335,7 +376,7 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	if same != nil {
 		rec.FirstSeen = same.FirstSeen
 	}
-	return g.decide(ctx, ni, rec, j, now)
+	return g.decide(ctx, d, ni, rec, j, now, cands)
 }
 
 // caOf checks a narinfo's CA field: an error (a problem, 4xx) when it does not
@@ -363,7 +404,7 @@ func (g *Gate) caOf(ni *nixkey.NarInfo) (bool, string, error) {
 // (the gate checked that it derives the path and matches the content, so it can
 // only be the path's one genuine content address, and a CA-only signer's upload
 // cannot be locked out by whoever uploaded first without it); otherwise 409.
-func (g *Gate) pin(ctx context.Context, rec *PathRec, ni *nixkey.NarInfo, niCA bool, niNote string, now time.Time) (*nixkey.NarInfo, bool, string, error) {
+func (g *Gate) pin(ctx context.Context, d *db, rec *PathRec, ni *nixkey.NarInfo, niCA bool, niNote string, now time.Time) (*nixkey.NarInfo, bool, string, error) {
 	old, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
@@ -381,11 +422,11 @@ func (g *Gate) pin(ctx context.Context, rec *PathRec, ni *nixkey.NarInfo, niCA b
 		return nil, false, "", fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
 	}
 	sigs := mergeSigs(old.Sigs, ni.Sigs)
-	jOld, err := g.judge(ctx, old, sigs, oldCA, now)
+	jOld, err := g.judge(ctx, d, old, sigs, oldCA, now)
 	if err != nil {
 		return nil, false, "", err
 	}
-	jNew, err := g.judge(ctx, ni, sigs, niCA, now)
+	jNew, err := g.judge(ctx, d, ni, sigs, niCA, now)
 	if err != nil {
 		return nil, false, "", err
 	}
@@ -449,7 +490,8 @@ func nixExtra(extra []nixkey.NarInfoField) []nixkey.NarInfoField {
 }
 
 // decide stores a candidate as admitted or pending according to its judgement.
-func (g *Gate) decide(ctx context.Context, ni *nixkey.NarInfo, rec PathRec, j judgement, now time.Time) (int, string, error) {
+// cands are the path's candidates as stored before (all of them, when it is admitted).
+func (g *Gate) decide(ctx context.Context, d *db, ni *nixkey.NarInfo, rec PathRec, j judgement, now time.Time, cands []PathRec) (int, string, error) {
 	kept := *ni
 	kept.Sigs = j.signerSigs()
 	kept.Extra = nixExtra(ni.Extra)
@@ -483,7 +525,7 @@ func (g *Gate) decide(ctx context.Context, ni *nixkey.NarInfo, rec PathRec, j ju
 		if err := g.record("pending", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
 			return 0, "", err
 		}
-		if err := g.db.putPath(ctx, rec); err != nil {
+		if err := d.putPath(ctx, rec); err != nil {
 			return 0, "", err
 		}
 		return http.StatusForbidden, "pending " + rec.StorePath + ": " + rec.Reason, nil
@@ -495,13 +537,13 @@ func (g *Gate) decide(ctx context.Context, ni *nixkey.NarInfo, rec PathRec, j ju
 		"signers": j.signers, "needed": j.needed, "rule": j.rule}); err != nil {
 		return 0, "", err
 	}
-	if err := g.db.putPath(ctx, rec); err != nil {
+	if err := d.putPath(ctx, rec); err != nil {
 		return 0, "", err
 	}
-	if err := g.dropOtherCandidates(ctx, rec); err != nil {
+	if err := g.dropOtherCandidates(ctx, d, rec, cands); err != nil {
 		return 0, "", err
 	}
-	if err := g.cascade(ctx, rec.StorePath, false, now); err != nil {
+	if err := g.cascade(ctx, d, rec.StorePath, false, now); err != nil {
 		return 0, "", err
 	}
 	return http.StatusOK, "admitted " + rec.StorePath + ": signed by " + who, nil
@@ -522,7 +564,7 @@ func (g *Gate) serve(kept *nixkey.NarInfo) (string, error) {
 
 // addSignatures merges new identities into an admitted path. ni is the narinfo pin
 // returned (the admitted one, or with the CA field that made more identities count).
-func (g *Gate) addSignatures(ctx context.Context, ni *nixkey.NarInfo, rec *PathRec, j judgement, now time.Time) (int, string, error) {
+func (g *Gate) addSignatures(ctx context.Context, d *db, ni *nixkey.NarInfo, rec *PathRec, j judgement, now time.Time) (int, string, error) {
 	have := map[string]bool{}
 	for _, s := range rec.Signers {
 		have[s.Subject] = true
@@ -553,10 +595,10 @@ func (g *Gate) addSignatures(ctx context.Context, ni *nixkey.NarInfo, rec *PathR
 	if err := g.record("signatures", map[string]any{"path": rec.StorePath, "added": added}); err != nil {
 		return 0, "", err
 	}
-	if err := g.db.putPath(ctx, *rec); err != nil {
+	if err := d.putPath(ctx, *rec); err != nil {
 		return 0, "", err
 	}
-	if err := g.cascade(ctx, rec.StorePath, true, now); err != nil {
+	if err := g.cascade(ctx, d, rec.StorePath, true, now); err != nil {
 		return 0, "", err
 	}
 	return http.StatusOK, "already admitted " + rec.StorePath + "; added signatures of " + strings.Join(sigStrings(added), ", "), nil
@@ -572,15 +614,12 @@ func mergeSigs(a, b []nixkey.Signature) []nixkey.Signature {
 	return out
 }
 
-// dropOtherCandidates forgets the other contents proposed for an admitted path.
-func (g *Gate) dropOtherCandidates(ctx context.Context, rec PathRec) error {
-	cands, err := g.db.candidates(ctx, rec.Hash)
-	if err != nil {
-		return err
-	}
+// dropOtherCandidates forgets the other contents proposed for an admitted path, among
+// its candidates cands.
+func (g *Gate) dropOtherCandidates(ctx context.Context, d *db, rec PathRec, cands []PathRec) error {
 	for _, c := range cands {
 		if c.NarHash != rec.NarHash {
-			if err := g.db.deletePath(ctx, c.Hash, c.NarHash); err != nil {
+			if err := d.deletePath(ctx, c.Hash, c.NarHash); err != nil {
 				return err
 			}
 		}
@@ -591,9 +630,9 @@ func (g *Gate) dropOtherCandidates(ctx context.Context, rec PathRec) error {
 // cascade re-judges pending paths that waited for the path just admitted, or, when
 // signed is true (the path gained signers), the pending paths needing more than one
 // signature, whose closure it may be in.
-func (g *Gate) cascade(ctx context.Context, admitted string, signed bool, now time.Time) error {
+func (g *Gate) cascade(ctx context.Context, d *db, admitted string, signed bool, now time.Time) error {
 	base := admitted[strings.LastIndexByte(admitted, '/')+1:]
-	pend, err := g.db.pathsInState(ctx, StatePending)
+	pend, err := d.pathsInState(ctx, StatePending)
 	if err != nil {
 		return err
 	}
@@ -611,13 +650,17 @@ func (g *Gate) cascade(ctx context.Context, admitted string, signed bool, now ti
 				return err
 			}
 		}
-		j, err := g.judge(ctx, ni, ni.Sigs, ca, now)
+		j, err := g.judge(ctx, d, ni, ni.Sigs, ca, now)
 		if err != nil {
 			return err
 		}
 		j.caNote = note
 		if len(j.signers) >= j.needed && len(j.waiting) == 0 && len(j.missing) == 0 {
-			if _, _, err := g.decide(ctx, ni, rec, j, now); err != nil {
+			cands, err := d.candidates(ctx, rec.Hash)
+			if err != nil {
+				return err
+			}
+			if _, _, err := g.decide(ctx, d, ni, rec, j, now, cands); err != nil {
 				return err
 			}
 		}
@@ -627,11 +670,16 @@ func (g *Gate) cascade(ctx context.Context, admitted string, signed bool, now ti
 
 // reject records a rejection in the log (and, for a path, as its last rejection).
 func (g *Gate) reject(ctx context.Context, hash, storePath, reason, remote string) {
+	g.rejectIn(ctx, g.db, hash, storePath, reason, remote)
+}
+
+// rejectIn is reject with the database d (a state change's).
+func (g *Gate) rejectIn(ctx context.Context, d *db, hash, storePath, reason, remote string) {
 	if err := g.record("rejection", map[string]string{"path": storePath, "reason": reason, "remote": remote}); err != nil {
 		g.Log.Error("logging a rejection", "err", err)
 	}
 	if hash != "" && len(hash) == nixkey.StorePathHashLen {
-		if err := g.db.setRejection(ctx, hash, storePath, reason, g.Now()); err != nil {
+		if err := d.setRejection(ctx, hash, storePath, reason, g.Now()); err != nil {
 			g.Log.Error("storing a rejection", "err", err)
 		}
 	}

@@ -73,7 +73,76 @@ const (
 	StateQuarantined = "quarantined"
 )
 
-type db struct{ sql *stmtDB }
+// db is the gate's database: each statement its own transaction, or, from begin, the
+// statements of one state change in one transaction.
+type db struct {
+	sql *stmtDB
+	ch  *change // from begin; nil: each statement its own transaction
+}
+
+// change is the transaction of a state change (see begin).
+type change struct {
+	tx   *stmtTx // once begun
+	done bool    // committed or rolled back
+}
+
+// begin returns the database for a state change made under g.mu: its statements run
+// in one transaction, which commit commits (nothing of the change is kept without
+// it; rollback, after commit a no-op, drops it). The transaction begins (BEGIN
+// IMMEDIATE: it takes the write lock) at the change's first write, so that the
+// lookups deciding it (and the log's fsync) keep no concurrent NAR upload from
+// committing; the reads before the first write see the committed state, which for
+// paths changes only under g.mu, and from the first write on every statement runs in
+// the transaction and sees its writes.
+func (d *db) begin() *db { return &db{sql: d.sql, ch: &change{}} }
+
+// r is where reads run.
+func (d *db) r() querier {
+	if d.ch != nil && d.ch.tx != nil {
+		return d.ch.tx
+	}
+	return d.sql
+}
+
+// w is where writes run: the change's transaction, begun on the first.
+func (d *db) w(ctx context.Context) (querier, error) {
+	switch {
+	case d.ch == nil:
+		return d.sql, nil
+	case d.ch.done:
+		return nil, errors.New("database change used after its commit")
+	case d.ch.tx == nil:
+		tx, err := d.sql.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		d.ch.tx = &stmtTx{db: d.sql, tx: tx}
+	}
+	return d.ch.tx, nil
+}
+
+// commit commits the change's writes, if any.
+func (d *db) commit() error {
+	if d.ch == nil || d.ch.done {
+		return nil
+	}
+	d.ch.done = true
+	if d.ch.tx == nil {
+		return nil
+	}
+	return d.ch.tx.tx.Commit()
+}
+
+// rollback drops the change's writes unless committed.
+func (d *db) rollback() {
+	if d.ch == nil || d.ch.done {
+		return
+	}
+	d.ch.done = true
+	if d.ch.tx != nil {
+		d.ch.tx.tx.Rollback()
+	}
+}
 
 func openDB(path string) (*db, error) {
 	q := url.Values{}
@@ -91,8 +160,37 @@ func openDB(path string) (*db, error) {
 		s.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	return &db{sql: newStmtDB(s)}, nil
+	d := &db{sql: newStmtDB(s)}
+	for _, q := range changeStmts {
+		if _, err := d.sql.stmt(context.Background(), q); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("database %s: %w", path, err)
+		}
+	}
+	return d, nil
 }
+
+// The statements a state change runs in its transaction, prepared when the database
+// opens (see stmtTx).
+const (
+	qGetNAR       = `SELECT url, compression, file_hash, file_size, nar_hash, nar_size, received_at FROM nars WHERE url = ?`
+	qCandidates   = `SELECT ` + pathCols + ` FROM paths WHERE hash = ? ORDER BY updated_at DESC`
+	qCandidatesOf = `SELECT ` + pathCols + ` FROM paths WHERE hash IN (SELECT value FROM json_each(?)) ORDER BY updated_at DESC`
+	qPathsInState = `SELECT ` + pathCols + ` FROM paths WHERE state = ? ORDER BY first_seen`
+	qPutPath      = `INSERT INTO paths(hash, nar_hash, store_path, narinfo, url, state, reason, signers, needed, served, first_seen, updated_at, admitted_at)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(hash, nar_hash) DO UPDATE SET store_path=excluded.store_path, narinfo=excluded.narinfo, url=excluded.url,
+			state=excluded.state, reason=excluded.reason, signers=excluded.signers, needed=excluded.needed, served=excluded.served,
+			updated_at=excluded.updated_at, admitted_at=excluded.admitted_at`
+	qClaimNAR      = `UPDATE nars SET staged = 0 WHERE url = ? AND staged = 1`
+	qDeletePath    = `DELETE FROM paths WHERE hash = ? AND nar_hash = ? RETURNING url`
+	qRestageNAR    = `UPDATE nars SET staged = 1 WHERE url = ? AND NOT EXISTS (SELECT 1 FROM paths WHERE url = ?)`
+	qDropStagedNAR = `DELETE FROM nars WHERE url = ? AND staged = 1 AND url NOT IN (SELECT url FROM paths)`
+	qSetRejection  = `INSERT INTO rejections(hash, store_path, reason, at) VALUES(?,?,?,?)
+		ON CONFLICT(hash) DO UPDATE SET store_path=excluded.store_path, reason=excluded.reason, at=excluded.at`
+)
+
+var changeStmts = []string{qGetNAR, qCandidates, qCandidatesOf, qPathsInState, qPutPath, qClaimNAR, qDeletePath, qRestageNAR, qDropStagedNAR, qSetRejection}
 
 func (d *db) Close() error { return d.sql.Close() }
 
@@ -113,7 +211,11 @@ func (d *db) insertNAR(ctx context.Context, n narRec) error {
 	if n.HasFileHash {
 		fh = n.FileHash[:]
 	}
-	_, err := d.sql.ExecContext(ctx, `INSERT INTO nars(url, compression, file_hash, file_size, nar_hash, nar_size, received_at)
+	q, err := d.w(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, `INSERT INTO nars(url, compression, file_hash, file_size, nar_hash, nar_size, received_at)
 		VALUES(?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET received_at = excluded.received_at`,
 		n.URL, n.Compression, fh, n.FileSize, n.NarHash[:], n.NarSize, n.ReceivedAt.Unix())
 	return err
@@ -123,7 +225,7 @@ func (d *db) getNAR(ctx context.Context, u string) (narRec, bool, error) {
 	var n narRec
 	var fh, nh []byte
 	var at int64
-	err := d.sql.QueryRowContext(ctx, `SELECT url, compression, file_hash, file_size, nar_hash, nar_size, received_at FROM nars WHERE url = ?`, u).
+	err := d.r().QueryRowContext(ctx, qGetNAR, u).
 		Scan(&n.URL, &n.Compression, &fh, &n.FileSize, &nh, &n.NarSize, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, false, nil
@@ -139,21 +241,37 @@ func (d *db) getNAR(ctx context.Context, u string) (narRec, bool, error) {
 }
 
 func (d *db) touchNAR(ctx context.Context, u string, now time.Time) error {
-	_, err := d.sql.ExecContext(ctx, `UPDATE nars SET received_at = ? WHERE url = ?`, now.Unix(), u)
+	q, err := d.w(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, `UPDATE nars SET received_at = ? WHERE url = ?`, now.Unix(), u)
 	return err
+}
+
+// narHeld reports whether the NAR at u is known, and the size of the NARs no path
+// claims (see stagingBytes), in one statement.
+func (d *db) narHeld(ctx context.Context, u string) (held bool, staged int64, err error) {
+	err = d.r().QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM nars WHERE url = ?), (SELECT COALESCE(SUM(file_size), 0) FROM nars WHERE staged = 1)`, u).
+		Scan(&held, &staged)
+	return held, staged, err
 }
 
 // stagingBytes is the size of NARs no path claims.
 func (d *db) stagingBytes(ctx context.Context) (int64, error) {
 	var n int64
-	err := d.sql.QueryRowContext(ctx, `SELECT COALESCE(SUM(file_size), 0) FROM nars WHERE staged = 1`).Scan(&n)
+	err := d.r().QueryRowContext(ctx, `SELECT COALESCE(SUM(file_size), 0) FROM nars WHERE staged = 1`).Scan(&n)
 	return n, err
 }
 
 // dropStaged deletes the rows of unclaimed NARs received before cutoff and returns
 // their URLs (the caller removes the files).
 func (d *db) dropStaged(ctx context.Context, cutoff time.Time) ([]string, error) {
-	rows, err := d.sql.QueryContext(ctx, `DELETE FROM nars WHERE staged = 1 AND received_at < ? AND url NOT IN (SELECT url FROM paths) RETURNING url`, cutoff.Unix())
+	q, err := d.w(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, `DELETE FROM nars WHERE staged = 1 AND received_at < ? AND url NOT IN (SELECT url FROM paths) RETURNING url`, cutoff.Unix())
 	if err != nil {
 		return nil, err
 	}
@@ -172,12 +290,16 @@ func (d *db) dropStaged(ctx context.Context, cutoff time.Time) ([]string, error)
 // dropStagedNAR forgets an unclaimed NAR whose file is gone, so that it can be
 // uploaded again.
 func (d *db) dropStagedNAR(ctx context.Context, u string) error {
-	_, err := d.sql.ExecContext(ctx, `DELETE FROM nars WHERE url = ? AND staged = 1 AND url NOT IN (SELECT url FROM paths)`, u)
+	q, err := d.w(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, qDropStagedNAR, u)
 	return err
 }
 
 func (d *db) narURLs(ctx context.Context) (map[string]bool, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT url FROM nars`)
+	rows, err := d.r().QueryContext(ctx, `SELECT url FROM nars`)
 	if err != nil {
 		return nil, err
 	}
@@ -246,15 +368,39 @@ func scanPaths(rows *sql.Rows) ([]PathRec, error) {
 }
 
 func (d *db) candidates(ctx context.Context, hash string) ([]PathRec, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+pathCols+` FROM paths WHERE hash = ? ORDER BY updated_at DESC`, hash)
+	rows, err := d.r().QueryContext(ctx, qCandidates, hash)
 	if err != nil {
 		return nil, err
 	}
 	return scanPaths(rows)
 }
 
+// candidatesOf is candidates for several hash parts at once, by hash part.
+func (d *db) candidatesOf(ctx context.Context, hashes []string) (map[string][]PathRec, error) {
+	out := map[string][]PathRec{}
+	if len(hashes) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(hashes)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := d.r().QueryContext(ctx, qCandidatesOf, string(list))
+	if err != nil {
+		return nil, err
+	}
+	recs, err := scanPaths(rows)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range recs {
+		out[p.Hash] = append(out[p.Hash], p)
+	}
+	return out, nil
+}
+
 func (d *db) pathsInState(ctx context.Context, state string) ([]PathRec, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+pathCols+` FROM paths WHERE state = ? ORDER BY first_seen`, state)
+	rows, err := d.r().QueryContext(ctx, qPathsInState, state)
 	if err != nil {
 		return nil, err
 	}
@@ -276,17 +422,17 @@ func (d *db) putPath(ctx context.Context, p PathRec) error {
 	if !p.AdmittedAt.IsZero() {
 		adm = p.AdmittedAt.Unix()
 	}
-	_, err = d.sql.ExecContext(ctx, `INSERT INTO paths(hash, nar_hash, store_path, narinfo, url, state, reason, signers, needed, served, first_seen, updated_at, admitted_at)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(hash, nar_hash) DO UPDATE SET store_path=excluded.store_path, narinfo=excluded.narinfo, url=excluded.url,
-			state=excluded.state, reason=excluded.reason, signers=excluded.signers, needed=excluded.needed, served=excluded.served,
-			updated_at=excluded.updated_at, admitted_at=excluded.admitted_at`,
+	q, err := d.w(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, qPutPath,
 		p.Hash, p.NarHash[:], p.StorePath, p.NarInfo, p.URL, p.State, p.Reason, string(signers), p.Needed, served,
 		p.FirstSeen.Unix(), p.UpdatedAt.Unix(), adm)
 	if err != nil {
 		return err
 	}
-	_, err = d.sql.ExecContext(ctx, `UPDATE nars SET staged = 0 WHERE url = ? AND staged = 1`, p.URL)
+	_, err = q.ExecContext(ctx, qClaimNAR, p.URL)
 	return err
 }
 
@@ -294,21 +440,25 @@ func (d *db) putPath(ctx context.Context, p PathRec) error {
 // there) unless another path uses it.
 func (d *db) deletePath(ctx context.Context, hash string, narHash [32]byte) error {
 	var u string
-	err := d.sql.QueryRowContext(ctx, `DELETE FROM paths WHERE hash = ? AND nar_hash = ? RETURNING url`, hash, narHash[:]).Scan(&u)
+	q, err := d.w(ctx)
+	if err != nil {
+		return err
+	}
+	err = q.QueryRowContext(ctx, qDeletePath, hash, narHash[:]).Scan(&u)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	_, err = d.sql.ExecContext(ctx, `UPDATE nars SET staged = 1 WHERE url = ? AND NOT EXISTS (SELECT 1 FROM paths WHERE url = ?)`, u, u)
+	_, err = q.ExecContext(ctx, qRestageNAR, u, u)
 	return err
 }
 
 // served returns the narinfo served for hash, if admitted.
 func (d *db) served(ctx context.Context, hash string) (string, bool, error) {
 	var s string
-	err := d.sql.QueryRowContext(ctx, `SELECT served FROM paths WHERE hash = ? AND state = 'admitted' AND served IS NOT NULL`, hash).Scan(&s)
+	err := d.r().QueryRowContext(ctx, `SELECT served FROM paths WHERE hash = ? AND state = 'admitted' AND served IS NOT NULL`, hash).Scan(&s)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -318,7 +468,7 @@ func (d *db) served(ctx context.Context, hash string) (string, bool, error) {
 // narServable reports whether an admitted path uses the NAR at u.
 func (d *db) narServable(ctx context.Context, u string) (bool, error) {
 	var one int
-	err := d.sql.QueryRowContext(ctx, `SELECT 1 FROM paths WHERE url = ? AND state = 'admitted' LIMIT 1`, u).Scan(&one)
+	err := d.r().QueryRowContext(ctx, `SELECT 1 FROM paths WHERE url = ? AND state = 'admitted' LIMIT 1`, u).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -326,14 +476,17 @@ func (d *db) narServable(ctx context.Context, u string) (bool, error) {
 }
 
 func (d *db) setRejection(ctx context.Context, hash, storePath, reason string, at time.Time) error {
-	_, err := d.sql.ExecContext(ctx, `INSERT INTO rejections(hash, store_path, reason, at) VALUES(?,?,?,?)
-		ON CONFLICT(hash) DO UPDATE SET store_path=excluded.store_path, reason=excluded.reason, at=excluded.at`, hash, storePath, reason, at.Unix())
+	q, err := d.w(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, qSetRejection, hash, storePath, reason, at.Unix())
 	return err
 }
 
 func (d *db) rejection(ctx context.Context, hash string) (string, bool, error) {
 	var r string
-	err := d.sql.QueryRowContext(ctx, `SELECT reason FROM rejections WHERE hash = ?`, hash).Scan(&r)
+	err := d.r().QueryRowContext(ctx, `SELECT reason FROM rejections WHERE hash = ?`, hash).Scan(&r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -341,7 +494,11 @@ func (d *db) rejection(ctx context.Context, hash string) (string, bool, error) {
 }
 
 func (d *db) addCert(ctx context.Context, sum [32]byte, der []byte, isCA bool, at time.Time) (bool, error) {
-	res, err := d.sql.ExecContext(ctx, `INSERT INTO certs(sha256, der, is_ca, added_at) VALUES(?,?,?,?) ON CONFLICT DO NOTHING`, sum[:], der, isCA, at.Unix())
+	q, err := d.w(ctx)
+	if err != nil {
+		return false, err
+	}
+	res, err := q.ExecContext(ctx, `INSERT INTO certs(sha256, der, is_ca, added_at) VALUES(?,?,?,?) ON CONFLICT DO NOTHING`, sum[:], der, isCA, at.Unix())
 	if err != nil {
 		return false, err
 	}
@@ -350,7 +507,7 @@ func (d *db) addCert(ctx context.Context, sum [32]byte, der []byte, isCA bool, a
 }
 
 func (d *db) allCerts(ctx context.Context) (cas, leaves [][]byte, err error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT der, is_ca FROM certs ORDER BY added_at`)
+	rows, err := d.r().QueryContext(ctx, `SELECT der, is_ca FROM certs ORDER BY added_at`)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -371,13 +528,17 @@ func (d *db) allCerts(ctx context.Context) (cas, leaves [][]byte, err error) {
 }
 
 func (d *db) putCRL(ctx context.Context, issuer [32]byte, der []byte, at time.Time) error {
-	_, err := d.sql.ExecContext(ctx, `INSERT INTO crls(issuer, der, added_at) VALUES(?,?,?)
+	q, err := d.w(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, `INSERT INTO crls(issuer, der, added_at) VALUES(?,?,?)
 		ON CONFLICT(issuer) DO UPDATE SET der=excluded.der, added_at=excluded.added_at`, issuer[:], der, at.Unix())
 	return err
 }
 
 func (d *db) allCRLs(ctx context.Context) ([][]byte, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT der FROM crls`)
+	rows, err := d.r().QueryContext(ctx, `SELECT der FROM crls`)
 	if err != nil {
 		return nil, err
 	}

@@ -92,3 +92,61 @@ func (d *stmtDB) Close() error {
 	d.mu.Unlock()
 	return d.DB.Close()
 }
+
+// querier runs the gate's statements: the statement cache (each statement its own
+// transaction) or a transaction (stmtTx).
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// stmtTx runs statements in a transaction with the cache's prepared statements,
+// bound to the transaction's connection (prepared there once per connection). A
+// statement the cache does not hold runs unprepared: preparing it for the cache
+// would need another connection, and those may all be waiting for this
+// transaction's write lock (openDB prepares the statements used in transactions).
+type stmtTx struct {
+	db    *stmtDB
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // bound to tx
+}
+
+func (t *stmtTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := t.stmts[query]; ok {
+		return st
+	}
+	t.db.mu.Lock()
+	st := t.db.stmts[query]
+	t.db.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	st = t.tx.StmtContext(ctx, st)
+	if t.stmts == nil {
+		t.stmts = map[string]*sql.Stmt{}
+	}
+	t.stmts[query] = st
+	return st
+}
+
+func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+func (t *stmtTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+func (t *stmtTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}

@@ -30,8 +30,9 @@ func TestStmtDB(t *testing.T) {
 	if n, err := d.stagingBytes(ctx); err != nil || n != 30 {
 		t.Fatalf("stagingBytes: %d %v, want 30", n, err)
 	}
-	if n := len(d.sql.stmts); n != 3 {
-		t.Errorf("%d statements kept for 3 distinct queries run 3 times", n)
+	// openDB prepared the statements of state changes (getNAR among them).
+	if n, want := len(d.sql.stmts), len(changeStmts)+2; n != want {
+		t.Errorf("%d statements kept, want %d: those prepared when opening and 2 more distinct queries run 3 times", n, want)
 	}
 	const bad = "SELECT nonsense FROM nowhere"
 	if _, err := d.sql.ExecContext(ctx, bad); err == nil {

@@ -199,14 +199,11 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 	if err != nil {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
-	if _, ok, err := g.db.getNAR(ctx, u); err != nil {
-		return "", err
-	} else if ok {
-		return "NAR " + u + " already held", g.db.touchNAR(ctx, u, g.Now())
-	}
-	staged, err := g.db.stagingBytes(ctx)
+	held, staged, err := g.db.narHeld(ctx, u)
 	if err != nil {
 		return "", err
+	} else if held {
+		return "NAR " + u + " already held", g.db.touchNAR(ctx, u, g.Now())
 	}
 	f, err := createNARFile(filepath.Join(g.Dir, tmpDir), "nar")
 	if err != nil {
