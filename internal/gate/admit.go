@@ -644,6 +644,16 @@ func (g *Gate) cascade(ctx context.Context, d *db, admitted string, signed bool,
 		if err != nil || !signed && !slices.Contains(ni.References, base) {
 			continue
 		}
+		// The list was read before this loop's admissions (and theirs, decide
+		// cascading in turn): a record admitted or dropped since is left alone, and
+		// once one content of a path is admitted, the others are not.
+		cands, err := d.candidates(ctx, rec.Hash)
+		if err != nil {
+			return err
+		}
+		if !stillPending(cands, rec.NarHash) {
+			continue
+		}
 		ca, note := false, ""
 		if ni.CA != "" && ni.CheckContentAddress() == nil {
 			if ca, note, err = g.checkCAContent(ni); err != nil {
@@ -656,16 +666,25 @@ func (g *Gate) cascade(ctx context.Context, d *db, admitted string, signed bool,
 		}
 		j.caNote = note
 		if len(j.signers) >= j.needed && len(j.waiting) == 0 && len(j.missing) == 0 {
-			cands, err := d.candidates(ctx, rec.Hash)
-			if err != nil {
-				return err
-			}
 			if _, _, err := g.decide(ctx, d, ni, rec, j, now, cands); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// stillPending reports whether the candidates of a path hold narHash as pending and
+// no content as admitted.
+func stillPending(cands []PathRec, narHash [32]byte) bool {
+	pending := false
+	for _, c := range cands {
+		if c.State == StateAdmitted {
+			return false
+		}
+		pending = pending || c.NarHash == narHash && c.State == StatePending
+	}
+	return pending
 }
 
 // reject records a rejection in the log (and, for a path, as its last rejection).

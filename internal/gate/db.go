@@ -176,7 +176,7 @@ const (
 	qGetNAR       = `SELECT url, compression, file_hash, file_size, nar_hash, nar_size, received_at FROM nars WHERE url = ?`
 	qCandidates   = `SELECT ` + pathCols + ` FROM paths WHERE hash = ? ORDER BY updated_at DESC`
 	qCandidatesOf = `SELECT ` + pathCols + ` FROM paths WHERE hash IN (SELECT value FROM json_each(?)) ORDER BY updated_at DESC`
-	qPathsInState = `SELECT ` + pathCols + ` FROM paths WHERE state = ? ORDER BY first_seen`
+	qPathsInState = `SELECT ` + pathCols + ` FROM paths WHERE state = ? ORDER BY first_seen, rowid`
 	qPutPath      = `INSERT INTO paths(hash, nar_hash, store_path, narinfo, url, state, reason, signers, needed, served, first_seen, updated_at, admitted_at)
 		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(hash, nar_hash) DO UPDATE SET store_path=excluded.store_path, narinfo=excluded.narinfo, url=excluded.url,

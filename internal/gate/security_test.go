@@ -2,6 +2,7 @@ package gate
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"math/big"
 	"os"
@@ -334,5 +335,42 @@ func TestPendingWaitingReplayChangesNothing(t *testing.T) {
 	}
 	if _, ok := tg.served(t, app); !ok {
 		t.Fatal("app is not served after its reference was admitted")
+	}
+}
+
+// Two contents of one path waiting for the same reference: the reference's admission
+// admits the first and drops the other; the other, still in the list the cascade
+// read, is not admitted in its turn (which would flip the served content and log a
+// second admission).
+func TestCascadeAdmitsOneContent(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "lib-*", SigsNeeded: 2}} })
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	tg.enroll(t, bob)
+	lib, app := storePath("lib-1"), storePath("app-1")
+	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{alice}}); s != 403 || !strings.Contains(b, "has 1 of 2") {
+		t.Fatalf("lib by alice: %d %s", s, b)
+	}
+	for _, contents := range []string{"app one", "app two"} {
+		if _, s, b := tg.push(t, upload{path: app, contents: contents, refs: []string{lib}, signers: []member{alice}}); s != 403 || !strings.Contains(b, "waiting for its references") {
+			t.Fatalf("%s: %d %s", contents, s, b)
+		}
+	}
+	before := tg.tlog.Head().Size
+	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{bob}}); s != 200 {
+		t.Fatalf("lib by bob: %d %s", s, b)
+	}
+	served, ok := tg.served(t, app)
+	if !ok {
+		t.Fatal("app is not served after its reference was admitted")
+	}
+	if want := sha256.Sum256(makeNAR(t, "app one")); served.NarHash != want {
+		t.Fatalf("app is served with the content pushed second (NarHash %s)", nixkey.FormatSHA256(served.NarHash))
+	}
+	// lib's admission and app's: two admissions, nothing more.
+	if n := tg.tlog.Head().Size - before; n != 2 {
+		t.Fatalf("the reference's admission appended %d log entries, want 2 (lib, app)", n)
 	}
 }
