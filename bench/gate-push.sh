@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# Benchmark the gate (issue 5): push a closure of PATHS paths × SIZE_MIB MiB of random
-# bytes through `nixpki nix push` (its own uploader: NARs dumped from the store, zstd,
-# signed in the client, several uploads in flight, over HTTP on loopback; the gate
-# decompresses, hashes, checks and fsyncs every NAR and logs every admission) against
+# Benchmark the gate (issue 5): push a closure of at least 200 paths and 200 MiB through
+# `nixpki nix push` (its own uploader: NARs dumped from the store, compressed and signed
+# in the client, several uploads in flight, over HTTP on loopback; the gate decompresses,
+# hashes, checks and fsyncs every NAR and logs every admission) against
 # `nix copy --to 'file://…?compression=zstd'` of the same closure, alternating, ROUNDS
-# times each, in one run. A third column times `nix copy --to http://…` to
-# bench/gate-push-null, a cache that discards everything: what Nix's HTTP upload costs
-# by itself. Then the gate's peak RSS (VmHWM from
-# /proc/PID/status) while it takes one BIG_MIB MiB NAR.
+# times each, in one run. Columns:
+#   - file:// zstd: the baseline;
+#   - http:// to bench/gate-push-null, a cache that discards everything: what Nix's
+#     HTTP upload costs by itself;
+#   - gate push --compression zstd: every NAR zstd-compressed, as file:// does;
+#   - gate push (default, --compression auto): zstd, except NARs that look
+#     incompressible, sent and stored uncompressed.
+# Then the gate's peak RSS (VmHWM from /proc/PID/status) while it takes one BIG_MIB MiB
+# NAR.
+#
+# DATA chooses the closure:
+#   random  PATHS paths × SIZE_MIB MiB of random bytes (incompressible: compression
+#           costs file:// almost nothing, so the gate's own work weighs most);
+#   go      PATHS paths holding the files of the Go installation that builds the
+#           benchmark (GOROOT: sources, binaries, archives, test data; ~230 MiB,
+#           15,000 files), in order, the same number of files to each path: paths of
+#           varied sizes and contents that compress like real ones (~3.5×).
+#
+# Each round writes to fresh directories and nothing is deleted until the end: on a
+# journal-less ext4, creating files right after deleting many costs extra (the
+# allocator skips recently freed inodes), which would weigh on whichever side ran
+# after a deletion.
 #
 # Needs root and Debian's nix-bin (single-user Nix, no daemon), like the tests.
 #
-#   bash bench/gate-push.sh                   # PATHS=200 SIZE_MIB=1 ROUNDS=3 BIG_MIB=1024
-#   PATHS=400 ROUNDS=5 bash bench/gate-push.sh
+#   bash bench/gate-push.sh                   # DATA=random PATHS=200 SIZE_MIB=1 ROUNDS=3 BIG_MIB=1024
+#   DATA=go BIG_MIB=0 bash bench/gate-push.sh # a compressible closure, no big NAR
 #   PUSH_FLAGS=--via-nix-copy bash bench/gate-push.sh   # the gate behind nix copy
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DATA=${DATA:-random}
 PATHS=${PATHS:-200}
 SIZE_MIB=${SIZE_MIB:-1}
 ROUNDS=${ROUNDS:-3}
@@ -44,11 +63,23 @@ null_pid=$!
 now() { date +%s.%N; }
 calc() { awk "BEGIN { print $1 }"; }
 
-# The closure: PATHS leaves of random bytes and a top path referencing them all.
+# The closure: PATHS leaves and a top path referencing them all.
 nonce=$(date +%s%N)
+case "$DATA" in
+random) leaf_script="head -c $((SIZE_MIB << 20)) /dev/urandom > \$out # $nonce" ;;
+go)
+	goroot=$(go env GOROOT)
+	mkdir -p "$work/lists"
+	(cd "$goroot" && find . -type f | LC_ALL=C sort) >"$work/files"
+	total=$(wc -l <"$work/files")
+	awk -v dir="$work/lists" -v n="$PATHS" -v total="$total" '{ print > (dir "/" int((NR - 1) * n / total)) }' "$work/files"
+	leaf_script="mkdir -p \$out && tar -C $goroot -cf - -T $work/lists/\${toString i} | tar -C \$out -xf - # $nonce"
+	;;
+*) echo "DATA=$DATA: use random or go" >&2; exit 1 ;;
+esac
 cat >"$work/closure.nix" <<EOF
 let leaf = i: derivation { name = "blob-\${toString i}"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
-                           builder = "/bin/sh"; args = [ "-c" "head -c $((SIZE_MIB << 20)) /dev/urandom > \$out # $nonce" ]; };
+                           builder = "/bin/sh"; args = [ "-c" "$leaf_script" ]; };
     leaves = builtins.genList leaf $PATHS;
 in derivation { name = "closure"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
                 builder = "/bin/sh"; args = [ "-c" "echo \${toString leaves} > \$out" ]; }
@@ -57,9 +88,10 @@ cat >"$work/big.nix" <<EOF
 derivation { name = "big"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
              builder = "/bin/sh"; args = [ "-c" "head -c $((BIG_MIB << 20)) /dev/urandom > \$out # $nonce" ]; }
 EOF
-echo "== building $PATHS × $SIZE_MIB MiB and one $BIG_MIB MiB path" >&2
+echo "== building the closure ($DATA, $PATHS paths) and one $BIG_MIB MiB path" >&2
 top=$(nix-build --no-out-link "$work/closure.nix" 2>/dev/null)
-big=$(nix-build --no-out-link "$work/big.nix" 2>/dev/null)
+big=""
+[ "$BIG_MIB" -gt 0 ] && big=$(nix-build --no-out-link "$work/big.nix" 2>/dev/null)
 count=$(nix path-info -r "$top" | wc -l)
 bytes=$(nix path-info -rs "$top" | awk '{s += $2} END {print s}')
 
@@ -86,58 +118,66 @@ stop_gate() {
 	wait "$gate_pid" 2>/dev/null || true
 	gate_pid=""
 }
-push() { # DIR PATH
+push() { # DIR PATH COMPRESSION
 	"$N" nix push --gate "http://127.0.0.1:$PORT" --cert "$work/bench.crt" --secret "$work/bench.sec" \
-		--crl "$work/nix.crl" --compression zstd ${PUSH_FLAGS:-} "$2" 2>"$1.push"
+		--crl "$work/nix.crl" --compression "$3" ${PUSH_FLAGS:-} "$2" 2>"$1.push"
+}
+gate_round() { # DIR COMPRESSION: sets g to the push's seconds
+	start_gate "$1"
+	sync
+	local t0 t1 admitted
+	t0=$(now)
+	push "$1" "$top" "$2" || { cat "$1.push" >&2; exit 1; }
+	t1=$(now)
+	admitted=$(grep -c '"type":"admission"' "$1/log/entries")
+	[ "$admitted" -eq "$count" ] || { echo "the gate admitted $admitted of $count paths" >&2; exit 1; }
+	stop_gate
+	g=$(calc "$t1 - $t0")
 }
 
-echo "| round | file:// zstd (s) | http:// to a discarding server (s) | gate push (s) | gate / file:// | gate / discarding server |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| round | file:// zstd (s) | http:// to a discarding server (s) | gate, zstd (s) | gate, auto (s) | gate zstd / file:// | gate auto / file:// |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 fs=()
 ns=()
-gs=()
+zs=()
+as=()
 for r in $(seq 1 "$ROUNDS"); do
-	rm -rf "$work/cache" "$work/xdg"
 	sync
 	t0=$(now)
-	nix copy --to "file://$work/cache?compression=zstd" "$top" 2>"$work/copy.log"
+	XDG_CACHE_HOME="$work/xdg-f$r" nix copy --to "file://$work/cache-$r?compression=zstd" "$top" 2>"$work/copy.log"
 	t1=$(now)
 	f=$(calc "$t1 - $t0")
 
-	rm -rf "$work/xdg"
 	t0=$(now)
-	nix copy --to "http://127.0.0.1:$NULL_PORT?compression=zstd&secret-key=$work/bench.sec" "$top" 2>"$work/copy.log"
+	XDG_CACHE_HOME="$work/xdg-n$r" nix copy --to "http://127.0.0.1:$NULL_PORT?compression=zstd&secret-key=$work/bench.sec" "$top" 2>"$work/copy.log"
 	t1=$(now)
 	nn=$(calc "$t1 - $t0")
 
-	rm -rf "$work/gate" "$work/xdg"
-	start_gate "$work/gate"
-	sync
-	t0=$(now)
-	push "$work/gate" "$top" || { cat "$work/gate.push" >&2; exit 1; }
-	t1=$(now)
-	g=$(calc "$t1 - $t0")
-	admitted=$(grep -c '"type":"admission"' "$work/gate/log/entries")
-	[ "$admitted" -eq "$count" ] || { echo "the gate admitted $admitted of $count paths" >&2; exit 1; }
-	stop_gate
+	gate_round "$work/gate-zstd-$r" zstd
+	z=$g
+	gate_round "$work/gate-auto-$r" auto
+	a=$g
 	fs+=("$f")
 	ns+=("$nn")
-	gs+=("$g")
-	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$nn" "$g" "$(calc "$g / $f")" "$(calc "$g / $nn")"
+	zs+=("$z")
+	as+=("$a")
+	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$nn" "$z" "$a" "$(calc "$z / $f")" "$(calc "$a / $f")"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 fm=$(median "${fs[@]}")
 nm=$(median "${ns[@]}")
-gm=$(median "${gs[@]}")
-printf '\nClosure: %d paths, %.0f MiB. Median: file:// %.2f s, discarding http:// %.2f s, gate %.2f s; gate / file:// %.2f×, gate / discarding http:// %.2f×\n' \
-	"$count" "$(calc "$bytes / 1048576")" "$fm" "$nm" "$gm" "$(calc "$gm / $fm")" "$(calc "$gm / $nm")"
+zm=$(median "${zs[@]}")
+am=$(median "${as[@]}")
+stored=$(du -sm "$work/cache-1" "$work/gate-zstd-1/nar" "$work/gate-auto-1/nar" | awk '{printf "%s%s MiB", (NR > 1 ? ", " : ""), $1}')
+printf '\nClosure (%s): %d paths, %.0f MiB. Median: file:// %.2f s, discarding http:// %.2f s, gate zstd %.2f s (%.2f×), gate auto %.2f s (%.2f×). Stored (file://, gate zstd, gate auto): %s\n' \
+	"$DATA" "$count" "$(calc "$bytes / 1048576")" "$fm" "$nm" "$zm" "$(calc "$zm / $fm")" "$am" "$(calc "$am / $fm")" "$stored"
+[ -n "$big" ] || exit 0
 
 # Peak RSS while taking one big NAR.
-rm -rf "$work/gate" "$work/xdg"
-start_gate "$work/gate"
+start_gate "$work/gate-big"
 idle=$(awk '/VmHWM/ {print $2}' "/proc/$gate_pid/status")
 t0=$(now)
-push "$work/gate" "$big" || { cat "$work/gate.push" >&2; exit 1; }
+push "$work/gate-big" "$big" zstd || { cat "$work/gate-big.push" >&2; exit 1; }
 t1=$(now)
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$gate_pid/status")
 stop_gate

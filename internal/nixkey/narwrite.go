@@ -247,6 +247,18 @@ func (nw *NARWriter) copyContents(r io.Reader, size int64) (int64, error) {
 	return n, nil
 }
 
+// skipsContents reports whether the current file's size bytes of contents lie wholly
+// before DumpPathFrom's offset (what the buffer holds is skipped too), and if so
+// counts them as written and skipped.
+func (nw *NARWriter) skipsContents(size int64) bool {
+	if nw.skip == nil || nw.err != nil || !nw.inFile || size > nw.left || nw.skip.skip-int64(nw.bw.Buffered()) < size {
+		return false
+	}
+	nw.skip.skip -= size
+	nw.left -= size
+	return true
+}
+
 // writerOnly hides any ReaderFrom of a writer from io.CopyBuffer.
 type writerOnly struct{ io.Writer }
 
@@ -351,11 +363,6 @@ func dumpNode(nw *NARWriter, fsPath, narPath string) error {
 	mode := fi.Mode()
 	switch {
 	case mode.IsRegular():
-		f, err := os.Open(fsPath)
-		if err != nil {
-			return fmt.Errorf("nar: %w", err)
-		}
-		defer f.Close()
 		typ := NARRegular
 		if mode&0o100 != 0 {
 			typ = NARExecutable
@@ -364,6 +371,14 @@ func dumpNode(nw *NARWriter, fsPath, narPath string) error {
 		if err := nw.WriteHeader(&NAREntry{Path: narPath, Type: typ, Size: size}); err != nil {
 			return err
 		}
+		if nw.skipsContents(size) {
+			return nil // before DumpPathFrom's offset: not even opened
+		}
+		f, err := os.Open(fsPath)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		defer f.Close()
 		n, err := nw.copyContents(f, size)
 		if err != nil {
 			return fmt.Errorf("nar: reading %s: %w", fsPath, err)

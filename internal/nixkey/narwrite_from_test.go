@@ -2,6 +2,7 @@ package nixkey
 
 import (
 	"bytes"
+	"fmt"
 	"crypto/rand"
 	"os"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 func TestDumpPathFrom(t *testing.T) {
 	root := t.TempDir()
 	files := map[string][]byte{"a-small": []byte("small"), "b-big": make([]byte, directMin+12345), "c/d-exact": make([]byte, directMin), "c/e-small": []byte("x")}
+	for i := range 40 {
+		files[fmt.Sprintf("e/f%02d", i)] = make([]byte, 1000+i*37)
+	}
 	for name, data := range files {
 		rand.Read(data)
 		os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755)
@@ -28,6 +32,9 @@ func TestDumpPathFrom(t *testing.T) {
 	n := int64(whole.Len())
 	big := int64(bytes.Index(whole.Bytes(), files["b-big"]))
 	offs := []int64{1, 8, 100, big - 1, big, big + 1, big + 70000, big + int64(len(files["b-big"])), n - directMin - 200, n - 1, n}
+	for off := n - 60000; off < n; off += 997 { // among the small files
+		offs = append(offs, off)
+	}
 	for _, off := range offs {
 		for _, w := range []struct {
 			name string
