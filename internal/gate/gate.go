@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"nixpki/internal/nixkey"
@@ -223,6 +224,12 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 		return fail(http.StatusRequestEntityTooLarge, "%v", tl)
 	case errors.As(err, &mbe):
 		return fail(http.StatusRequestEntityTooLarge, "the upload is larger than max_nar_size (%d bytes)", g.Cfg.MaxNARSize)
+	case errors.As(err, new(errWriting)):
+		// The gate's disk, not the upload: a 5xx, so that the uploader retries.
+		if errors.Is(err, syscall.ENOSPC) {
+			return "", problem.New(http.StatusInsufficientStorage, "", "NAR %s: the gate's disk is full (%v); retry once it has room", u, err)
+		}
+		return "", fmt.Errorf("NAR %s: %w", u, err)
 	case err != nil:
 		return fail(http.StatusBadRequest, "%v", err)
 	case naming == NamedByNarHash && res.NarHash != fileHash:

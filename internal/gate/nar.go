@@ -73,6 +73,13 @@ func (e errTooLarge) Error() string {
 	return fmt.Sprintf("%s is larger than max_nar_size (%d bytes)", e.what, e.max)
 }
 
+// errWriting is a failure to write a received NAR to the gate's disk: the gate's
+// fault, not the upload's (answered 5xx).
+type errWriting struct{ err error }
+
+func (e errWriting) Error() string { return "writing the NAR: " + e.err.Error() }
+func (e errWriting) Unwrap() error { return e.err }
+
 // capReader fails once more than max bytes were read.
 type capReader struct {
 	r    io.Reader
@@ -328,7 +335,7 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 		}
 		if err != nil {
 			if sp.werr != nil {
-				return res, fmt.Errorf("writing the NAR: %w", sp.werr)
+				return res, errWriting{sp.werr}
 			}
 			var tl errTooLarge
 			if errors.As(err, &tl) {
@@ -340,12 +347,12 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 	// Whatever follows the compressed stream is part of the file (and its hash).
 	if err := sp.drain(); err != nil {
 		if sp.werr != nil {
-			return res, fmt.Errorf("writing the NAR: %w", err)
+			return res, errWriting{err}
 		}
 		return res, fmt.Errorf("reading the upload: %w", err)
 	}
 	if err := sp.flush(); err != nil {
-		return res, fmt.Errorf("writing the NAR: %w", err)
+		return res, errWriting{err}
 	}
 	res.FileSize = fh.n
 	if fh.h != nil {

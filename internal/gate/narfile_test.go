@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 )
@@ -151,6 +152,23 @@ func TestReceiveNARFileSpool(t *testing.T) {
 		_, err = receiveNAR(io.MultiReader(bytes.NewReader(file[:len(file)/2]), iotest.ErrReader(errBody)), io.Discard, c, 1<<30, 64<<20)
 		if !errors.Is(err, errBody) {
 			t.Errorf("%s: a failing body gives %v", c, err)
+		}
+	}
+}
+
+// errWriter fails every write with err.
+type errWriter struct{ err error }
+
+func (f errWriter) Write([]byte) (int, error) { return 0, f.err }
+
+// A NAR that cannot be written to the gate's disk is the gate's failure (errWriting,
+// answered 5xx), not a malformed upload.
+func TestReceiveNARWriteFailure(t *testing.T) {
+	nar := makeNAR(t, "contents")
+	for _, c := range []string{"none", "zstd", "xz"} {
+		_, err := receiveNARFile(bytes.NewReader(compress(t, nar, c)), errWriter{syscall.ENOSPC}, c, 1<<30, 64<<20, true)
+		if !errors.As(err, new(errWriting)) || !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("%s: %v, want a write error wrapping ENOSPC", c, err)
 		}
 	}
 }
