@@ -102,7 +102,8 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 	if err != nil {
 		return err
 	}
-	ctx := cmd.Context()
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel() // stops the closure's reading (and a nix path-info) on an early return
 	// The closure is read while the certificate goes up.
 	type closureResult struct {
 		infos []pathInfo

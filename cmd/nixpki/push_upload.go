@@ -124,7 +124,8 @@ func (s *narStream) wait() int64 {
 // bodyReader is a request body that says when the transport closed it (closing the
 // underlying reader too: a pipe's writer then stops).
 type bodyReader struct {
-	r       io.Reader
+	mu      sync.Mutex // a Read and Close may race (net/http closes a body it may still read)
+	r       io.Reader  // nil once closed
 	once    sync.Once
 	closed  chan struct{}
 	written chan struct{} // closed when a pipe's writer returned; nil without one
@@ -139,13 +140,25 @@ func (b *bodyReader) wait() {
 	}
 }
 
-func (b *bodyReader) Read(p []byte) (int, error) { return b.r.Read(p) }
+// Read reads under the lock: once Close returned, no Read touches the buffer behind
+// the body (a pipe's Read blocks, so a pipe is closed before the lock is taken).
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.r == nil {
+		return 0, errors.New("NAR upload: body closed")
+	}
+	return b.r.Read(p)
+}
 
 func (b *bodyReader) Close() error {
 	b.once.Do(func() {
 		if c, ok := b.r.(io.Closer); ok {
-			c.Close()
+			c.Close() // unblocks a Read waiting on a pipe
 		}
+		b.mu.Lock()
+		b.r = nil
+		b.mu.Unlock()
 		close(b.closed)
 	})
 	return nil

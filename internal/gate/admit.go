@@ -281,6 +281,9 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	// From here the change runs to its end even if the uploader goes away: its log
+	// records are written, so its database writes must commit with them.
+	ctx = context.WithoutCancel(ctx)
 	// The lookups and writes of the admission (and of the rejection, if it is one)
 	// run in one transaction, committed once: an error leaves nothing of them.
 	d := g.db.begin()
@@ -654,20 +657,27 @@ func (g *Gate) cascade(ctx context.Context, d *db, admitted string, signed bool,
 		if !stillPending(cands, rec.NarHash) {
 			continue
 		}
+		// A pending path that cannot be judged again (its NAR gone from staging, a
+		// stored narinfo that no longer parses) stays pending: it must not undo the
+		// admission that cascaded to it, nor answer for it.
 		ca, note := false, ""
 		if ni.CA != "" && ni.CheckContentAddress() == nil {
 			if ca, note, err = g.checkCAContent(ni); err != nil {
-				return err
+				g.Log.Warn("cascade: a pending path stays pending", "path", rec.StorePath, "after", admitted, "err", err)
+				continue
 			}
 		}
 		j, err := g.judge(ctx, d, ni, ni.Sigs, ca, now)
 		if err != nil {
-			return err
+			g.Log.Warn("cascade: a pending path stays pending", "path", rec.StorePath, "after", admitted, "err", err)
+			continue
 		}
 		j.caNote = note
 		if len(j.signers) >= j.needed && len(j.waiting) == 0 && len(j.missing) == 0 {
 			if _, _, err := g.decide(ctx, d, ni, rec, j, now, cands); err != nil {
-				return err
+				// Not a rejection of the upload that cascaded here (%v: a problem's
+				// status does not pass): the whole change rolls back.
+				return fmt.Errorf("admitting %s after %s: %v", rec.StorePath, admitted, err)
 			}
 		}
 	}

@@ -374,3 +374,43 @@ func TestCascadeAdmitsOneContent(t *testing.T) {
 		t.Fatalf("the reference's admission appended %d log entries, want 2 (lib, app)", n)
 	}
 }
+
+// A pending path that cannot be judged again (here its NAR is gone) stays pending:
+// the change that cascaded to it commits, and its uploader is not answered for it.
+func TestCascadeSkipsUnjudgeablePending(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) {
+		c.Thresholds = []Threshold{{Pattern: "lib-*", SigsNeeded: 2}, {Pattern: "src-*", SigsNeeded: 2}}
+	})
+	p := tg.pki
+	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
+	carol := p.member(t, "carol-1", "carol", []string{"host-a"}, scopeAny, nil)
+	for _, m := range []member{alice, bob, carol} {
+		tg.enroll(t, m)
+	}
+	src := "a tarball whose NAR will be lost"
+	srcPath, setCA := caPath(t, "src-lost.tar.gz", src)
+	if _, s, b := tg.push(t, upload{path: srcPath, contents: src, signers: []member{alice}, mutate: setCA}); s != 403 || !strings.Contains(b, "has 1 of 2") {
+		t.Fatalf("src by alice: %d %s", s, b)
+	}
+	fh := sha256.Sum256(compress(t, makeNAR(t, src), "zstd"))
+	if err := os.Remove(filepath.Join(tg.Dir, filepath.FromSlash(NARURL(fh, "zstd")))); err != nil {
+		t.Fatal(err)
+	}
+	lib := storePath("lib-1")
+	for _, m := range []member{alice, bob} {
+		if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{m}}); s != 403 && s != 200 {
+			t.Fatalf("lib by %s: %d %s", m.key.Name, s, b)
+		}
+	}
+	// carol's signature on the admitted lib re-judges every pending path needing two.
+	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{carol}}); s != 200 || !strings.Contains(b, "added signatures of carol") {
+		t.Fatalf("lib by carol: %d %s", s, b)
+	}
+	if served, ok := tg.served(t, lib); !ok || len(served.Sigs) != 4 {
+		t.Fatalf("lib served with %d signatures (ok %v), want alice's, bob's, carol's and the gate's", len(served.Sigs), ok)
+	}
+	if st := tg.status(t, srcPath); !strings.Contains(st, "has 1 of 2") {
+		t.Fatalf("the pending path changed: %s", st)
+	}
+}
