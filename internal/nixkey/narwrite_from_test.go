@@ -2,8 +2,8 @@ package nixkey
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
