@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -123,7 +124,16 @@ func BenchmarkNARFileWrite(b *testing.B) {
 // uploaded, checked, written and fsynced, then its narinfo judged, logged and
 // admitted (the statements prepared once, the NAR written with O_DIRECT). The NARs
 // and narinfos are made before the timer starts.
-func BenchmarkAdmit(b *testing.B) {
+func BenchmarkAdmit(b *testing.B) { benchAdmit(b, 64<<10, 0) }
+
+// BenchmarkAdmitRefs is BenchmarkAdmit for a closure: small NARs (4 KiB, so that the
+// database's part shows), each path referencing the 5 pushed before it, as the paths
+// of a system closure do, each reference looked up when the path is judged.
+func BenchmarkAdmitRefs(b *testing.B) { benchAdmit(b, 4<<10, 5) }
+
+// benchAdmit pushes b.N paths of size random bytes, each referencing the refs paths
+// pushed before it.
+func benchAdmit(b *testing.B, size, refs int) {
 	tg := newTestGate(b, nil)
 	alice := tg.pki.member(b, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
 	tg.enroll(b, alice)
@@ -132,7 +142,8 @@ func BenchmarkAdmit(b *testing.B) {
 		file, ni      []byte
 	}
 	uploads := make([]prepared, b.N)
-	blob := make([]byte, 64<<10)
+	blob := make([]byte, size)
+	var prev []string
 	for i := range uploads {
 		rand.Read(blob)
 		nar := makeNAR(b, string(blob))
@@ -141,6 +152,14 @@ func BenchmarkAdmit(b *testing.B) {
 		path := storePath("bench")
 		ni := &nixkey.NarInfo{StorePath: path, URL: NARURL(fh, "zstd"), Compression: "zstd", FileHash: &fh, FileSize: uint64(len(file)),
 			NarHash: nh, NarSize: uint64(len(nar))}
+		for _, r := range prev {
+			ni.References = append(ni.References, r[strings.LastIndexByte(r, '/')+1:])
+		}
+		if refs > 0 {
+			if prev = append(prev, path); len(prev) > refs {
+				prev = prev[1:]
+			}
+		}
 		fp, err := ni.Fingerprint()
 		if err != nil {
 			b.Fatal(err)

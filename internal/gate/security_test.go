@@ -142,14 +142,8 @@ func TestPendingReferencesPinned(t *testing.T) {
 // short of their threshold, though the path it signed still meets its own; and
 // what references a withdrawn path. Audit says why.
 func TestQuarantineFollowsClosure(t *testing.T) {
-	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "*-nixos-system-*", SigsNeeded: 2}} })
+	tg, alice, bob, carol := threeMembers(t, Threshold{Pattern: "*-nixos-system-*", SigsNeeded: 2})
 	p := tg.pki
-	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
-	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
-	carol := p.member(t, "carol-1", "carol", []string{"host-a"}, scopeAny, nil)
-	for _, m := range []member{alice, bob, carol} {
-		tg.enroll(t, m)
-	}
 	glibc := storePath("glibc-2.40")   // alice and bob; needs 1
 	bash := storePath("bash-5.2")      // alice and carol, references glibc
 	sys := storePath("nixos-system-h") // alice and carol, references bash: needs 2 over its closure
@@ -303,20 +297,41 @@ func TestRootCRLRevokesIntermediate(t *testing.T) {
 	}
 }
 
+// threeMembers is a gate with thresholds and its members alice, bob and carol.
+func threeMembers(t *testing.T, thresholds ...Threshold) (*testGate, member, member, member) {
+	t.Helper()
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = thresholds })
+	var ms []member
+	for _, name := range []string{"alice", "bob", "carol"} {
+		m := tg.pki.member(t, name+"-1", name, []string{"host-a"}, scopeAny, nil)
+		tg.enroll(t, m)
+		ms = append(ms, m)
+	}
+	return tg, ms[0], ms[1], ms[2]
+}
+
+// pendingLib is a gate where lib-* needs two signatures, its members alice and bob,
+// and lib-1 pushed by alice, pending.
+func pendingLib(t *testing.T) (*testGate, member, member, string) {
+	t.Helper()
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "lib-*", SigsNeeded: 2}} })
+	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	bob := tg.pki.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	tg.enroll(t, bob)
+	lib := storePath("lib-1")
+	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{alice}}); s != 403 || !strings.Contains(b, "has 1 of 2") {
+		t.Fatalf("lib by alice: %d %s", s, b)
+	}
+	return tg, alice, bob, lib
+}
+
 // A replay of a pending path that has its signatures but waits for a reference
 // changes nothing: no new record, no log entry, no later expiry; the reference's
 // admission still admits it.
 func TestPendingWaitingReplayChangesNothing(t *testing.T) {
-	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "lib-*", SigsNeeded: 2}} })
-	p := tg.pki
-	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
-	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
-	tg.enroll(t, alice)
-	tg.enroll(t, bob)
-	lib, app := storePath("lib-1"), storePath("app-1")
-	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{alice}}); s != 403 || !strings.Contains(b, "has 1 of 2") {
-		t.Fatalf("lib by alice: %d %s", s, b)
-	}
+	tg, alice, bob, lib := pendingLib(t)
+	app := storePath("app-1")
 	appUp := upload{path: app, contents: "app", refs: []string{lib}, signers: []member{alice}}
 	if _, s, b := tg.push(t, appUp); s != 403 || !strings.Contains(b, "waiting for its references") {
 		t.Fatalf("app by alice: %d %s", s, b)
@@ -343,16 +358,8 @@ func TestPendingWaitingReplayChangesNothing(t *testing.T) {
 // read, is not admitted in its turn (which would flip the served content and log a
 // second admission).
 func TestCascadeAdmitsOneContent(t *testing.T) {
-	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "lib-*", SigsNeeded: 2}} })
-	p := tg.pki
-	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
-	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
-	tg.enroll(t, alice)
-	tg.enroll(t, bob)
-	lib, app := storePath("lib-1"), storePath("app-1")
-	if _, s, b := tg.push(t, upload{path: lib, contents: "lib", signers: []member{alice}}); s != 403 || !strings.Contains(b, "has 1 of 2") {
-		t.Fatalf("lib by alice: %d %s", s, b)
-	}
+	tg, alice, bob, lib := pendingLib(t)
+	app := storePath("app-1")
 	for _, contents := range []string{"app one", "app two"} {
 		if _, s, b := tg.push(t, upload{path: app, contents: contents, refs: []string{lib}, signers: []member{alice}}); s != 403 || !strings.Contains(b, "waiting for its references") {
 			t.Fatalf("%s: %d %s", contents, s, b)
@@ -378,16 +385,7 @@ func TestCascadeAdmitsOneContent(t *testing.T) {
 // A pending path that cannot be judged again (here its NAR is gone) stays pending:
 // the change that cascaded to it commits, and its uploader is not answered for it.
 func TestCascadeSkipsUnjudgeablePending(t *testing.T) {
-	tg := newTestGate(t, func(c *Config) {
-		c.Thresholds = []Threshold{{Pattern: "lib-*", SigsNeeded: 2}, {Pattern: "src-*", SigsNeeded: 2}}
-	})
-	p := tg.pki
-	alice := p.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
-	bob := p.member(t, "bob-1", "bob", []string{"host-a"}, scopeAny, nil)
-	carol := p.member(t, "carol-1", "carol", []string{"host-a"}, scopeAny, nil)
-	for _, m := range []member{alice, bob, carol} {
-		tg.enroll(t, m)
-	}
+	tg, alice, bob, carol := threeMembers(t, Threshold{Pattern: "lib-*", SigsNeeded: 2}, Threshold{Pattern: "src-*", SigsNeeded: 2})
 	src := "a tarball whose NAR will be lost"
 	srcPath, setCA := caPath(t, "src-lost.tar.gz", src)
 	if _, s, b := tg.push(t, upload{path: srcPath, contents: src, signers: []member{alice}, mutate: setCA}); s != 403 || !strings.Contains(b, "has 1 of 2") {
