@@ -34,6 +34,7 @@ const (
 type worker struct {
 	zw  *zstd.Encoder
 	raw []byte // the start of the NAR, probed by --compression auto
+	win []byte // another window of it
 }
 
 func (w *worker) encoder() (*zstd.Encoder, error) {
@@ -68,20 +69,7 @@ func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narSt
 		})
 		return s, -1, s, "xz", nil
 	case "zstd":
-		zw, err := w.encoder()
-		if err != nil {
-			return nil, 0, nil, "", err
-		}
-		s := newNARStream(func(out io.Writer) error {
-			// The frame names the NAR's size: its window is then no larger than the
-			// NAR, and the gate's decoder allocates no more.
-			zw.ResetContentSize(out, int64(in.NarSize))
-			if err := dumpExactly(zw, in.Path, in.NarSize, 0); err != nil {
-				return err
-			}
-			return zw.Close()
-		})
-		return s, -1, s, "zstd", nil
+		return w.zstdBody(in, nil, false)
 	case "auto":
 		return u.autoBody(w, in)
 	}
@@ -102,12 +90,14 @@ func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narS
 	}
 	none := highEntropy(raw)
 	if none && !whole {
-		var tmp [autoProbe]byte
+		if w.win == nil {
+			w.win = make([]byte, 0, autoProbe)
+		}
 		for _, off := range []int64{int64(in.NarSize/2) - autoProbe/2, int64(in.NarSize) - autoProbe} {
 			if off < autoProbe {
 				continue
 			}
-			win, _, err := probeNAR(tmp[:0], in.Path, off)
+			win, _, err := probeNAR(w.win, in.Path, off)
 			if err != nil {
 				return nil, 0, nil, "", err
 			}
@@ -129,11 +119,19 @@ func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narS
 		})
 		return s, -1, s, "none", nil
 	}
+	return w.zstdBody(in, raw, whole)
+}
+
+// zstdBody is in's NAR zstd-compressed: the bytes of its start already read (raw,
+// the whole NAR if whole), then the rest dumped from the store.
+func (w *worker) zstdBody(in pathInfo, raw []byte, whole bool) (io.ReadCloser, int64, *narStream, string, error) {
 	zw, err := w.encoder()
 	if err != nil {
 		return nil, 0, nil, "", err
 	}
 	s := newNARStream(func(out io.Writer) error {
+		// The frame names the NAR's size: its window is then no larger than the NAR,
+		// and the gate's decoder allocates no more.
 		zw.ResetContentSize(out, int64(in.NarSize))
 		if _, err := zw.Write(raw); err != nil {
 			return err
