@@ -236,12 +236,12 @@ func (p *prefixWriter) ReadFrom(r io.Reader) (int64, error) {
 // already), and checks its size against the store's database (the gate checks the
 // hash).
 func dumpExactly(w io.Writer, path string, narSize uint64, skip int64) error {
-	cw := &countWriter{w: w}
+	cw := &nixkey.CountWriter{W: w}
 	if err := nixkey.DumpPathFrom(cw, path, skip); err != nil {
 		return err
 	}
-	if cw.n+uint64(skip) != narSize {
-		return fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", path, cw.n+uint64(skip), narSize)
+	if cw.N+uint64(skip) != narSize {
+		return fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", path, cw.N+uint64(skip), narSize)
 	}
 	return nil
 }

@@ -72,9 +72,9 @@ func (s *narStream) WriteTo(w io.Writer) (int64, error) {
 		return 0, errors.New("NAR upload: body closed")
 	}
 	defer s.busy.Done()
-	cw := &countWriter{w: w}
+	cw := &nixkey.CountWriter{W: w}
 	err := s.write(cw)
-	s.written = int64(cw.n)
+	s.written = int64(cw.N)
 	return s.written, err
 }
 
@@ -86,9 +86,9 @@ func (s *narStream) Read(p []byte) (int, error) {
 		s.busy.Add(1)
 		go func() {
 			defer s.busy.Done()
-			cw := &countWriter{w: pw}
+			cw := &nixkey.CountWriter{W: pw}
 			err := s.write(cw)
-			s.written = int64(cw.n)
+			s.written = int64(cw.N)
 			pw.CloseWithError(err)
 		}()
 	}
@@ -163,34 +163,6 @@ func (b *bodyReader) Close() error {
 	})
 	return nil
 }
-
-// countWriter counts what it passes on to w; it reads through w's ReadFrom when w
-// has one (a zstd encoder reading the store's file into its block buffer).
-type countWriter struct {
-	w io.Writer
-	n uint64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += uint64(n)
-	return n, err
-}
-
-func (c *countWriter) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.w.(io.ReaderFrom); ok {
-		n, err := rf.ReadFrom(r)
-		c.n += uint64(n)
-		return n, err
-	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	return io.CopyBuffer(struct{ io.Writer }{c}, r, *buf)
-}
-
-// copyBufs are countWriter's copy buffers: a chunk of an uncompressed upload is a
-// read of the store's file, and goes to the connection in one write.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // queryServed asks the gate, in one status query, which paths it serves already.
 func (u *uploader) queryServed(ctx context.Context, infos []pathInfo) error {

@@ -318,6 +318,33 @@ func DumpPathFrom(w io.Writer, fsPath string, off int64) error {
 	return nw.Close()
 }
 
+// CountWriter counts what it passes on to W. Its ReadFrom reads through W's ReadFrom
+// when W has one (a zstd encoder reading a store file into its block buffer), else
+// in 256 KiB pieces: DumpPath hands it large files' contents.
+type CountWriter struct {
+	W io.Writer
+	N uint64
+}
+
+func (c *CountWriter) Write(p []byte) (int, error) {
+	n, err := c.W.Write(p)
+	c.N += uint64(n)
+	return n, err
+}
+
+func (c *CountWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.W.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		c.N += uint64(n)
+		return n, err
+	}
+	buf := countBufs.Get().(*[]byte)
+	defer countBufs.Put(buf)
+	return io.CopyBuffer(writerOnly{c}, r, *buf)
+}
+
+var countBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 // skipWriter drops the first skip bytes written to it and passes on the rest.
 type skipWriter struct {
 	w    io.Writer

@@ -196,7 +196,7 @@ func (c *CacheStore) Contents(ctx context.Context, pi *PathInfo, ca *caHash) (su
 	if ca != nil && ca.recursive {
 		w = io.MultiWriter(h, ca.h)
 	}
-	cw := &countWriter{w: w}
+	cw := &nixkey.CountWriter{W: w}
 	nr := nixkey.NewNARReader(io.TeeReader(&readErrMarker{r: r}, cw))
 	first := true
 	for {
@@ -222,7 +222,7 @@ func (c *CacheStore) Contents(ctx context.Context, pi *PathInfo, ca *caHash) (su
 		first = false
 	}
 	copy(sum[:], h.Sum(nil))
-	return sum, cw.n, nil
+	return sum, cw.N, nil
 }
 
 // readError tells a failure to read the cache (network, disk) from damage to the

@@ -190,12 +190,12 @@ func (s *LocalStore) Contents(ctx context.Context, pi *PathInfo, ca *caHash) (su
 	}
 	if ca != nil && ca.recursive {
 		h := sha256.New()
-		cw := &countWriter{w: io.MultiWriter(h, ca.h)}
+		cw := &nixkey.CountWriter{W: io.MultiWriter(h, ca.h)}
 		if err := nixkey.DumpPath(cw, fsPath); err != nil {
 			return sum, 0, err
 		}
 		copy(sum[:], h.Sum(nil))
-		return sum, cw.n, nil
+		return sum, cw.N, nil
 	}
 	return hashPath(fsPath, s.multiBuffer)
 }
@@ -227,17 +227,6 @@ func fileKind(m os.FileMode) string {
 		return "symlink"
 	}
 	return "special file"
-}
-
-type countWriter struct {
-	w io.Writer
-	n uint64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += uint64(n)
-	return n, err
 }
 
 // resolveArg maps arg to a store path of storeDir, following symlinks on the way;

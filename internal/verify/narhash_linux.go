@@ -31,12 +31,12 @@ func hashPath(fsPath string, multi bool) ([32]byte, uint64, error) {
 // hashPathGeneric is hashPath with crypto/sha256.
 func hashPathGeneric(fsPath string) (sum [32]byte, size uint64, err error) {
 	h := sha256.New()
-	cw := &countWriter{w: h}
+	cw := &nixkey.CountWriter{W: h}
 	if err := dumpNAR(cw, fsPath, make([]byte, 256<<10)); err != nil {
 		return sum, 0, err
 	}
 	copy(sum[:], h.Sum(nil))
-	return sum, cw.n, nil
+	return sum, cw.N, nil
 }
 
 // multiBufferOS says that hashPath can use multi-buffer SHA-256 here.
