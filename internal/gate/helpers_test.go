@@ -102,11 +102,17 @@ func (p *testPKI) member(t testing.TB, keyName, subject string, targets []string
 
 func (p *testPKI) crl(t testing.TB, number int64, thisUpdate time.Time, revoked ...*x509.Certificate) []byte {
 	t.Helper()
+	return signCRL(t, p.nix, p.nixKey, number, thisUpdate, 1, revoked) // keyCompromise
+}
+
+// signCRL is a CRL by issuer, valid a week from thisUpdate, revoking revoked for reason.
+func signCRL(t testing.TB, issuer *x509.Certificate, key crypto.Signer, number int64, thisUpdate time.Time, reason int, revoked []*x509.Certificate) []byte {
+	t.Helper()
 	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(7 * 24 * time.Hour)}
 	for _, c := range revoked {
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: thisUpdate, ReasonCode: 1})
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: thisUpdate, ReasonCode: reason})
 	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.nix, p.nixKey)
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, issuer, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,8 @@
 package gate
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,16 +236,7 @@ func TestNARExpiredBeforeNarInfo(t *testing.T) {
 // rootCRL is a CRL of the root revoking intermediates.
 func (p *testPKI) rootCRL(t testing.TB, number int64, revoked ...*x509.Certificate) []byte {
 	t.Helper()
-	now := time.Now()
-	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(7 * 24 * time.Hour)}
-	for _, c := range revoked {
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now, ReasonCode: 2})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.root, p.rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return signCRL(t, p.root, p.rootKey, number, time.Now(), 2, revoked) // cACompromise
 }
 
 // A CRL of the root listing the Nix intermediate revokes every certificate it
