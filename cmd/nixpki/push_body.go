@@ -40,8 +40,12 @@ type worker struct {
 func (w *worker) encoder() (*zstd.Encoder, error) {
 	if w.zw == nil {
 		var err error
-		if w.zw, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(8<<20),
-			zstd.WithEncoderCRC(false)); err != nil { // as Nix (libarchive) writes zstd: no checksum; the gate checks the NarHash
+		// As Nix (libzstd through libarchive) writes zstd: level 3 (SpeedDefault), a
+		// 2 MiB window (windowLog 21), no checksum (the gate checks the NarHash). A
+		// larger window gains nothing measurable on store paths and costs both sides
+		// cache misses: 8 MiB took ~10% more CPU in client and gate (docs/benchmarks.md).
+		if w.zw, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(2<<20),
+			zstd.WithEncoderCRC(false)); err != nil {
 			return nil, err
 		}
 	}

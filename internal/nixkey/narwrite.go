@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 )
@@ -312,7 +310,7 @@ func DumpPathFrom(w io.Writer, fsPath string, off int64) error {
 	}
 	b.bw.Reset(nw.w)
 	defer b.bw.Reset(nil)
-	if err := dumpNode(nw, fsPath, "/"); err != nil {
+	if err := dumpTree(nw, fsPath); err != nil {
 		return err
 	}
 	return nw.Close()
@@ -381,66 +379,6 @@ type dumpBufs struct {
 var dumpBufPool = sync.Pool{New: func() any {
 	return &dumpBufs{bw: bufio.NewWriterSize(nil, 64<<10), copy: make([]byte, 64<<10)}
 }}
-
-func dumpNode(nw *NARWriter, fsPath, narPath string) error {
-	fi, err := os.Lstat(fsPath)
-	if err != nil {
-		return fmt.Errorf("nar: %w", err)
-	}
-	mode := fi.Mode()
-	switch {
-	case mode.IsRegular():
-		typ := NARRegular
-		if mode&0o100 != 0 {
-			typ = NARExecutable
-		}
-		size := fi.Size()
-		if err := nw.WriteHeader(&NAREntry{Path: narPath, Type: typ, Size: size}); err != nil {
-			return err
-		}
-		if nw.skipsContents(size) {
-			return nil // before DumpPathFrom's offset: not even opened
-		}
-		f, err := os.Open(fsPath)
-		if err != nil {
-			return fmt.Errorf("nar: %w", err)
-		}
-		defer f.Close()
-		n, err := nw.copyContents(f, size)
-		if err != nil {
-			return fmt.Errorf("nar: reading %s: %w", fsPath, err)
-		}
-		if n != size {
-			return fmt.Errorf("nar: %s shrank from %d to %d bytes while being read", fsPath, size, n)
-		}
-		return nil
-	case mode&os.ModeSymlink != 0:
-		target, err := os.Readlink(fsPath)
-		if err != nil {
-			return fmt.Errorf("nar: %w", err)
-		}
-		return nw.WriteHeader(&NAREntry{Path: narPath, Type: NARSymlink, LinkTarget: target})
-	case mode.IsDir():
-		if err := nw.WriteHeader(&NAREntry{Path: narPath, Type: NARDirectory}); err != nil {
-			return err
-		}
-		entries, err := os.ReadDir(fsPath) // sorted by name, bytewise
-		if err != nil {
-			return fmt.Errorf("nar: %w", err)
-		}
-		prefix := narPath
-		if prefix == "/" {
-			prefix = ""
-		}
-		for _, de := range entries {
-			if err := dumpNode(nw, filepath.Join(fsPath, de.Name()), prefix+"/"+de.Name()); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return fmt.Errorf("nar: %s has unsupported file type %v", fsPath, mode.Type())
-}
 
 // HashPath returns the sha256 and size of the NAR serialisation of fsPath
 // (what nix hash path computes and a narinfo's NarHash and NarSize hold).

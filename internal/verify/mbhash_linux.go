@@ -6,13 +6,14 @@ import (
 	"runtime"
 	"sync"
 
+	"nixpki/internal/nixkey"
 	"nixpki/internal/sha256x16"
 )
 
 // Multi-buffer NAR hashing: one driver goroutine per core hashes the NARs of up
 // to sixteen paths at once with sha256x16, several times the throughput of one
 // crypto/sha256 stream (see internal/keys/primitives.go). Each path's walk
-// (dumpNAR) runs as a coroutine of the driver (iter.Pull) and writes its NAR into
+// (nixkey.DumpPath) runs as a coroutine of the driver (iter.Pull) and writes its NAR into
 // its lane's buffer; when the buffer is full the walk yields. Once every busy lane
 // has yielded (a full block) or finished (its last bytes, padded), the driver
 // hashes all sixteen in one call, whose cost is that of the longest block, and
@@ -56,7 +57,6 @@ type mbLane struct {
 	yield    func(struct{}) bool
 	next     func() (struct{}, bool)
 	stop     func()
-	readBuf  []byte
 	finished bool
 }
 
@@ -84,7 +84,7 @@ func (l *mbLane) start(j *mbJob) {
 	l.job, l.n, l.size, l.finished = j, 0, 0, false
 	l.next, l.stop = iter.Pull(func(yield func(struct{}) bool) {
 		l.yield = yield
-		j.err = dumpNAR(l, j.fsPath, l.readBuf)
+		j.err = nixkey.DumpPath(l, j.fsPath)
 	})
 }
 
@@ -93,7 +93,6 @@ func mbDrive(q chan *mbJob) {
 	var lanes [sha256x16.Lanes]mbLane
 	for i := range lanes {
 		lanes[i].buf = make([]byte, mbBlock, mbBlock+2*sha256x16.BlockSize)
-		lanes[i].readBuf = make([]byte, 128<<10)
 	}
 	busy := 0
 	for {

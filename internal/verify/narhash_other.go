@@ -11,5 +11,3 @@ func hashPath(fsPath string, _ bool) ([32]byte, uint64, error) { return nixkey.H
 const multiBufferOS = false
 
 func mbHashPath(string) ([32]byte, uint64, error) { panic("unreachable") }
-
-func hashPathGeneric(fsPath string) ([32]byte, uint64, error) { return nixkey.HashPath(fsPath) }
