@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -116,6 +117,8 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 	}()
 
 	// 1. Certificates and CRLs: self-authenticating, so the gate takes them from anyone.
+	// They go up while the closure is read and its NARs start to go up (a NAR is only
+	// staged); no narinfo is sent before the gate took them (certsTaken).
 	bundle := ca.ChainPEM(chain...)
 	for _, c := range f.crls {
 		der, err := readCRL(c)
@@ -124,34 +127,24 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 		}
 		bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})...)
 	}
-	if len(f.crls) == 0 && !f.noFetchCRL {
-		for _, u := range chain[0].CRLDistributionPoints {
-			der, err := fetchCRL(ctx, client, u, 10*time.Second)
-			if err != nil {
-				say("warning: could not fetch the CRL %s (%v); the gate uses the newest one it holds", u, err)
-				continue
-			}
-			bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})...)
+	certCh := make(chan error, 1)
+	go func() {
+		certCh <- f.uploadCerts(ctx, client, gateURL.String(), chain[0], id, bundle, say)
+	}()
+	certsTaken := sync.OnceValue(func() error {
+		err := <-certCh
+		if err != nil {
+			cancel() // stops the uploads: the certificate's refusal is the answer
 		}
-	}
-	say("uploading certificate %s (%s, key %s) to %s", strings.ToUpper(id.Serial()), id.Constraints.Subject, id.Key.Name, gateURL)
-	status, body, err := call(ctx, client, http.MethodPut, gateURL.String()+"/nixpki/certs", bundle)
-	if err != nil {
 		return err
-	}
-	for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
-		say("gate: %s", l)
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("the gate refuses the certificate (HTTP %d): %s", status, strings.TrimSpace(body))
-	}
+	})
 
 	// 2. The closure, signed in the client and uploaded (by nixpki, or nix copy).
 	var storePaths []string
 	var copyErr error
 	cl := <-closureCh
 	if cl.err != nil {
-		return cl.err
+		return errors.Join(cl.err, certsTaken())
 	}
 	infos := cl.infos
 	if f.viaNixCopy || f.compression == "bzip2" || f.jobs < 1 {
@@ -161,6 +154,9 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 		// nix copy skips the paths the gate serves; they are signed again afterwards.
 		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: f.compression, say: say, resignOnly: true}
 		if err := up.queryServed(ctx, infos); err != nil {
+			return err
+		}
+		if err := certsTaken(); err != nil { // nix copy sends narinfos
 			return err
 		}
 		say("pushing the closure of %s with nix copy: %d paths, compression %s", strings.Join(paths, " "), len(storePaths), f.compression)
@@ -187,12 +183,20 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 			storePaths = append(storePaths, in.Path)
 		}
 		say("pushing the closure of %s: %d paths, compression %s, %d uploads at a time", strings.Join(paths, " "), len(storePaths), f.compression, f.jobs)
-		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: f.compression, say: say}
+		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: f.compression, say: say, certsTaken: certsTaken}
 		copyErr = up.push(ctx, infos, f.jobs)
+		if err := certsTaken(); err != nil {
+			return err
+		}
+		if copyErr == nil && up.uploaded+up.present == len(infos) {
+			// Every narinfo was answered 200 (admitted): nothing to ask.
+			say("%d of %d paths admitted by the gate", len(infos), len(infos))
+			return nil
+		}
 	}
 
 	// 3. What the gate made of it.
-	status, body, err = call(ctx, client, http.MethodPost, gateURL.String()+"/nixpki/status", []byte(strings.Join(storePaths, "\n")+"\n"))
+	status, body, err := call(ctx, client, http.MethodPost, gateURL.String()+"/nixpki/status", []byte(strings.Join(storePaths, "\n")+"\n"))
 	if err != nil {
 		return errors.Join(copyErr, err)
 	}
@@ -216,6 +220,33 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 	}
 	if len(notAdmitted) > 0 {
 		return fmt.Errorf("%d paths are not admitted yet (see above)", len(notAdmitted))
+	}
+	return nil
+}
+
+// uploadCerts sends the certificate chain and CRLs (bundle, PEM) to the gate, with the
+// CRL of the certificate's distribution point when no --crl was given.
+func (f *pushFlags) uploadCerts(ctx context.Context, client *http.Client, gateURL string, leaf *x509.Certificate, id *nixcert.Identity, bundle []byte, say func(string, ...any)) error {
+	if len(f.crls) == 0 && !f.noFetchCRL {
+		for _, u := range leaf.CRLDistributionPoints {
+			der, err := fetchCRL(ctx, client, u, 10*time.Second)
+			if err != nil {
+				say("warning: could not fetch the CRL %s (%v); the gate uses the newest one it holds", u, err)
+				continue
+			}
+			bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})...)
+		}
+	}
+	say("uploading certificate %s (%s, key %s) to %s", strings.ToUpper(id.Serial()), id.Constraints.Subject, id.Key.Name, gateURL)
+	status, body, err := call(ctx, client, http.MethodPut, gateURL+"/nixpki/certs", bundle)
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
+		say("gate: %s", l)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("the gate refuses the certificate (HTTP %d): %s", status, strings.TrimSpace(body))
 	}
 	return nil
 }

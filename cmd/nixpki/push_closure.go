@@ -19,9 +19,8 @@ import (
 func closureFromDB(ctx context.Context, paths []string) ([]pathInfo, error) {
 	s := verify.OpenLocalStore(ctx, "/")
 	defer s.Close()
-	var infos []pathInfo
+	var roots []string
 	seen := map[string]bool{}
-	var queue []string
 	for _, a := range paths {
 		p, err := s.Resolve(a)
 		if err != nil {
@@ -29,33 +28,26 @@ func closureFromDB(ctx context.Context, paths []string) ([]pathInfo, error) {
 		}
 		if !seen[p] {
 			seen[p] = true
-			queue = append(queue, p)
+			roots = append(roots, p)
 		}
 	}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		pi, err := s.Info(ctx, p)
-		if err != nil {
-			return nil, err
-		}
+	pis, err := s.Closure(ctx, roots)
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]pathInfo, 0, len(pis))
+	for _, pi := range pis {
 		if len(pi.BadSigs) > 0 {
-			return nil, fmt.Errorf("%s: malformed signatures in the database", p)
+			return nil, fmt.Errorf("%s: malformed signatures in the database", pi.Path)
 		}
 		in := pathInfo{Path: pi.Path, NarHash: nixkey.FormatSHA256(pi.NarHash), NarSize: pi.NarSize, References: pi.References, Deriver: pi.Deriver, CA: pi.CA}
 		for _, sig := range pi.Sigs {
 			in.Signatures = append(in.Signatures, sig.String())
 		}
 		if in.NarSize == 0 {
-			return nil, fmt.Errorf("%s: the database does not record its NarSize", p)
+			return nil, fmt.Errorf("%s: the database does not record its NarSize", pi.Path)
 		}
 		infos = append(infos, in)
-		for _, r := range pi.References {
-			if !seen[r] {
-				seen[r] = true
-				queue = append(queue, r)
-			}
-		}
 	}
 	// In nix path-info's order (by path), so that the order of uploads does not
 	// depend on where the records came from.

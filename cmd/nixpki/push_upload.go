@@ -27,6 +27,9 @@ type uploader struct {
 	say         func(format string, args ...any)
 	admitted    map[string]bool // paths the gate served when the push began
 	resignOnly  bool            // only sign again the admitted paths (after nix copy)
+	// certsTaken, if set, returns once the gate took the pusher's certificate (an
+	// error if it did not): narinfos wait for it, NARs need not.
+	certsTaken func() error
 
 	mu                          sync.Mutex
 	uploaded, present, narsHeld int
@@ -215,7 +218,7 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 				in := infos[i]
 				err := u.pushOne(ctx, w, in, done)
 				close(done[in.Path])
-				if err != nil {
+				if err != nil && ctx.Err() == nil { // once cancelled, the cause is reported
 					errMu.Lock()
 					errs = append(errs, err)
 					errMu.Unlock()
@@ -234,6 +237,9 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	}
 	close(next)
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err // the push was cancelled: why is reported by whoever cancelled it
+	}
 	if u.resignOnly {
 		u.say("signed again %d paths the gate served already (narinfo only)", u.present)
 	}
@@ -366,6 +372,11 @@ func (u *uploader) putNarInfo(ctx context.Context, ni *nixkey.NarInfo, in pathIn
 	text, err := ni.MarshalText()
 	if err != nil {
 		return 0, "", err
+	}
+	if u.certsTaken != nil {
+		if err := u.certsTaken(); err != nil {
+			return 0, "", err
+		}
 	}
 	for _, r := range in.References {
 		if r == in.Path {
