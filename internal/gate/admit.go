@@ -279,27 +279,14 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 		return 0, "", err
 	}
 
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	// From here the change runs to its end even if the uploader goes away: its log
 	// records are written, so its database writes must commit with them.
-	ctx = context.WithoutCancel(ctx)
-	// The lookups and writes of the admission (and of the rejection, if it is one)
-	// run in one transaction, committed once: an error leaves nothing of them.
-	d := g.db.begin()
-	defer d.rollback()
-	status, msg, err := g.admit(ctx, d, hash, ni, contentAddressed, caNote, remote)
-	var pr *problem.Problem
-	if err != nil && !errors.As(err, &pr) {
-		return 0, "", err
-	}
-	if cerr := d.commit(); cerr != nil {
-		return 0, "", cerr
-	}
-	return status, msg, err
+	r := &admitReq{ctx: context.WithoutCancel(ctx), hash: hash, ni: ni, contentAddressed: contentAddressed, caNote: caNote, remote: remote}
+	g.admitBatched(r)
+	return r.status, r.msg, r.err
 }
 
-// admit is PutNarInfo under g.mu, with d the admission's transaction.
+// admit is PutNarInfo under g.mu, with d the transaction of its batch (batch.go).
 func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *nixkey.NarInfo, contentAddressed bool, caNote, remote string) (int, string, error) {
 	p := ni.StorePath
 	fail := func(status int, format string, args ...any) (int, string, error) {
@@ -525,7 +512,7 @@ func (g *Gate) decide(ctx context.Context, d *db, ni *nixkey.NarInfo, rec PathRe
 		rec.Reason += "; " + j.caNote
 	}
 	if rec.State == StatePending {
-		if err := g.record("pending", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
+		if err := g.recordIn(d, "pending", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
 			return 0, "", err
 		}
 		if err := d.putPath(ctx, rec); err != nil {
@@ -536,7 +523,7 @@ func (g *Gate) decide(ctx context.Context, d *db, ni *nixkey.NarInfo, rec PathRe
 	if err := g.syncNARDir(); err != nil {
 		return 0, "", err
 	}
-	if err := g.record("admission", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "nar_size": ni.NarSize,
+	if err := g.recordIn(d, "admission", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "nar_size": ni.NarSize,
 		"signers": j.signers, "needed": j.needed, "rule": j.rule}); err != nil {
 		return 0, "", err
 	}
@@ -595,7 +582,7 @@ func (g *Gate) addSignatures(ctx context.Context, d *db, ni *nixkey.NarInfo, rec
 		return 0, "", err
 	}
 	rec.NarInfo, rec.Served, rec.UpdatedAt = string(text), served, now
-	if err := g.record("signatures", map[string]any{"path": rec.StorePath, "added": added}); err != nil {
+	if err := g.recordIn(d, "signatures", map[string]any{"path": rec.StorePath, "added": added}); err != nil {
 		return 0, "", err
 	}
 	if err := d.putPath(ctx, *rec); err != nil {
@@ -704,7 +691,7 @@ func (g *Gate) reject(ctx context.Context, hash, storePath, reason, remote strin
 
 // rejectIn is reject with the database d (a state change's).
 func (g *Gate) rejectIn(ctx context.Context, d *db, hash, storePath, reason, remote string) {
-	if err := g.record("rejection", map[string]string{"path": storePath, "reason": reason, "remote": remote}); err != nil {
+	if err := g.recordIn(d, "rejection", map[string]string{"path": storePath, "reason": reason, "remote": remote}); err != nil {
 		g.Log.Error("logging a rejection", "err", err)
 	}
 	if hash != "" && len(hash) == nixkey.StorePathHashLen {

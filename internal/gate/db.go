@@ -84,6 +84,9 @@ type db struct {
 type change struct {
 	tx   *stmtTx // once begun
 	done bool    // committed or rolled back
+	// logLater: the change's log entries are fsynced once, before its commit
+	// (Gate.recordIn), not each before it returns.
+	logLater bool
 }
 
 // begin returns the database for a state change made under g.mu: its statements run

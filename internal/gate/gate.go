@@ -54,7 +54,11 @@ type Gate struct {
 	tlog  *tlog.Log
 	trust *trust
 	// mu serialises state changes: admissions, certificates, CRLs, expiry.
-	mu       sync.Mutex
+	mu sync.Mutex
+	// admitQ holds narinfo uploads waiting for mu: whoever takes it admits them all,
+	// in one transaction and one fsync of the log (batch.go).
+	admitMu  sync.Mutex
+	admitQ   []*admitReq
 	inflight atomic.Int64 // bytes of NAR uploads in progress
 	// narDirDirty: a NAR was renamed into G/nar since the directory was last synced.
 	narDirDirty atomic.Bool
@@ -106,6 +110,18 @@ func Open(dir, passwordFile string, log *slog.Logger) (*Gate, error) {
 // Close releases the database and the log.
 func (g *Gate) Close() error {
 	return errors.Join(g.db.Close(), g.tlog.Close())
+}
+
+// recordIn is record for a change made in d: with d.ch.logLater the entry is
+// written now and fsynced with the rest of the change's entries before it commits.
+func (g *Gate) recordIn(d *db, typ string, data any) error {
+	if d.ch == nil || !d.ch.logLater {
+		return g.record(typ, data)
+	}
+	if _, _, err := g.tlog.AppendNoSync(typ, data); err != nil {
+		return fmt.Errorf("the gate's log: %w", err)
+	}
+	return nil
 }
 
 // record appends an entry to the log; an error fails the operation it records.

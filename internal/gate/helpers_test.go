@@ -261,26 +261,53 @@ type upload struct {
 
 func (tg *testGate) push(t testing.TB, u upload) (narStatus, niStatus int, body string) {
 	t.Helper()
+	pu := prepareNAR(t, u)
+	if narStatus, body = tg.putNAR(t, pu); narStatus != 200 {
+		return narStatus, 0, body
+	}
+	pu.sign(t, u) // after the NAR's upload: mutate may act on the gate in between
+	niStatus, body = tg.do(t, "PUT", pu.narinfoPath, pu.narinfo)
+	return narStatus, niStatus, body
+}
+
+// prepared is an upload's requests: its NAR file, then its narinfo (sign).
+type prepared struct {
+	narURL      string
+	file        []byte
+	fileHash    [32]byte
+	narHash     [32]byte
+	narSize     int
+	byNarHash   bool
+	narinfoPath string
+	narinfo     []byte
+}
+
+// prepareNAR makes u's NAR file.
+func prepareNAR(t testing.TB, u upload) *prepared {
+	t.Helper()
 	if u.compression == "" {
 		u.compression = "zstd"
 	}
 	nar := makeNAR(t, u.contents)
-	file := compress(t, nar, u.compression)
-	fh := sha256.Sum256(file)
-	nh := sha256.Sum256(nar)
-	url := NARURL(fh, u.compression)
-	var b string
+	pu := &prepared{file: compress(t, nar, u.compression), narHash: sha256.Sum256(nar), narSize: len(nar), byNarHash: u.byNarHash,
+		narinfoPath: "/" + nixkey.HashPart(u.path) + ".narinfo"}
+	pu.fileHash = sha256.Sum256(pu.file)
+	pu.narURL = NARURL(pu.fileHash, u.compression)
 	if u.byNarHash {
-		url = NARURL(nh, u.compression)
-		narStatus, b = tg.doHeader(t, "PUT", "/"+url, file, NARNameHeader, NARNameNarHash)
-	} else {
-		narStatus, b = tg.do(t, "PUT", "/"+url, file)
+		pu.narURL = NARURL(pu.narHash, u.compression)
 	}
-	if narStatus != 200 {
-		return narStatus, 0, b
+	return pu
+}
+
+// sign makes u's narinfo, signed by its signers (then mutated).
+func (pu *prepared) sign(t testing.TB, u upload) {
+	t.Helper()
+	if u.compression == "" {
+		u.compression = "zstd"
 	}
-	ni := &nixkey.NarInfo{StorePath: u.path, URL: url, Compression: u.compression, FileHash: &fh, FileSize: uint64(len(file)),
-		NarHash: nh, NarSize: uint64(len(nar))}
+	fh := pu.fileHash
+	ni := &nixkey.NarInfo{StorePath: u.path, URL: pu.narURL, Compression: u.compression, FileHash: &fh, FileSize: uint64(len(pu.file)),
+		NarHash: pu.narHash, NarSize: uint64(pu.narSize)}
 	if u.byNarHash {
 		ni.FileHash, ni.FileSize = nil, 0
 	}
@@ -297,12 +324,18 @@ func (tg *testGate) push(t testing.TB, u upload) (narStatus, niStatus int, body 
 	if u.mutate != nil {
 		u.mutate(ni)
 	}
-	text, err := ni.MarshalText()
-	if err != nil {
+	if pu.narinfo, err = ni.MarshalText(); err != nil {
 		t.Fatal(err)
 	}
-	niStatus, body = tg.do(t, "PUT", "/"+nixkey.HashPart(u.path)+".narinfo", text)
-	return narStatus, niStatus, body
+}
+
+// putNAR uploads a prepared NAR file.
+func (tg *testGate) putNAR(t testing.TB, pu *prepared) (int, string) {
+	t.Helper()
+	if pu.byNarHash {
+		return tg.doHeader(t, "PUT", "/"+pu.narURL, pu.file, NARNameHeader, NARNameNarHash)
+	}
+	return tg.do(t, "PUT", "/"+pu.narURL, pu.file)
 }
 
 func (tg *testGate) served(t testing.TB, path string) (*nixkey.NarInfo, bool) {

@@ -190,6 +190,13 @@ type Log struct {
 	headDirty   bool      // the head file is behind l.head
 	headTimer   *time.Timer
 	closed      bool
+
+	// Group commit: AppendNoSync writes records that the next Sync (or Append)
+	// fsyncs, all at once. durable is the head of the records fsynced: Head returns
+	// it and the head file holds it, so neither names an entry a crash could lose.
+	unsynced bool
+	durable  Head
+	err      error // a failed write or fsync: the log takes no more entries
 }
 
 // headInterval is how often an open log rewrites its head file at most.
@@ -265,6 +272,7 @@ func Open(dir string, key ed25519.PrivateKey) (*Log, error) {
 	if len(v.Records) > 0 {
 		l.head = v.Records[len(v.Records)-1].Head
 	}
+	l.durable = l.head
 	return l, nil
 }
 
@@ -350,12 +358,44 @@ func countLines(f *os.File, end int64) (uint64, error) {
 // time, signs the new tree head and writes both as one record, fsynced before it
 // returns. It returns the entry's index and the new head.
 func (l *Log) Append(typ string, data any) (uint64, Head, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, h, err := l.appendLocked(typ, data)
+	if err != nil {
+		return 0, Head{}, err
+	}
+	if err := l.syncLocked(); err != nil {
+		return 0, Head{}, err
+	}
+	return i, h, nil
+}
+
+// AppendNoSync is Append without the fsync: the entry is durable once a later Sync
+// or Append returns, which fsyncs every entry written before it in one go (group
+// commit). Until then Head does not include it. A caller must not act on the entry
+// (commit what it records) before that.
+func (l *Log) AppendNoSync(typ string, data any) (uint64, Head, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.appendLocked(typ, data)
+}
+
+// Sync makes every entry written so far durable (one fsync, none if there is
+// nothing to sync).
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncLocked()
+}
+
+func (l *Log) appendLocked(typ string, data any) (uint64, Head, error) {
+	if l.err != nil {
+		return 0, Head{}, l.err
+	}
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return 0, Head{}, fmt.Errorf("tlog: %w", err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.now().UTC()
 	if now.Before(l.head.Time) {
 		now = l.head.Time // keep times non-decreasing across clock steps
@@ -374,30 +414,49 @@ func (l *Log) Append(typ string, data any) (uint64, Head, error) {
 		return 0, Head{}, fmt.Errorf("tlog: record of %d bytes exceeds %d", len(rec), MaxRecordLen)
 	}
 	if _, err := l.f.Write(rec); err != nil {
-		return 0, Head{}, fmt.Errorf("tlog: appending: %w", err)
-	}
-	if err := l.f.Sync(); err != nil {
-		return 0, Head{}, fmt.Errorf("tlog: fsync: %w", err)
+		// Part of the record may be in the file: nothing more may follow it until
+		// Open has cut it off (a record cut short is removed there).
+		l.err = fmt.Errorf("tlog: appending: %w (the log takes no more entries; restart, which repairs it)", err)
+		return 0, Head{}, l.err
 	}
 	l.fr, l.head = fr, h
 	l.leaves = append(l.leaves, leaf)
+	l.unsynced = true
+	return h.Size - 1, h, nil
+}
+
+func (l *Log) syncLocked() error {
+	if l.err != nil {
+		return l.err
+	}
+	if !l.unsynced {
+		return nil
+	}
+	if err := l.f.Sync(); err != nil {
+		// After a failed fsync the kernel may have dropped the unwritten pages: what
+		// the file holds is unknown until it is read again.
+		l.err = fmt.Errorf("tlog: fsync: %w (the log takes no more entries; restart, which checks it)", err)
+		return l.err
+	}
+	l.unsynced = false
+	l.durable = l.head
 	l.headDirty = true
 	if wall := time.Now(); wall.Sub(l.headWritten) >= l.headEvery || wall.Before(l.headWritten) {
 		if err := l.writeHeadLocked(); err != nil {
-			return 0, Head{}, err
+			return err
 		}
 	} else if l.headTimer == nil {
 		l.headTimer = time.AfterFunc(l.headEvery, l.flushHead)
 	}
-	return h.Size - 1, h, nil
+	return nil
 }
 
-// writeHeadLocked brings the head file up to l.head (l.mu held).
+// writeHeadLocked brings the head file up to l.durable (l.mu held).
 func (l *Log) writeHeadLocked() error {
 	if !l.headDirty {
 		return nil
 	}
-	if err := writeHead(l.dir, l.head, false); err != nil {
+	if err := writeHead(l.dir, l.durable, false); err != nil {
 		return fmt.Errorf("tlog: head file: %w", err)
 	}
 	l.headDirty, l.headWritten = false, time.Now()
@@ -415,11 +474,11 @@ func (l *Log) flushHead() {
 	}
 }
 
-// Head returns the newest signed tree head.
+// Head returns the newest signed tree head of the entries made durable.
 func (l *Log) Head() Head {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.head
+	return l.durable
 }
 
 // InclusionProof proves entry index is in the tree of size n.
@@ -448,9 +507,10 @@ func (l *Log) Close() error {
 		l.headTimer.Stop()
 		l.headTimer = nil
 	}
+	serr := l.syncLocked() // entries written by AppendNoSync and not synced yet
 	herr := l.writeHeadLocked()
 	if err := l.f.Close(); err != nil {
 		return err
 	}
-	return herr
+	return errors.Join(serr, herr)
 }

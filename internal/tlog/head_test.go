@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"testing"
@@ -73,5 +74,45 @@ func TestHeadFileCheckpoint(t *testing.T) {
 	os.WriteFile(path, bytes.Join(lines[:4], nil), 0o600)
 	if _, err := Verify(dir, pubOf(key)); err == nil {
 		t.Fatal("a log cut below its head file verified")
+	}
+}
+
+// AppendNoSync writes entries that one Sync makes durable: Head and the head file
+// name them only from then on, and the log verifies with them.
+func TestGroupCommit(t *testing.T) {
+	dir, key := makeLog(t, 0)
+	l, err := Open(dir, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := l.Head()
+	var last Head
+	for i := range 3 {
+		if _, last, err = l.AppendNoSync("admission", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := l.Head(); h.Size != before.Size {
+		t.Fatalf("Head has %d entries before Sync, want %d (the unsynced ones left out)", h.Size, before.Size)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if h := l.Head(); h.Size != before.Size+3 || h.Root != last.Root {
+		t.Fatalf("Head after Sync: %d entries, root %s; want %d, %s", h.Size, h.Root, before.Size+3, last.Root)
+	}
+	// Close syncs what AppendNoSync left.
+	if _, _, err := l.AppendNoSync("admission", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Verify(dir, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Head.Size != before.Size+4 || readHeadFile(t, dir).Size != before.Size+4 {
+		t.Fatalf("after Close: log of %d entries, head file of %d; want %d", v.Head.Size, readHeadFile(t, dir).Size, before.Size+4)
 	}
 }
