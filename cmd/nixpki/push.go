@@ -59,7 +59,7 @@ path was rejected or waits as pending (for another member's signature, say).`,
 	cmd.Flags().BoolVar(&f.noFetchCRL, "no-fetch-crl", false, "do not fetch the CRL from the certificate's distribution point")
 	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "PEM root(s) to trust for the gate's HTTPS (e.g. the CA's root.crt); also given to nix as NIX_SSL_CERT_FILE")
 	cmd.Flags().StringVar(&f.compression, "compression", "auto", "NAR compression: auto (zstd, but a NAR that looks incompressible, such as already-compressed data, goes uncompressed), zstd, xz, bzip2 or none")
-	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 8, "uploads in flight")
+	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 16, "uploads in flight (at most one NAR per CPU is compressed at a time)")
 	cmd.Flags().BoolVar(&f.viaNixCopy, "via-nix-copy", false, "upload with nix copy --to 'URL?secret-key=…' (one path at a time) instead of nixpki's own uploader")
 	return cmd
 }

@@ -32,25 +32,51 @@ const (
 
 // worker is one upload slot's reusable state.
 type worker struct {
-	zw  *zstd.Encoder
 	raw []byte // the start of the NAR, probed by --compression auto
 	win []byte // another window of it
 }
 
-func (w *worker) encoder() (*zstd.Encoder, error) {
-	if w.zw == nil {
-		var err error
-		// As Nix (libzstd through libarchive) writes zstd: level 3 (SpeedDefault), a
-		// 2 MiB window (windowLog 21), no checksum (the gate checks the NarHash). A
-		// larger window gains nothing measurable on store paths and costs both sides
-		// cache misses: 8 MiB took ~10% more CPU in client and gate (docs/benchmarks.md).
-		if w.zw, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(2<<20),
-			zstd.WithEncoderCRC(false)); err != nil {
-			return nil, err
-		}
+// encoderPool holds the zstd encoders of a push: a NAR is compressed with one taken
+// from it while its body is sent, so at most as many NARs are compressed at once as
+// it holds (one per CPU), however many uploads are in flight. Uploads in flight hide
+// the gate's latency (its fsyncs); compressions beyond the CPUs only make the
+// encoders' tables and windows evict each other from the caches (measured in
+// docs/benchmarks.md). nil entries are encoders not made yet.
+type encoderPool chan *zstd.Encoder
+
+func newEncoderPool(n int) encoderPool {
+	p := make(encoderPool, n)
+	for range n {
+		p <- nil
 	}
-	return w.zw, nil
+	return p
 }
+
+// get takes an encoder, waiting for one unless stop is closed first.
+func (p encoderPool) get(stop <-chan struct{}) (*zstd.Encoder, error) {
+	var zw *zstd.Encoder
+	select {
+	case zw = <-p:
+	case <-stop:
+		return nil, errors.New("NAR upload: body closed")
+	}
+	if zw != nil {
+		return zw, nil
+	}
+	// As Nix (libzstd through libarchive) writes zstd: level 3 (SpeedDefault), a
+	// 2 MiB window (windowLog 21), no checksum (the gate checks the NarHash). A
+	// larger window gains nothing measurable on store paths and costs both sides
+	// cache misses: 8 MiB took ~10% more CPU in client and gate (docs/benchmarks.md).
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(2<<20),
+		zstd.WithEncoderCRC(false))
+	if err != nil {
+		p <- nil
+		return nil, err
+	}
+	return zw, nil
+}
+
+func (p encoderPool) put(zw *zstd.Encoder) { p <- zw }
 
 // narBody returns the request body of in's NAR compressed as the uploader's
 // compression says (auto: as the probe chose), its length (-1: unknown, sent
@@ -73,7 +99,7 @@ func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narSt
 		})
 		return s, -1, s, "xz", nil
 	case "zstd":
-		return w.zstdBody(in, nil, false)
+		return u.zstdBody(in, nil, false)
 	case "auto":
 		return u.autoBody(w, in)
 	}
@@ -123,17 +149,19 @@ func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narS
 		})
 		return s, -1, s, "none", nil
 	}
-	return w.zstdBody(in, raw, whole)
+	return u.zstdBody(in, raw, whole)
 }
 
 // zstdBody is in's NAR zstd-compressed: the bytes of its start already read (raw,
 // the whole NAR if whole), then the rest dumped from the store.
-func (w *worker) zstdBody(in pathInfo, raw []byte, whole bool) (io.ReadCloser, int64, *narStream, string, error) {
-	zw, err := w.encoder()
-	if err != nil {
-		return nil, 0, nil, "", err
-	}
-	s := newNARStream(func(out io.Writer) error {
+func (u *uploader) zstdBody(in pathInfo, raw []byte, whole bool) (io.ReadCloser, int64, *narStream, string, error) {
+	var s *narStream
+	s = newNARStream(func(out io.Writer) error {
+		zw, err := u.encoders.get(s.done)
+		if err != nil {
+			return err
+		}
+		defer u.encoders.put(zw)
 		// The frame names the NAR's size: its window is then no larger than the NAR,
 		// and the gate's decoder allocates no more.
 		zw.ResetContentSize(out, int64(in.NarSize))

@@ -33,7 +33,7 @@ func TestAutoCompression(t *testing.T) {
 		{"tiny", map[string][]byte{"k": random(100)}, "zstd"},
 		{"many random files", map[string][]byte{"1": random(200 << 10), "2": random(300 << 10), "3/4": random(500 << 10)}, "none"},
 	}
-	u := &uploader{compression: "auto"}
+	u := &uploader{compression: "auto", encoders: newEncoderPool(1)}
 	w := &worker{}
 	for _, c := range cases {
 		dir := t.TempDir()

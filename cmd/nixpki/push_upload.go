@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -30,6 +31,9 @@ type uploader struct {
 	// certsTaken, if set, returns once the gate took the pusher's certificate (an
 	// error if it did not): narinfos wait for it, NARs need not.
 	certsTaken func() error
+	// narinfoSlots bounds the narinfos being sent at once (see push).
+	narinfoSlots chan struct{}
+	encoders     encoderPool // see encoderPool
 
 	mu                          sync.Mutex
 	uploaded, present, narsHeld int
@@ -206,9 +210,24 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next := make(chan int)
-	var wg sync.WaitGroup
+	var wg, narinfos sync.WaitGroup
 	var errMu sync.Mutex
 	var errs []error
+	finish := func(in pathInfo, err error) {
+		close(done[in.Path])
+		if err != nil && ctx.Err() == nil { // once cancelled, the cause is reported
+			errMu.Lock()
+			errs = append(errs, err)
+			errMu.Unlock()
+			u.say("%s: %v", in.Path, err)
+		}
+	}
+	// A worker goes on to the next NAR while the narinfo of the last one waits for its
+	// references and for the gate's answer (which waits for an fsync of its log):
+	// narinfos overlap NAR uploads, and the gate admits those that arrive together
+	// with one fsync. At most jobs narinfos are sent at once.
+	u.narinfoSlots = make(chan struct{}, jobs)
+	u.encoders = newEncoderPool(runtime.GOMAXPROCS(0))
 	for range min(jobs, len(infos)) {
 		wg.Add(1)
 		go func() {
@@ -216,14 +235,16 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 			w := &worker{}
 			for i := range next {
 				in := infos[i]
-				err := u.pushOne(ctx, w, in, done)
-				close(done[in.Path])
-				if err != nil && ctx.Err() == nil { // once cancelled, the cause is reported
-					errMu.Lock()
-					errs = append(errs, err)
-					errMu.Unlock()
-					u.say("%s: %v", in.Path, err)
+				later, err := u.pushOne(ctx, w, in, done)
+				if later == nil {
+					finish(in, err)
+					continue
 				}
+				narinfos.Add(1)
+				go func() {
+					defer narinfos.Done()
+					finish(in, later())
+				}()
 			}
 		}()
 	}
@@ -237,6 +258,7 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	}
 	close(next)
 	wg.Wait()
+	narinfos.Wait()
 	if err := ctx.Err(); err != nil {
 		return err // the push was cancelled: why is reported by whoever cancelled it
 	}
@@ -261,17 +283,18 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	return nil
 }
 
-// pushOne uploads one path unless the gate serves it already; it returns an error
-// only for a failure to talk to the gate or to read the store (the gate's verdicts
-// are reported by the status query).
-func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map[string]chan struct{}) error {
+// pushOne uploads one path's NAR unless the gate serves it already, and returns what
+// is left to do, the narinfo's upload (nil: nothing), which the caller runs once
+// the worker can go on. Errors are only failures to talk to the gate or to read the
+// store (the gate's verdicts are reported by the status query).
+func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map[string]chan struct{}) (later func() error, err error) {
 	// A pending or quarantined path is uploaded again so the gate merges the
 	// signatures; for a path the gate serves, only the narinfo is sent again, signed
 	// by this key (below), so that every path of the closure carries every pusher's
 	// signature: a threshold holds for the whole closure of the path it protects.
 	narHash, err := nixkey.ParseSHA256(in.NarHash)
 	if err != nil {
-		return fmt.Errorf("narHash: %w", err)
+		return nil, fmt.Errorf("narHash: %w", err)
 	}
 	ni := &nixkey.NarInfo{StorePath: in.Path, Compression: u.compression, NarHash: narHash, NarSize: in.NarSize}
 	for _, r := range in.References {
@@ -283,7 +306,7 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	if in.CA != "" {
 		ca, err := nixkey.ParseContentAddress(in.CA)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ni.CA = ca.String()
 	}
@@ -294,14 +317,14 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	}
 	fp, err := ni.Fingerprint()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ni.Sigs = append(ni.Sigs, u.sec.Sign(fp))
 	if u.admitted[in.Path] {
-		return u.resign(ctx, ni, in, done)
+		return func() error { return u.resign(ctx, ni, in, done) }, nil
 	}
 	if u.resignOnly {
-		return nil
+		return nil, nil
 	}
 
 	// The NAR file is named by its NarHash (the gate checks it, as it must, and
@@ -310,7 +333,7 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	// is the NAR and its size is known.
 	body, size, stream, comp, err := u.narBody(w, in)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ni.Compression = comp
 	ni.FileHash, ni.FileSize = nil, 0
@@ -322,7 +345,7 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+ni.URL, body)
 	if err != nil {
 		body.Close()
-		return err
+		return nil, err
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/x-nix-nar")
@@ -338,12 +361,12 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	}
 	switch {
 	case err != nil:
-		return err
+		return nil, err
 	case status/100 != 2:
 		// The gate logged why; the narinfo would be rejected for the missing NAR.
 		u.count(func() { u.refused++ })
 		u.say("gate: %s", strings.TrimSpace(msg))
-		return nil
+		return nil, nil
 	case strings.HasSuffix(strings.TrimSpace(msg), " already held"):
 		u.count(func() { u.narsHeld++ })
 	default:
@@ -354,17 +377,19 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 			}
 		})
 	}
-	status, msg, err = u.putNarInfo(ctx, ni, in, done)
-	if err != nil {
-		return err
-	}
-	if status/100 != 2 {
-		u.count(func() { u.refused++ })
-		u.say("gate: %s", strings.TrimSpace(msg))
+	return func() error {
+		status, msg, err := u.putNarInfo(ctx, ni, in, done)
+		if err != nil {
+			return err
+		}
+		if status/100 != 2 {
+			u.count(func() { u.refused++ })
+			u.say("gate: %s", strings.TrimSpace(msg))
+			return nil
+		}
+		u.count(func() { u.uploaded++ })
 		return nil
-	}
-	u.count(func() { u.uploaded++ })
-	return nil
+	}, nil
 }
 
 // putNarInfo sends ni once the references of in were answered.
@@ -384,6 +409,14 @@ func (u *uploader) putNarInfo(ctx context.Context, ni *nixkey.NarInfo, in pathIn
 		}
 		select {
 		case <-done[r]:
+		case <-ctx.Done():
+			return 0, "", ctx.Err()
+		}
+	}
+	if u.narinfoSlots != nil { // taken once the references are answered: no wait holds one
+		select {
+		case u.narinfoSlots <- struct{}{}:
+			defer func() { <-u.narinfoSlots }()
 		case <-ctx.Done():
 			return 0, "", ctx.Err()
 		}
