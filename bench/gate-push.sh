@@ -6,6 +6,8 @@
 # `nix copy --to 'file://…?compression=zstd'` of the same closure, alternating, ROUNDS
 # times each, in one run. Columns:
 #   - file:// zstd: the baseline;
+#   - file://, then sync: the same copy until it is on disk (Nix does not fsync a
+#     file:// cache; the gate makes every NAR and admission durable before it answers);
 #   - http:// to bench/gate-push-null, a cache that discards everything: what Nix's
 #     HTTP upload costs by itself;
 #   - gate push --compression zstd: every NAR zstd-compressed, as file:// does;
@@ -22,7 +24,9 @@
 #           15,000 files), in order, the same number of files to each path: paths of
 #           varied sizes and contents that compress like real ones (~3.5×).
 #
-# Each round writes to fresh directories and nothing is deleted until the end: on a
+# Each measurement starts with the page cache dropped and the closure read back in
+# (settle, below). Each round writes to fresh directories and nothing is deleted until
+# the end: on a
 # journal-less ext4, creating files right after deleting many costs extra (the
 # allocator skips recently freed inodes), which would weigh on whichever side ran
 # after a deletion.
@@ -88,10 +92,8 @@ cat >"$work/big.nix" <<EOF
 derivation { name = "big"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
              builder = "/bin/sh"; args = [ "-c" "head -c $((BIG_MIB << 20)) /dev/urandom > \$out # $nonce" ]; }
 EOF
-echo "== building the closure ($DATA, $PATHS paths) and one $BIG_MIB MiB path" >&2
+echo "== building the closure ($DATA, $PATHS paths)" >&2
 top=$(nix-build --no-out-link "$work/closure.nix" 2>/dev/null)
-big=""
-[ "$BIG_MIB" -gt 0 ] && big=$(nix-build --no-out-link "$work/big.nix" 2>/dev/null)
 count=$(nix path-info -r "$top" | wc -l)
 bytes=$(nix path-info -rs "$top" | awk '{s += $2} END {print s}')
 
@@ -100,6 +102,21 @@ bytes=$(nix path-info -rs "$top" | awk '{s += $2} END {print s}')
 nix-store --generate-binary-cache-key bench-1 "$work/bench.sec" "$work/bench.pub"
 "$N" nix certify --dir "$work/ca" --public "$work/bench.pub" --subject bench --targets bench-gate --out "$work/bench.crt" >/dev/null
 "$N" nix crl --dir "$work/ca" --out "$work/nix.crl" 2>/dev/null
+
+# Before each measurement: flush and drop the page cache, then read the closure (and
+# Nix's database) back in, so every column starts alike, its input in memory and
+# nothing else. On this virtual machine page cache growing past what was used before
+# is slow to allocate (fresh guest memory is faulted in from the host): without this,
+# file:// (buffered writes) slowed from 0.7 to 1.2 s over five rounds while the gate
+# (O_DIRECT writes) did not.
+settle() {
+	sync
+	echo 1 >/proc/sys/vm/drop_caches
+	find $(nix-store -qR "$top") -type f -print0 | xargs -0 cat >/dev/null
+	cat /nix/var/nix/db/db.sqlite* "$N" $binaries >/dev/null 2>&1 || true
+}
+# The programs each side starts, read back in by settle too.
+binaries="$(readlink -f "$(command -v nix)") $(ldd "$(command -v nix)" | awk '$3 ~ /^\// {print $3}' | xargs -r readlink -f)"
 
 start_gate() { # DIR
 	"$N" gate init --dir "$1" --name bench-gate --root "$work/ca/root.crt" >/dev/null
@@ -124,7 +141,7 @@ push() { # DIR PATH COMPRESSION
 }
 gate_round() { # DIR COMPRESSION: sets g to the push's seconds
 	start_gate "$1"
-	sync
+	settle
 	local t0 t1 admitted
 	t0=$(now)
 	push "$1" "$top" "$2" || { cat "$1.push" >&2; exit 1; }
@@ -135,19 +152,24 @@ gate_round() { # DIR COMPRESSION: sets g to the push's seconds
 	g=$(calc "$t1 - $t0")
 }
 
-echo "| round | file:// zstd (s) | http:// to a discarding server (s) | gate, zstd (s) | gate, auto (s) | gate zstd / file:// | gate auto / file:// |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| round | file:// zstd (s) | file://, then sync (s) | http:// to a discarding server (s) | gate, zstd (s) | gate, auto (s) | gate zstd / file:// | gate auto / file:// |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 fs=()
+fds=()
 ns=()
 zs=()
 as=()
 for r in $(seq 1 "$ROUNDS"); do
-	sync
+	settle
 	t0=$(now)
 	XDG_CACHE_HOME="$work/xdg-f$r" nix copy --to "file://$work/cache-$r?compression=zstd" "$top" 2>"$work/copy.log"
 	t1=$(now)
+	sync
+	t2=$(now)
 	f=$(calc "$t1 - $t0")
+	fd=$(calc "$t2 - $t0")
 
+	settle
 	t0=$(now)
 	XDG_CACHE_HOME="$work/xdg-n$r" nix copy --to "http://127.0.0.1:$NULL_PORT?compression=zstd&secret-key=$work/bench.sec" "$top" 2>"$work/copy.log"
 	t1=$(now)
@@ -158,22 +180,28 @@ for r in $(seq 1 "$ROUNDS"); do
 	gate_round "$work/gate-auto-$r" auto
 	a=$g
 	fs+=("$f")
+	fds+=("$fd")
 	ns+=("$nn")
 	zs+=("$z")
 	as+=("$a")
-	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$nn" "$z" "$a" "$(calc "$z / $f")" "$(calc "$a / $f")"
+	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$fd" "$nn" "$z" "$a" "$(calc "$z / $f")" "$(calc "$a / $f")"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 fm=$(median "${fs[@]}")
+fdm=$(median "${fds[@]}")
 nm=$(median "${ns[@]}")
 zm=$(median "${zs[@]}")
 am=$(median "${as[@]}")
 stored=$(du -sm "$work/cache-1" "$work/gate-zstd-1/nar" "$work/gate-auto-1/nar" | awk '{printf "%s%s MiB", (NR > 1 ? ", " : ""), $1}')
-printf '\nClosure (%s): %d paths, %.0f MiB. Median: file:// %.2f s, discarding http:// %.2f s, gate zstd %.2f s (%.2f×), gate auto %.2f s (%.2f×). Stored (file://, gate zstd, gate auto): %s\n' \
-	"$DATA" "$count" "$(calc "$bytes / 1048576")" "$fm" "$nm" "$zm" "$(calc "$zm / $fm")" "$am" "$(calc "$am / $fm")" "$stored"
-[ -n "$big" ] || exit 0
+printf '\nClosure (%s): %d paths, %.0f MiB. Median: file:// %.2f s (then sync: %.2f s), discarding http:// %.2f s, gate zstd %.2f s (%.2f×; %.2f× file:// then sync), gate auto %.2f s (%.2f×; %.2f×). Stored (file://, gate zstd, gate auto): %s\n' \
+	"$DATA" "$count" "$(calc "$bytes / 1048576")" "$fm" "$fdm" "$nm" "$zm" "$(calc "$zm / $fm")" "$(calc "$zm / $fdm")" "$am" "$(calc "$am / $fm")" "$(calc "$am / $fdm")" "$stored"
+[ "$BIG_MIB" -gt 0 ] || exit 0
 
-# Peak RSS while taking one big NAR.
+# Peak RSS while taking one big NAR. The path is built only now: writing and hashing
+# it before the rounds left file:// 50% slower in all of them (page cache reclaim on
+# this virtual machine).
+echo "== building one $BIG_MIB MiB path" >&2
+big=$(nix-build --no-out-link "$work/big.nix" 2>/dev/null)
 start_gate "$work/gate-big"
 idle=$(awk '/VmHWM/ {print $2}' "/proc/$gate_pid/status")
 t0=$(now)

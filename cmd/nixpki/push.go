@@ -39,16 +39,18 @@ func newNixPushCmd() *cobra.Command {
 		Use:   "push --gate URL --cert alice.crt --secret alice.sec [--crl F] PATH…",
 		Short: "Upload your certificate chain and CRL to a gate, then sign and upload the closure of PATHs",
 		Long: `Uploads the certificate chain and the newest CRL at hand to the gate (PUT /nixpki/certs),
-failing early with the gate's reason if the certificate cannot sign for it; then uploads
-the closure of PATHs: for each path the gate does not serve yet, the NAR (serialised
-as nix-store --dump does, compressed) and a narinfo signed with your key, several
-uploads at a time, a path's narinfo after its references' (as nix copy --to
+failing early with the gate's reason if the certificate cannot sign for it (no narinfo
+is sent before the gate took it); meanwhile uploads the closure of PATHs: for each
+path the gate does not serve yet, the NAR (serialised as nix-store --dump does,
+compressed) and a narinfo signed with your key, several uploads at a time, a path's
+narinfo after its references' (as nix copy --to
 'URL?secret-key=S&compression=C' would, which --via-nix-copy runs instead; bzip2 always
 goes through nix copy). For each path the gate serves already, it sends the narinfo
 again signed with your key (no NAR), so that your signature is recorded on the whole
 closure: a path needing k signatures needs k signers on every path of its closure.
-Then it asks the gate which paths it admitted. It fails if a
-path was rejected or waits as pending (for another member's signature, say).`,
+Unless the gate answered every narinfo "admitted", it then asks the gate which paths it
+admitted. It fails if a path was rejected or waits as pending (for another member's
+signature, say).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return f.run(cmd, args) },
 	}

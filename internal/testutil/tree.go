@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // BuildTree builds a file tree under root from fuzz input, read as a small program:
@@ -52,4 +53,41 @@ func BuildTree(root string, prog []byte) {
 			}
 		}
 	}
+}
+
+// TreeSeeds are seed programs for fuzz targets built on BuildTree.
+var TreeSeeds = [][]byte{
+	[]byte("f\x05hello"),
+	[]byte("d\x00f\x00x\x01l\x03abc.e\x10#!/bin/sh\necho hi\nd\x01.f\x00"),
+	[]byte("f\xff" + strings.Repeat("z", 300)),
+	[]byte("dddfx..l\x00e\x00"),
+}
+
+// FuzzTrees is a fuzz target over file trees: check runs on the tree of every input
+// (FuzzTree), seeded with TreeSeeds.
+func FuzzTrees(f *testing.F, check func(t *testing.T, root string)) {
+	for _, seed := range TreeSeeds {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, prog []byte) {
+		if root := FuzzTree(t, prog); root != "" {
+			check(t, root)
+		}
+	})
+}
+
+// FuzzTree builds prog's tree in a temporary directory and returns its root: a
+// regular file holding the rest of prog when prog starts with 'f', else a directory
+// (BuildTree). It returns "" for a program over 4 KiB, which a target skips.
+func FuzzTree(t testing.TB, prog []byte) string {
+	if len(prog) > 4096 {
+		return ""
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	if len(prog) > 0 && prog[0] == 'f' {
+		os.WriteFile(root, prog[1:], 0o644)
+	} else {
+		BuildTree(root, prog)
+	}
+	return root
 }

@@ -5,8 +5,6 @@ package verify
 // added with f.Add and also kept under testdata/fuzz/<Target>/.
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -82,20 +80,7 @@ func FuzzParseTrustedKeys(f *testing.F) {
 // that hashPath with multi-buffer SHA-256 and nixkey.HashPath (cross-checked with
 // real Nix in its own tests) agree.
 func FuzzHashPath(f *testing.F) {
-	f.Add([]byte("f\x05hello"))
-	f.Add([]byte("d\x00f\x00x\x01l\x03abc.e\x10#!/bin/sh\necho hi\nd\x01.f\x00"))
-	f.Add([]byte("f\xff" + strings.Repeat("z", 300)))
-	f.Add([]byte("dddfx..l\x00"))
-	f.Fuzz(func(t *testing.T, prog []byte) {
-		if len(prog) > 4096 {
-			return
-		}
-		root := filepath.Join(t.TempDir(), "root")
-		if len(prog) > 0 && prog[0] == 'f' { // the root itself is a file
-			os.WriteFile(root, prog[1:], 0o644)
-		} else {
-			testutil.BuildTree(root, prog)
-		}
+	testutil.FuzzTrees(f, func(t *testing.T, root string) {
 		want, wantSize, wantErr := nixkey.HashPath(root)
 		for name, hash := range hashPaths() {
 			got, gotSize, gotErr := hash(root)
