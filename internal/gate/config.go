@@ -190,14 +190,24 @@ func (c Config) Validate() error {
 }
 
 // SigsNeededFor returns how many distinct identities must sign storePath and the rule
-// that says so.
+// that says so. A pattern is matched against the base name and the name, each also
+// with a "-" appended, so that a pattern written for versioned names ("*-sudo-*")
+// also covers the unversioned one ("<hash>-sudo"): a pattern raises a threshold, so
+// matching too much asks for more signatures, while matching too little would let a
+// protected path in on fewer.
 func (c Config) SigsNeededFor(storePath string) (int, string) {
 	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
+	names := [...]string{base, base + "-", nixkey.NamePart(base), nixkey.NamePart(base) + "-"}
 	n, rule := c.SigsNeeded, fmt.Sprintf("sigs_needed %d", c.SigsNeeded)
 	for _, t := range c.Thresholds {
-		m1, _ := path.Match(t.Pattern, base)
-		m2, _ := path.Match(t.Pattern, nixkey.NamePart(base))
-		if (m1 || m2) && t.SigsNeeded > n {
+		matched := false
+		for _, name := range names {
+			if m, _ := path.Match(t.Pattern, name); m {
+				matched = true
+				break
+			}
+		}
+		if matched && t.SigsNeeded > n {
 			n, rule = t.SigsNeeded, fmt.Sprintf("pattern %s needs %d", t.Pattern, t.SigsNeeded)
 		}
 	}

@@ -401,7 +401,14 @@ func TestConfigStrict(t *testing.T) {
 	}
 	c := DefaultConfig("g")
 	c.Thresholds = []Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}, {Pattern: "linux-*", SigsNeeded: 3}}
-	for p, want := range map[string]int{"/nix/store/" + strings.Repeat("a", 32) + "-sudo-1.9": 2, "/nix/store/" + strings.Repeat("a", 32) + "-linux-6.1": 3, "/nix/store/" + strings.Repeat("a", 32) + "-hello": 1} {
+	h := "/nix/store/" + strings.Repeat("a", 32) + "-"
+	for p, want := range map[string]int{
+		h + "sudo-1.9": 2, h + "linux-6.1": 3, h + "hello": 1,
+		// Unversioned names are covered by the versioned patterns too.
+		h + "sudo": 2, h + "linux": 3,
+		// A name merely containing the word is not.
+		h + "sudoku-1.0": 1, h + "libsudo": 1, h + "linuxdoc-tools": 1,
+	} {
 		if n, _ := c.SigsNeededFor(p); n != want {
 			t.Errorf("SigsNeededFor(%s) = %d, want %d", p, n, want)
 		}
