@@ -134,14 +134,16 @@ var zstdPool sync.Pool
 
 // narBufs are one upload's buffers, reused: a fresh 1.25 MiB per NAR costs more in
 // clearing, page faults and GC than hashing a small NAR. The spool's buffer comes
-// from alignedBufPool.
+// from alignedBufPool. dec is made only for the uploads that read it (xz, bzip2):
+// the zstd and uncompressed uploads of a push, many at once, would each fault in
+// 256 KiB of fresh memory for nothing.
 type narBufs struct {
-	dec *bufio.Reader // the spool, for the decompressors reading a bufio.Reader (xz, bzip2)
+	dec *bufio.Reader // the spool, for the decompressors reading a bufio.Reader (xz, bzip2); nil until one does
 	nar *bufio.Reader // the decompressed NAR, read by nixkey.NARReader
 }
 
 var narBufPool = sync.Pool{New: func() any {
-	return &narBufs{dec: bufio.NewReaderSize(nil, 256<<10), nar: bufio.NewReaderSize(nil, 64<<10)}
+	return &narBufs{nar: bufio.NewReaderSize(nil, 64<<10)}
 }}
 
 // spool reads an upload into an aligned buffer, hashing it as it comes, and is read
@@ -309,6 +311,9 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 	}()
 	var src io.Reader = sp
 	if compression == "xz" || compression == "bzip2" { // they read a bufio.Reader
+		if bufs.dec == nil {
+			bufs.dec = bufio.NewReaderSize(nil, 256<<10)
+		}
 		bufs.dec.Reset(sp)
 		defer bufs.dec.Reset(nil)
 		src = bufs.dec
