@@ -352,7 +352,7 @@ func TestPolicy(t *testing.T) {
 		AllowedIP: []string{"100.64.0.0/10", "127.0.0.0/8"}, DeniedIP: []string{"100.100.100.100/32"},
 		MaxValidity: config.Duration(30 * 24 * time.Hour), OrdersPerMinute: 3, MaxBodyBytes: 2048,
 	}), withProvisioner(config.ACMEProvisioner{Name: "limited", RequestsPerMinuteIP: 3}),
-		withProvisioner(config.ACMEProvisioner{Name: "quick", NonceLifetime: config.Duration(time.Second)}))
+		withProvisioner(config.ACMEProvisioner{Name: "quick", NonceLifetime: config.Duration(5 * time.Second)}))
 	a := &signer{key: newKey(t), alg: "ES256"}
 	e.register(a)
 	before := e.rowCounts()
@@ -403,7 +403,7 @@ func TestPolicy(t *testing.T) {
 	q := &signer{key: newKey(t), alg: "ES256"}
 	quickURL := e.base + "/acme/quick/new-account"
 	res := e.do("HEAD", e.base+"/acme/quick/new-nonce", "", nil)
-	old := &nonces{key: e.srv.nonces.key, now: func() time.Time { return time.Now().Add(-3 * time.Second) }}
+	old := &nonces{key: e.srv.nonces.key, now: func() time.Time { return time.Now().Add(-time.Minute) }}
 	e.do("POST", quickURL, "application/jose+json", q.jws(t, q.header(t, old.make(), quickURL), []byte(`{}`))).wantProblem(t, 400, "badNonce")
 	if r := e.do("POST", quickURL, "application/jose+json", q.jws(t, q.header(t, res.header.Get("Replay-Nonce"), quickURL), []byte(`{}`))); r.status != 201 {
 		t.Fatalf("fresh nonce: %d %s", r.status, r.body)
@@ -457,3 +457,23 @@ func thumb(t testing.TB, s *signer) string {
 }
 
 var _ = http.StatusOK
+
+// A nonce lives its whole lifetime, whatever the sub-second moment it was issued at.
+func TestNonceLifetimeBoundary(t *testing.T) {
+	t.Parallel()
+	key := make([]byte, 32)
+	for _, ms := range []int64{0, 1, 500, 999} {
+		issued := time.Unix(1_800_000_000, ms*int64(time.Millisecond))
+		clock := issued
+		n := &nonces{key: key, now: func() time.Time { return clock }, maxLife: time.Hour}
+		s := n.make()
+		clock = issued.Add(time.Second - time.Millisecond)
+		if _, err := n.check(s, time.Second); err != nil {
+			t.Fatalf("issued at +%d ms, checked 999 ms later with a 1 s lifetime: %v", ms, err)
+		}
+		clock = issued.Add(time.Second + time.Millisecond)
+		if _, err := n.check(s, time.Second); err == nil {
+			t.Fatalf("issued at +%d ms, checked 1001 ms later with a 1 s lifetime: accepted", ms)
+		}
+	}
+}

@@ -15,7 +15,8 @@ import (
 	"nixpki/internal/store"
 )
 
-// Nonces are stateless and sealed: 8 bytes of issue time and 8 random bytes, with a
+// Nonces are stateless and sealed: 8 bytes of issue time (Unix milliseconds: whole
+// seconds would cut up to a second off a short lifetime) and 8 random bytes, with a
 // truncated HMAC-SHA256 under a key every server sharing the database reads from it.
 // Any replica can check any nonce; a nonce is spent by recording it in the database,
 // in the transaction of the request's state change or, for requests that change
@@ -42,7 +43,7 @@ func (n *nonces) mac(raw []byte) []byte {
 // make returns a fresh nonce.
 func (n *nonces) make() string {
 	var b [nonceLen]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(n.now().Unix()))
+	binary.BigEndian.PutUint64(b[:8], uint64(n.now().UnixMilli()))
 	rand.Read(b[8:nonceRaw])
 	copy(b[nonceRaw:], n.mac(b[:nonceRaw]))
 	return base64.RawURLEncoding.EncodeToString(b[:])
@@ -57,7 +58,7 @@ func (n *nonces) check(s string, life time.Duration) (*store.Nonce, error) {
 	if err != nil || len(b) != nonceLen || !hmac.Equal(n.mac(b[:nonceRaw]), b[nonceRaw:]) {
 		return nil, badNonce("the nonce was not issued by this server")
 	}
-	issued := time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0)
+	issued := time.UnixMilli(int64(binary.BigEndian.Uint64(b[:8])))
 	now := n.now()
 	if now.Sub(issued) > life || issued.After(now.Add(time.Minute)) {
 		return nil, badNonce("the nonce has expired: get a fresh one")
