@@ -12,7 +12,8 @@
 #     HTTP upload costs by itself;
 #   - gate push --compression zstd: every NAR zstd-compressed, as file:// does;
 #   - gate push (default, --compression auto): zstd, except NARs that look
-#     incompressible, sent and stored uncompressed.
+#     incompressible, sent and stored uncompressed;
+#   - file:// none and gate push --compression none: uncompressed on both sides.
 # Then the gate's peak RSS (VmHWM from /proc/PID/status) while it takes one BIG_MIB MiB
 # NAR.
 #
@@ -152,8 +153,19 @@ gate_round() { # DIR COMPRESSION: sets g to the push's seconds
 	g=$(calc "$t1 - $t0")
 }
 
-echo "| round | file:// zstd (s) | file://, then sync (s) | http:// to a discarding server (s) | gate, zstd (s) | gate, auto (s) | gate zstd / file:// | gate auto / file:// |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+nix_copy() { # XDG_CACHE_HOME URL: sets c to the seconds of nix copy --to URL
+	settle
+	local t0 t1
+	t0=$(now)
+	XDG_CACHE_HOME="$1" nix copy --to "$2" "$top" 2>"$work/copy.log"
+	t1=$(now)
+	c=$(calc "$t1 - $t0")
+}
+
+echo "| round | file:// zstd (s) | file://, then sync (s) | http:// to a discarding server (s) | gate, zstd (s) | gate, auto (s) | file:// none (s) | gate, none (s) | gate zstd / file:// zstd | gate auto / file:// zstd | gate none / file:// none |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+fns=()
+gns=()
 fs=()
 fds=()
 ns=()
@@ -169,22 +181,26 @@ for r in $(seq 1 "$ROUNDS"); do
 	f=$(calc "$t1 - $t0")
 	fd=$(calc "$t2 - $t0")
 
-	settle
-	t0=$(now)
-	XDG_CACHE_HOME="$work/xdg-n$r" nix copy --to "http://127.0.0.1:$NULL_PORT?compression=zstd&secret-key=$work/bench.sec" "$top" 2>"$work/copy.log"
-	t1=$(now)
-	nn=$(calc "$t1 - $t0")
+	nix_copy "$work/xdg-n$r" "http://127.0.0.1:$NULL_PORT?compression=zstd&secret-key=$work/bench.sec"
+	nn=$c
 
 	gate_round "$work/gate-zstd-$r" zstd
 	z=$g
 	gate_round "$work/gate-auto-$r" auto
 	a=$g
+
+	nix_copy "$work/xdg-u$r" "file://$work/cache-none-$r?compression=none"
+	fn=$c
+	gate_round "$work/gate-none-$r" none
+	gn=$g
+	fns+=("$fn")
+	gns+=("$gn")
 	fs+=("$f")
 	fds+=("$fd")
 	ns+=("$nn")
 	zs+=("$z")
 	as+=("$a")
-	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$fd" "$nn" "$z" "$a" "$(calc "$z / $f")" "$(calc "$a / $f")"
+	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$fd" "$nn" "$z" "$a" "$fn" "$gn" "$(calc "$z / $f")" "$(calc "$a / $f")" "$(calc "$gn / $fn")"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 fm=$(median "${fs[@]}")
@@ -192,9 +208,12 @@ fdm=$(median "${fds[@]}")
 nm=$(median "${ns[@]}")
 zm=$(median "${zs[@]}")
 am=$(median "${as[@]}")
+fnm=$(median "${fns[@]}")
+gnm=$(median "${gns[@]}")
 stored=$(du -sm "$work/cache-1" "$work/gate-zstd-1/nar" "$work/gate-auto-1/nar" | awk '{printf "%s%s MiB", (NR > 1 ? ", " : ""), $1}')
 printf '\nClosure (%s): %d paths, %.0f MiB. Median: file:// %.2f s (then sync: %.2f s), discarding http:// %.2f s, gate zstd %.2f s (%.2f×; %.2f× file:// then sync), gate auto %.2f s (%.2f×; %.2f×). Stored (file://, gate zstd, gate auto): %s\n' \
 	"$DATA" "$count" "$(calc "$bytes / 1048576")" "$fm" "$fdm" "$nm" "$zm" "$(calc "$zm / $fm")" "$(calc "$zm / $fdm")" "$am" "$(calc "$am / $fm")" "$(calc "$am / $fdm")" "$stored"
+printf 'Uncompressed on both sides, median: file:// none %.2f s, gate none %.2f s (%.2f×)\n' "$fnm" "$gnm" "$(calc "$gnm / $fnm")"
 [ "$BIG_MIB" -gt 0 ] || exit 0
 
 # Peak RSS while taking one big NAR. The path is built only now: writing and hashing

@@ -71,6 +71,13 @@ func (r *gateRig) exec(env []string, name string, args ...string) (string, strin
 // name that references it.
 func (r *gateRig) build(name string) (top, dep string) {
 	r.t.Helper()
+	return r.buildWith(name, "echo ${dep} %[1]s > $out")
+}
+
+// buildWith is build with the top path's builder script (a format taking the nonce
+// as %[1]s; it must refer to ${dep}).
+func (r *gateRig) buildWith(name, script string) (top, dep string) {
+	r.t.Helper()
 	r.builtSeq++
 	nonce := fmt.Sprintf("%d-%d", time.Now().UnixNano(), r.builtSeq)
 	expr := r.p(fmt.Sprintf("expr-%d.nix", r.builtSeq))
@@ -78,8 +85,8 @@ func (r *gateRig) build(name string) (top, dep string) {
 let dep = derivation { name = "dep%[3]d"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
                        builder = "/bin/sh"; args = [ "-c" "echo dep %[1]s > $out" ]; };
 in derivation { name = "%[2]s"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
-                builder = "/bin/sh"; args = [ "-c" "echo ${dep} %[1]s > $out" ]; }
-`, nonce, name, r.builtSeq)), 0o644)
+                builder = "/bin/sh"; args = [ "-c" "%[4]s" ]; }
+`, nonce, name, r.builtSeq, fmt.Sprintf(script, nonce))), 0o644)
 	top = strings.TrimSpace(r.n.must("nix-build", "--no-out-link", expr))
 	refs := strings.Fields(r.n.must("nix-store", "-q", "--references", top))
 	if len(refs) != 1 {
@@ -292,6 +299,24 @@ func TestGateEndToEnd(t *testing.T) {
 		if out, err := r.push("alice-1", []string{"--compression", c}, top); err != nil {
 			t.Fatalf("push with %s: %v\n%s", c, err, out)
 		}
+		r.mustTarget(top)
+	}
+	// Incompressible data: auto sends it uncompressed, zstd as a frame of raw
+	// blocks; the target's Nix substitutes both.
+	for _, c := range []string{"auto", "zstd"} {
+		top, _ := r.buildWith("random-"+c, "mkdir $out; echo ${dep} %[1]s > $out/ref; head -c 300000 /dev/urandom > $out/blob")
+		out, err := r.push("alice-1", []string{"--compression", c}, top)
+		if err != nil {
+			t.Fatalf("push of random data with %s: %v\n%s", c, err, out)
+		}
+		res, err := http.Get(r.url + "/" + nixkey.HashPart(top) + ".narinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ni, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		want := map[string]string{"auto": "Compression: none", "zstd": "Compression: zstd"}[c]
+		wantIn(t, "narinfo of random data pushed with "+c, string(ni), want)
 		r.mustTarget(top)
 	}
 

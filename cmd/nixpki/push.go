@@ -60,7 +60,7 @@ signature, say).`,
 	cmd.Flags().StringSliceVar(&f.crls, "crl", nil, "CRL file(s) to upload (DER or PEM, from nixpki nix crl); default: fetch the certificate's CRL distribution point")
 	cmd.Flags().BoolVar(&f.noFetchCRL, "no-fetch-crl", false, "do not fetch the CRL from the certificate's distribution point")
 	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "PEM root(s) to trust for the gate's HTTPS (e.g. the CA's root.crt); also given to nix as NIX_SSL_CERT_FILE")
-	cmd.Flags().StringVar(&f.compression, "compression", "auto", "NAR compression: auto (zstd, but a NAR that looks incompressible, such as already-compressed data, goes uncompressed), zstd, xz, bzip2 or none")
+	cmd.Flags().StringVar(&f.compression, "compression", "auto", "NAR compression: auto (zstd, but a NAR that looks incompressible, such as already-compressed data, goes uncompressed), zstd (such a NAR goes in raw zstd blocks), xz, bzip2 or none")
 	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 16, "uploads in flight (at most one NAR per CPU is compressed at a time)")
 	cmd.Flags().BoolVar(&f.viaNixCopy, "via-nix-copy", false, "upload with nix copy --to 'URL?secret-key=…' (one path at a time) instead of nixpki's own uploader")
 	return cmd

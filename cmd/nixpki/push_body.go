@@ -99,7 +99,7 @@ func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narSt
 		})
 		return s, -1, s, "xz", nil
 	case "zstd":
-		return u.zstdBody(in, nil, false)
+		return u.zstdChosenBody(w, in)
 	case "auto":
 		return u.autoBody(w, in)
 	}
@@ -108,18 +108,72 @@ func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narSt
 
 // autoBody probes in's NAR (see autoProbe) and returns its body, zstd or none.
 func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narStream, string, error) {
-	if w.raw == nil {
-		w.raw = make([]byte, 0, autoProbe)
-	}
-	raw, whole, err := probeNAR(w.raw, in.Path, 0)
+	raw, whole, flat, err := w.probe(in)
 	if err != nil {
 		return nil, 0, nil, "", err
 	}
-	if whole && uint64(len(raw)) != in.NarSize {
-		return nil, 0, nil, "", fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", in.Path, len(raw), in.NarSize)
+	if !flat {
+		return u.zstdBody(in, raw, whole)
 	}
-	none := highEntropy(raw)
-	if none && !whole {
+	if whole {
+		return bytesBody(raw), int64(len(raw)), nil, "none", nil
+	}
+	s := newNARStream(func(out io.Writer) error {
+		if _, err := out.Write(raw); err != nil {
+			return err
+		}
+		return dumpExactly(out, in.Path, in.NarSize, int64(len(raw)))
+	})
+	return s, -1, s, "none", nil
+}
+
+// zstdChosenBody is in's NAR as --compression zstd sends it: compressed, except
+// that a NAR the probe finds incompressible is sent as a zstd frame of raw blocks
+// (see rawZstdWriter), as libzstd stores such data after searching it for matches
+// in vain; the probe skips the search.
+func (u *uploader) zstdChosenBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narStream, string, error) {
+	raw, whole, flat, err := w.probe(in)
+	if err != nil {
+		return nil, 0, nil, "", err
+	}
+	if !flat {
+		return u.zstdBody(in, raw, whole)
+	}
+	s := newNARStream(func(out io.Writer) error {
+		return writeNAR(newRawZstdWriter(out, in.NarSize), in, raw, whole)
+	})
+	return s, -1, s, "zstd", nil
+}
+
+// writeNAR writes in's NAR to w, its start read already (raw, the whole NAR if
+// whole), then the rest dumped from the store, and closes w.
+func writeNAR(w io.WriteCloser, in pathInfo, raw []byte, whole bool) error {
+	if _, err := w.Write(raw); err != nil {
+		return err
+	}
+	if !whole {
+		if err := dumpExactly(w, in.Path, in.NarSize, int64(len(raw))); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// probe reads the start of in's NAR (the whole NAR if small: whole) and reports
+// whether it looks incompressible (flat; see autoProbe).
+func (w *worker) probe(in pathInfo) (raw []byte, whole, flat bool, err error) {
+	if w.raw == nil {
+		w.raw = make([]byte, 0, autoProbe)
+	}
+	raw, whole, err = probeNAR(w.raw, in.Path, 0)
+	if err != nil {
+		return nil, false, false, err
+	}
+	if whole && uint64(len(raw)) != in.NarSize {
+		return nil, false, false, fmt.Errorf("the NAR of %s is %d bytes, but the store's database says %d (the store path changed?)", in.Path, len(raw), in.NarSize)
+	}
+	flat = highEntropy(raw)
+	if flat && !whole {
 		if w.win == nil {
 			w.win = make([]byte, 0, autoProbe)
 		}
@@ -129,27 +183,14 @@ func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narS
 			}
 			win, _, err := probeNAR(w.win, in.Path, off)
 			if err != nil {
-				return nil, 0, nil, "", err
+				return nil, false, false, err
 			}
 			if !highEntropy(win) {
-				none = false
-				break
+				return raw, whole, false, nil
 			}
 		}
 	}
-	if none {
-		if whole {
-			return bytesBody(raw), int64(len(raw)), nil, "none", nil
-		}
-		s := newNARStream(func(out io.Writer) error {
-			if _, err := out.Write(raw); err != nil {
-				return err
-			}
-			return dumpExactly(out, in.Path, in.NarSize, int64(len(raw)))
-		})
-		return s, -1, s, "none", nil
-	}
-	return u.zstdBody(in, raw, whole)
+	return raw, whole, flat, nil
 }
 
 // zstdBody is in's NAR zstd-compressed: the bytes of its start already read (raw,
@@ -165,15 +206,7 @@ func (u *uploader) zstdBody(in pathInfo, raw []byte, whole bool) (io.ReadCloser,
 		// The frame names the NAR's size: its window is then no larger than the NAR,
 		// and the gate's decoder allocates no more.
 		zw.ResetContentSize(out, int64(in.NarSize))
-		if _, err := zw.Write(raw); err != nil {
-			return err
-		}
-		if !whole {
-			if err := dumpExactly(zw, in.Path, in.NarSize, int64(len(raw))); err != nil {
-				return err
-			}
-		}
-		return zw.Close()
+		return writeNAR(zw, in, raw, whole)
 	})
 	return s, -1, s, "zstd", nil
 }

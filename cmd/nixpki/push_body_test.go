@@ -15,8 +15,9 @@ import (
 )
 
 // --compression auto sends a NAR uncompressed only when its start, middle and end
-// all look incompressible; the body is always exactly the NAR (decompressed when
-// zstd).
+// all look incompressible, and --compression zstd sends such a NAR in raw zstd
+// blocks; the body is always exactly the NAR (decompressed when zstd), and
+// compressed when the probe finds it compressible.
 func TestAutoCompression(t *testing.T) {
 	random := func(n int) []byte { b := make([]byte, n); rand.Read(b); return b }
 	text := []byte(strings.Repeat("the quick brown fox jumps over the lazy dog 0123456789\n", 20000)) // ~1 MiB
@@ -33,7 +34,17 @@ func TestAutoCompression(t *testing.T) {
 		{"tiny", map[string][]byte{"k": random(100)}, "zstd"},
 		{"many random files", map[string][]byte{"1": random(200 << 10), "2": random(300 << 10), "3/4": random(500 << 10)}, "none"},
 	}
-	u := &uploader{compression: "auto", encoders: newEncoderPool(1)}
+	for _, mode := range []string{"auto", "zstd"} {
+		testProbedCompression(t, mode, cases)
+	}
+}
+
+func testProbedCompression(t *testing.T, mode string, cases []struct {
+	name  string
+	files map[string][]byte
+	want  string
+}) {
+	u := &uploader{compression: mode, encoders: newEncoderPool(1)}
 	w := &worker{}
 	for _, c := range cases {
 		dir := t.TempDir()
@@ -61,8 +72,12 @@ func TestAutoCompression(t *testing.T) {
 		} else {
 			body.(*bodyReader).wait()
 		}
-		if comp != c.want {
-			t.Errorf("%s: sent %s, want %s", c.name, comp, c.want)
+		want, flat := c.want, c.want == "none"
+		if mode == "zstd" {
+			want = "zstd"
+		}
+		if comp != want {
+			t.Errorf("%s, --compression %s: sent %s, want %s", c.name, mode, comp, want)
 		}
 		if size >= 0 && size != int64(len(file)) {
 			t.Errorf("%s: body declared %d bytes, has %d", c.name, size, len(file))
@@ -73,12 +88,15 @@ func TestAutoCompression(t *testing.T) {
 			if got, err = d.DecodeAll(file, nil); err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
-			if len(file) >= nar.Len() {
+			if !flat && len(file) >= nar.Len() {
 				t.Errorf("%s: zstd did not shrink it (%d of %d bytes)", c.name, len(file), nar.Len())
+			}
+			if flat && len(file) > nar.Len()+nar.Len()/1000+16 {
+				t.Errorf("%s: the raw zstd frame has %d bytes for a NAR of %d", c.name, len(file), nar.Len())
 			}
 		}
 		if !bytes.Equal(got, nar.Bytes()) {
-			t.Errorf("%s: the body is not the NAR (%d bytes, want %d)", c.name, len(got), nar.Len())
+			t.Errorf("%s, --compression %s: the body is not the NAR (%d bytes, want %d)", c.name, mode, len(got), nar.Len())
 		}
 	}
 }
