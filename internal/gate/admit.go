@@ -706,32 +706,50 @@ func (g *Gate) rejectIn(ctx context.Context, d *db, hash, storePath, reason, rem
 // it: "admitted PATH", "pending PATH: why", "quarantined PATH: why",
 // "rejected PATH: why" or "absent PATH".
 func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		hash := nixkey.HashPart(p)
-		cands, err := g.db.candidates(ctx, hash)
+	out := make([]string, 0, len(paths))
+	// Two queries for each statusBatch paths, not two for each path.
+	for len(paths) > 0 {
+		batch := paths[:min(len(paths), statusBatch)]
+		paths = paths[len(batch):]
+		hashes := make([]string, len(batch))
+		for i, p := range batch {
+			hashes[i] = nixkey.HashPart(p)
+		}
+		cands, err := g.db.candidatesOf(ctx, hashes)
 		if err != nil {
 			return nil, err
 		}
-		line := ""
-		for _, c := range cands {
-			switch {
-			case c.State == StateAdmitted:
-				line = "admitted " + p
-			case line == "" || c.State == StatePending && !strings.HasPrefix(line, "admitted"):
-				line = c.State + " " + p + ": " + c.Reason
-			}
+		rejected, err := g.db.rejectionsOf(ctx, hashes)
+		if err != nil {
+			return nil, err
 		}
-		if line == "" {
-			if r, ok, err := g.db.rejection(ctx, hash); err != nil {
-				return nil, err
-			} else if ok {
-				line = "rejected " + p + ": " + strings.TrimPrefix(r, "rejected "+p+": ")
-			} else {
-				line = "absent " + p
-			}
+		for i, p := range batch {
+			out = append(out, statusLine(p, cands[hashes[i]], rejected[hashes[i]]))
 		}
-		out = append(out, line)
 	}
 	return out, nil
+}
+
+// statusBatch is how many paths a status query looks up at once.
+const statusBatch = 1000
+
+// statusLine is Status's line for path p, from its records (newest first) and its
+// last rejection's reason ("" if none).
+func statusLine(p string, cands []PathRec, rejection string) string {
+	line := ""
+	for _, c := range cands {
+		switch {
+		case c.State == StateAdmitted:
+			line = "admitted " + p
+		case line == "" || c.State == StatePending && !strings.HasPrefix(line, "admitted"):
+			line = c.State + " " + p + ": " + c.Reason
+		}
+	}
+	switch {
+	case line != "":
+		return line
+	case rejection != "":
+		return "rejected " + p + ": " + strings.TrimPrefix(rejection, "rejected "+p+": ")
+	}
+	return "absent " + p
 }

@@ -487,13 +487,29 @@ func (d *db) setRejection(ctx context.Context, hash, storePath, reason string, a
 	return err
 }
 
-func (d *db) rejection(ctx context.Context, hash string) (string, bool, error) {
-	var r string
-	err := d.r().QueryRowContext(ctx, `SELECT reason FROM rejections WHERE hash = ?`, hash).Scan(&r)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
+// rejectionsOf returns the last rejection's reason of each of hashes that has one.
+func (d *db) rejectionsOf(ctx context.Context, hashes []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(hashes) == 0 {
+		return out, nil
 	}
-	return r, err == nil, err
+	list, err := json.Marshal(hashes)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := d.r().QueryContext(ctx, `SELECT hash, reason FROM rejections WHERE hash IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h, r string
+		if err := rows.Scan(&h, &r); err != nil {
+			return nil, err
+		}
+		out[h] = r
+	}
+	return out, rows.Err()
 }
 
 func (d *db) addCert(ctx context.Context, sum [32]byte, der []byte, isCA bool, at time.Time) (bool, error) {

@@ -401,3 +401,36 @@ func TestCascadeSkipsUnjudgeablePending(t *testing.T) {
 		t.Fatalf("the pending path changed: %s", st)
 	}
 }
+
+// One status query answers for many paths at once, each line in the order asked:
+// admitted, pending (with why), rejected (with why), absent.
+func TestStatusOfMany(t *testing.T) {
+	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "two-*", SigsNeeded: 2}} })
+	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	admitted, pending, rejected, absent := storePath("one-1.0"), storePath("two-1.0"), storePath("bad-1.0"), storePath("none-1.0")
+	if _, s, b := tg.push(t, upload{path: admitted, contents: "one", signers: []member{alice}}); s != 200 {
+		t.Fatalf("admitted: %d %s", s, b)
+	}
+	if _, s, b := tg.push(t, upload{path: pending, contents: "two", signers: []member{alice}}); s != 403 {
+		t.Fatalf("pending: %d %s", s, b)
+	}
+	if _, s, b := tg.push(t, upload{path: rejected, contents: "bad", signers: nil}); s < 400 {
+		t.Fatalf("unsigned: %d %s", s, b)
+	}
+	ask := []string{absent, rejected, admitted, pending, admitted}
+	status, body := tg.do(t, "POST", "/nixpki/status", []byte(strings.Join(ask, "\n")+"\n"))
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if status != 200 || len(lines) != len(ask) {
+		t.Fatalf("status of %d paths: %d, %d lines:\n%s", len(ask), status, len(lines), body)
+	}
+	want := []string{"absent " + absent, "rejected " + rejected + ": ", "admitted " + admitted, "pending " + pending + ": ", "admitted " + admitted}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: %q, want it to begin %q", i+1, lines[i], w)
+		}
+	}
+	if !strings.Contains(lines[3], "has 1 of 2") || !strings.Contains(lines[1], "signature") {
+		t.Errorf("the reasons are missing:\n%s", body)
+	}
+}
