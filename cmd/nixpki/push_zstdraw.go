@@ -21,7 +21,7 @@ type rawZstdWriter struct {
 	left    uint64 // content bytes not yet written
 	inBlock int    // bytes of the current block not yet written
 	started bool
-	hdr     [16]byte
+	hdr     [17]byte // the frame header (at most 14 bytes) and a block header
 }
 
 func newRawZstdWriter(w io.Writer, size uint64) *rawZstdWriter {
@@ -60,7 +60,7 @@ func (z *rawZstdWriter) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
-		var hdr []byte
+		hdr := z.hdr[:0]
 		if !z.started {
 			hdr = z.header()
 			z.started = true
@@ -68,22 +68,32 @@ func (z *rawZstdWriter) Write(p []byte) (int, error) {
 		if z.inBlock == 0 {
 			hdr = z.blockHeader(hdr)
 		}
-		if len(hdr) > 0 {
-			if _, err := z.w.Write(hdr); err != nil {
-				return written, err
-			}
-		}
-		k := min(len(p), z.inBlock)
-		n, err := z.w.Write(p[:k])
-		written += n
-		z.inBlock -= n
-		z.left -= uint64(n)
-		if err != nil {
+		if err := writeAll(z.w, hdr); err != nil {
 			return written, err
 		}
+		k := min(len(p), z.inBlock)
+		if err := writeAll(z.w, p[:k]); err != nil {
+			return written, err
+		}
+		written += k
+		z.inBlock -= k
+		z.left -= uint64(k)
 		p = p[k:]
 	}
 	return written, nil
+}
+
+// writeAll writes p to w; a short write without an error is io.ErrShortWrite (the
+// frame would be corrupt).
+func writeAll(w io.Writer, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	n, err := w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return err
 }
 
 // Close checks that the announced size was written; a frame of no content gets its
@@ -93,9 +103,8 @@ func (z *rawZstdWriter) Close() error {
 		return fmt.Errorf("zstd frame: %d of the announced bytes not written", z.left)
 	}
 	if !z.started {
-		hdr := z.blockHeader(z.header())
-		_, err := z.w.Write(hdr)
-		return err
+		z.started = true
+		return writeAll(z.w, z.blockHeader(z.header()))
 	}
 	return nil
 }

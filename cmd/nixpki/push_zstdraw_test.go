@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -67,7 +69,15 @@ func TestRawZstdFrame(t *testing.T) {
 	}
 }
 
-// A frame's writer refuses more bytes than it announced, and fewer.
+// shortWriter takes at most 5 bytes a write and reports no error, against io.Writer's
+// contract.
+type shortWriter struct{ bytes.Buffer }
+
+func (w *shortWriter) Write(p []byte) (int, error) { return w.Buffer.Write(p[:min(len(p), 5)]) }
+
+// A frame's writer refuses more bytes than it announced, and fewer; it reports a
+// short write instead of writing a corrupt frame; closing an empty frame twice
+// writes it once.
 func TestRawZstdFrameSize(t *testing.T) {
 	var frame bytes.Buffer
 	zw := newRawZstdWriter(&frame, 10)
@@ -77,5 +87,15 @@ func TestRawZstdFrameSize(t *testing.T) {
 	zw.Write(make([]byte, 9))
 	if err := zw.Close(); err == nil || !strings.Contains(err.Error(), "1 of the announced bytes not written") {
 		t.Fatalf("9 bytes into a frame of 10: %v", err)
+	}
+	if _, err := newRawZstdWriter(&shortWriter{}, 10).Write(make([]byte, 10)); !errors.Is(err, io.ErrShortWrite) {
+		t.Fatalf("a writer taking 5 bytes at a time: %v", err)
+	}
+	frame.Reset()
+	zw = newRawZstdWriter(&frame, 0)
+	zw.Close()
+	zw.Close()
+	if frame.Len() != 4+2+4+3 {
+		t.Fatalf("an empty frame closed twice: %d bytes", frame.Len())
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -475,5 +477,25 @@ func TestNonceLifetimeBoundary(t *testing.T) {
 		if _, err := n.check(s, time.Second); err == nil {
 			t.Fatalf("issued at +%d ms, checked 1001 ms later with a 1 s lifetime: accepted", ms)
 		}
+	}
+}
+
+// A nonce of a server writing its issue time in seconds (before milliseconds) is
+// still read right: fresh is accepted, old is expired.
+func TestNonceInSeconds(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	n := &nonces{key: make([]byte, 32), now: func() time.Time { return now }, maxLife: time.Hour}
+	seconds := func(issued time.Time) string {
+		var b [nonceLen]byte
+		binary.BigEndian.PutUint64(b[:8], uint64(issued.Unix()))
+		copy(b[nonceRaw:], n.mac(b[:nonceRaw]))
+		return base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	if _, err := n.check(seconds(now.Add(-10*time.Second)), time.Minute); err != nil {
+		t.Fatalf("a 10 s old nonce in seconds, 1 min lifetime: %v", err)
+	}
+	if _, err := n.check(seconds(now.Add(-2*time.Minute)), time.Minute); err == nil {
+		t.Fatal("a 2 min old nonce in seconds, 1 min lifetime: accepted")
 	}
 }

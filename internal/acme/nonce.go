@@ -58,12 +58,23 @@ func (n *nonces) check(s string, life time.Duration) (*store.Nonce, error) {
 	if err != nil || len(b) != nonceLen || !hmac.Equal(n.mac(b[:nonceRaw]), b[nonceRaw:]) {
 		return nil, badNonce("the nonce was not issued by this server")
 	}
-	issued := time.UnixMilli(int64(binary.BigEndian.Uint64(b[:8])))
+	issued := nonceIssued(binary.BigEndian.Uint64(b[:8]))
 	now := n.now()
 	if now.Sub(issued) > life || issued.After(now.Add(time.Minute)) {
 		return nil, badNonce("the nonce has expired: get a fresh one")
 	}
 	return &store.Nonce{Value: s, Expires: issued.Add(n.maxLife + time.Minute)}, nil
+}
+
+// nonceIssued reads a nonce's issue time: Unix milliseconds, or, below 10^11 (which
+// in milliseconds is 1973), Unix seconds, as servers before milliseconds wrote them:
+// replicas upgraded one at a time accept each other's nonces (an older replica still
+// refuses the newer ones; clients retry on badNonce with the fresh nonce it sends).
+func nonceIssued(v uint64) time.Time {
+	if v < 1e11 {
+		return time.Unix(int64(v), 0)
+	}
+	return time.UnixMilli(int64(v))
 }
 
 // spender group-commits nonces of requests that change no other state.

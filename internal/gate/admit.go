@@ -724,7 +724,8 @@ func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
 			return nil, err
 		}
 		for i, p := range batch {
-			out = append(out, statusLine(p, cands[hashes[i]], rejected[hashes[i]]))
+			r, wasRejected := rejected[hashes[i]]
+			out = append(out, statusLine(p, cands[hashes[i]], r, wasRejected))
 		}
 	}
 	return out, nil
@@ -734,8 +735,8 @@ func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
 const statusBatch = 1000
 
 // statusLine is Status's line for path p, from its records (newest first) and its
-// last rejection's reason ("" if none).
-func statusLine(p string, cands []PathRec, rejection string) string {
+// last rejection's reason, if it was rejected.
+func statusLine(p string, cands []PathRec, rejection string, rejected bool) string {
 	line := ""
 	for _, c := range cands {
 		switch {
@@ -748,7 +749,7 @@ func statusLine(p string, cands []PathRec, rejection string) string {
 	switch {
 	case line != "":
 		return line
-	case rejection != "":
+	case rejected:
 		return "rejected " + p + ": " + strings.TrimPrefix(rejection, "rejected "+p+": ")
 	}
 	return "absent " + p

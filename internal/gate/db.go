@@ -177,8 +177,8 @@ func openDB(path string) (*db, error) {
 // opens (see stmtTx).
 const (
 	qGetNAR       = `SELECT url, compression, file_hash, file_size, nar_hash, nar_size, received_at FROM nars WHERE url = ?`
-	qCandidates   = `SELECT ` + pathCols + ` FROM paths WHERE hash = ? ORDER BY updated_at DESC`
-	qCandidatesOf = `SELECT ` + pathCols + ` FROM paths WHERE hash IN (SELECT value FROM json_each(?)) ORDER BY updated_at DESC`
+	qCandidates   = `SELECT ` + pathCols + ` FROM paths WHERE hash = ? ORDER BY updated_at DESC, rowid DESC`
+	qCandidatesOf = `SELECT ` + pathCols + ` FROM paths WHERE hash IN (SELECT value FROM json_each(?)) ORDER BY updated_at DESC, rowid DESC`
 	qPathsInState = `SELECT ` + pathCols + ` FROM paths WHERE state = ? ORDER BY first_seen, rowid`
 	qPutPath      = `INSERT INTO paths(hash, nar_hash, store_path, narinfo, url, state, reason, signers, needed, served, first_seen, updated_at, admitted_at)
 		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)
