@@ -98,24 +98,30 @@ func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narSt
 			return zw.Close()
 		})
 		return s, -1, s, "xz", nil
-	case "zstd":
-		return u.zstdChosenBody(w, in)
-	case "auto":
-		return u.autoBody(w, in)
+	case "zstd", "auto":
+		return u.probedBody(w, in)
 	}
 	return nil, 0, nil, "", fmt.Errorf("compression %s: not supported by the uploader", u.compression)
 }
 
-// autoBody probes in's NAR (see autoProbe) and returns its body, zstd or none.
-func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narStream, string, error) {
+// probedBody probes in's NAR (see autoProbe) and returns its body: zstd if it looks
+// compressible; otherwise, for --compression auto, uncompressed, and for
+// --compression zstd, a zstd frame of raw blocks (see rawZstdWriter), which is what
+// libzstd stores for such data after searching it for matches in vain (the probe
+// skips the search).
+func (u *uploader) probedBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narStream, string, error) {
 	raw, whole, flat, err := w.probe(in)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, 0, nil, "", err
-	}
-	if !flat {
+	case !flat:
 		return u.zstdBody(in, raw, whole)
-	}
-	if whole {
+	case u.compression == "zstd":
+		s := newNARStream(func(out io.Writer) error {
+			return writeNAR(newRawZstdWriter(out, in.NarSize), in, raw, whole)
+		})
+		return s, -1, s, "zstd", nil
+	case whole:
 		return bytesBody(raw), int64(len(raw)), nil, "none", nil
 	}
 	s := newNARStream(func(out io.Writer) error {
@@ -125,24 +131,6 @@ func (u *uploader) autoBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narS
 		return dumpExactly(out, in.Path, in.NarSize, int64(len(raw)))
 	})
 	return s, -1, s, "none", nil
-}
-
-// zstdChosenBody is in's NAR as --compression zstd sends it: compressed, except
-// that a NAR the probe finds incompressible is sent as a zstd frame of raw blocks
-// (see rawZstdWriter), as libzstd stores such data after searching it for matches
-// in vain; the probe skips the search.
-func (u *uploader) zstdChosenBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narStream, string, error) {
-	raw, whole, flat, err := w.probe(in)
-	if err != nil {
-		return nil, 0, nil, "", err
-	}
-	if !flat {
-		return u.zstdBody(in, raw, whole)
-	}
-	s := newNARStream(func(out io.Writer) error {
-		return writeNAR(newRawZstdWriter(out, in.NarSize), in, raw, whole)
-	})
-	return s, -1, s, "zstd", nil
 }
 
 // writeNAR writes in's NAR to w, its start read already (raw, the whole NAR if
