@@ -143,12 +143,20 @@ func (r *gateRig) mustNotTarget(paths ...string) {
 }
 
 func (r *gateRig) narinfoStatus(path string) int {
+	status, _ := r.narinfo(path)
+	return status
+}
+
+// narinfo GETs path's narinfo from the gate: its status and body.
+func (r *gateRig) narinfo(path string) (int, string) {
+	r.t.Helper()
 	res, err := http.Get(r.url + "/" + nixkey.HashPart(path) + ".narinfo")
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	res.Body.Close()
-	return res.StatusCode
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
 }
 
 func (r *gateRig) put(urlPath string, body []byte) (int, string) {
@@ -309,14 +317,9 @@ func TestGateEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("push of random data with %s: %v\n%s", c, err, out)
 		}
-		res, err := http.Get(r.url + "/" + nixkey.HashPart(top) + ".narinfo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ni, _ := io.ReadAll(res.Body)
-		res.Body.Close()
+		_, ni := r.narinfo(top)
 		want := map[string]string{"auto": "Compression: none", "zstd": "Compression: zstd"}[c]
-		wantIn(t, "narinfo of random data pushed with "+c, string(ni), want)
+		wantIn(t, "narinfo of random data pushed with "+c, ni, want)
 		r.mustTarget(top)
 	}
 
@@ -638,13 +641,8 @@ func TestGateNarInfoFieldsE2E(t *testing.T) {
 		if s, b := r.put("/"+nixkey.HashPart(p)+".narinfo", text); s != 200 {
 			t.Fatalf("narinfo of %s: %d %s", p, s, b)
 		}
-		res, err := http.Get(r.url + "/" + nixkey.HashPart(p) + ".narinfo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		served, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if strings.Contains(string(served), "X-Injected") || !strings.Contains(string(served), "Sig: alice-1:") {
+		_, served := r.narinfo(p)
+		if strings.Contains(served, "X-Injected") || !strings.Contains(served, "Sig: alice-1:") {
 			t.Errorf("served narinfo of %s:\n%s", p, served)
 		}
 	}
