@@ -128,27 +128,21 @@ func (s *narStream) wait() int64 {
 	return s.written
 }
 
-// bodyReader is a request body that says when the transport closed it (closing the
-// underlying reader too: a pipe's writer then stops).
+// bodyReader is a request body of bytes in a worker's buffer that says when the
+// transport closed it.
 type bodyReader struct {
-	mu      sync.Mutex // a Read and Close may race (net/http closes a body it may still read)
-	r       io.Reader  // nil once closed
-	once    sync.Once
-	closed  chan struct{}
-	written chan struct{} // closed when a pipe's writer returned; nil without one
+	mu     sync.Mutex // a Read and Close may race (net/http closes a body it may still read)
+	r      io.Reader  // nil once closed
+	once   sync.Once
+	closed chan struct{}
 }
 
-// wait returns once the transport closed the body and its writer, if any, returned:
-// the worker's buffers may then be used again.
-func (b *bodyReader) wait() {
-	<-b.closed
-	if b.written != nil {
-		<-b.written
-	}
-}
+// wait returns once the transport closed the body: the worker's buffers may then be
+// used again.
+func (b *bodyReader) wait() { <-b.closed }
 
 // Read reads under the lock: once Close returned, no Read touches the buffer behind
-// the body (a pipe's Read blocks, so a pipe is closed before the lock is taken).
+// the body.
 func (b *bodyReader) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -160,9 +154,6 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 func (b *bodyReader) Close() error {
 	b.once.Do(func() {
-		if c, ok := b.r.(io.Closer); ok {
-			c.Close() // unblocks a Read waiting on a pipe
-		}
 		b.mu.Lock()
 		b.r = nil
 		b.mu.Unlock()
