@@ -43,13 +43,12 @@ func TestZstdEncoder(t *testing.T) {
 			}
 			var frame bytes.Buffer
 			enc.ResetContentSize(&frame, int64(len(in)))
-			w := enc
 			for off := 0; off < len(in); off += 64 << 10 {
-				if _, err := w.Write(in[off:min(off+64<<10, len(in))]); err != nil {
+				if _, err := enc.Write(in[off:min(off+64<<10, len(in))]); err != nil {
 					t.Fatalf("%s: write: %v", name, err)
 				}
 			}
-			if err := w.Close(); err != nil {
+			if err := enc.Close(); err != nil {
 				t.Fatalf("%s: close: %v", name, err)
 			}
 			pool.put(enc)
@@ -75,9 +74,8 @@ func TestZstdEncoder(t *testing.T) {
 		// A frame whose destination fails: the error comes back, the encoder stays usable.
 		enc, _ := pool.get(nil)
 		enc.ResetContentSize(failingWriter{}, int64(len(text)))
-		w := enc
-		_, werr := w.Write(text)
-		if cerr := w.Close(); werr == nil && cerr == nil {
+		_, werr := enc.Write(text)
+		if cerr := enc.Close(); werr == nil && cerr == nil {
 			t.Fatal("a frame written to a failing destination reported no error")
 		}
 		pool.put(enc)
