@@ -5,13 +5,16 @@
 # hashes, checks and fsyncs every NAR and logs every admission) against
 # `nix copy --to 'file://…?compression=zstd'` of the same closure, alternating, ROUNDS
 # times each, in one run. Columns:
-#   - file:// zstd: the baseline;
+#   - file:// zstd: the baseline (level 3, Nix's default zstd level);
+#   - file:// zstd level 2: at the level nix push writes by default
+#     (--compression-level 2), so that a ratio compares equal levels too;
 #   - file://, then sync: the same copy until it is on disk (Nix does not fsync a
 #     file:// cache; the gate makes every NAR and admission durable before it answers);
 #   - http:// to bench/gate-push-null, a cache that discards everything: what Nix's
 #     HTTP upload costs by itself;
-#   - gate push --compression zstd: every NAR zstd-compressed, as file:// does;
-#   - gate push (default, --compression auto): zstd, except NARs that look
+#   - gate push --compression zstd: every NAR zstd-compressed (level 2), as file://
+#     does;
+#   - gate push (default, --compression auto): zstd (level 2), except NARs that look
 #     incompressible, sent and stored uncompressed;
 #   - file:// none and gate push --compression none: uncompressed on both sides.
 # Then the gate's peak RSS (VmHWM from /proc/PID/status) while it takes one BIG_MIB MiB
@@ -162,12 +165,13 @@ nix_copy() { # XDG_CACHE_HOME URL: sets c to the seconds of nix copy --to URL
 	c=$(calc "$t1 - $t0")
 }
 
-echo "| round | file:// zstd (s) | file://, then sync (s) | http:// to a discarding server (s) | gate, zstd (s) | gate, auto (s) | file:// none (s) | gate, none (s) | gate zstd / file:// zstd | gate auto / file:// zstd | gate none / file:// none |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| round | file:// zstd (s) | file://, then sync (s) | file:// zstd level 2 (s) | http:// to a discarding server (s) | gate, zstd (s) | gate, auto (s) | file:// none (s) | gate, none (s) | gate zstd / file:// zstd | gate auto / file:// zstd | gate zstd / file:// level 2 | gate auto / file:// level 2 | gate none / file:// none |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 fns=()
 gns=()
 fs=()
 fds=()
+f2s=()
 ns=()
 zs=()
 as=()
@@ -180,6 +184,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	t2=$(now)
 	f=$(calc "$t1 - $t0")
 	fd=$(calc "$t2 - $t0")
+
+	nix_copy "$work/xdg-2$r" "file://$work/cache-2-$r?compression=zstd&compression-level=2"
+	f2=$c
 
 	nix_copy "$work/xdg-n$r" "http://127.0.0.1:$NULL_PORT?compression=zstd&secret-key=$work/bench.sec"
 	nn=$c
@@ -197,22 +204,26 @@ for r in $(seq 1 "$ROUNDS"); do
 	gns+=("$gn")
 	fs+=("$f")
 	fds+=("$fd")
+	f2s+=("$f2")
 	ns+=("$nn")
 	zs+=("$z")
 	as+=("$a")
-	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$fd" "$nn" "$z" "$a" "$fn" "$gn" "$(calc "$z / $f")" "$(calc "$a / $f")" "$(calc "$gn / $fn")"
+	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$f" "$fd" "$f2" "$nn" "$z" "$a" "$fn" "$gn" \
+		"$(calc "$z / $f")" "$(calc "$a / $f")" "$(calc "$z / $f2")" "$(calc "$a / $f2")" "$(calc "$gn / $fn")"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 fm=$(median "${fs[@]}")
 fdm=$(median "${fds[@]}")
+f2m=$(median "${f2s[@]}")
 nm=$(median "${ns[@]}")
 zm=$(median "${zs[@]}")
 am=$(median "${as[@]}")
 fnm=$(median "${fns[@]}")
 gnm=$(median "${gns[@]}")
-stored=$(du -sm "$work/cache-1" "$work/gate-zstd-1/nar" "$work/gate-auto-1/nar" | awk '{printf "%s%s MiB", (NR > 1 ? ", " : ""), $1}')
-printf '\nClosure (%s): %d paths, %.0f MiB. Median: file:// %.2f s (then sync: %.2f s), discarding http:// %.2f s, gate zstd %.2f s (%.2f×; %.2f× file:// then sync), gate auto %.2f s (%.2f×; %.2f×). Stored (file://, gate zstd, gate auto): %s\n' \
+stored=$(du -sm "$work/cache-1" "$work/cache-2-1" "$work/gate-zstd-1/nar" "$work/gate-auto-1/nar" | awk '{printf "%s%s MiB", (NR > 1 ? ", " : ""), $1}')
+printf '\nClosure (%s): %d paths, %.0f MiB. Median: file:// %.2f s (then sync: %.2f s), discarding http:// %.2f s, gate zstd %.2f s (%.2f×; %.2f× file:// then sync), gate auto %.2f s (%.2f×; %.2f×). Stored (file://, file:// level 2, gate zstd, gate auto): %s\n' \
 	"$DATA" "$count" "$(calc "$bytes / 1048576")" "$fm" "$fdm" "$nm" "$zm" "$(calc "$zm / $fm")" "$(calc "$zm / $fdm")" "$am" "$(calc "$am / $fm")" "$(calc "$am / $fdm")" "$stored"
+printf 'At equal zstd levels (2), median: file:// %.2f s, gate zstd %.2f×, gate auto %.2f×\n' "$f2m" "$(calc "$zm / $f2m")" "$(calc "$am / $f2m")"
 printf 'Uncompressed on both sides, median: file:// none %.2f s, gate none %.2f s (%.2f×)\n' "$fnm" "$gnm" "$(calc "$gnm / $fnm")"
 [ "$BIG_MIB" -gt 0 ] || exit 0
 

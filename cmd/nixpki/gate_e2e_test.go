@@ -309,6 +309,21 @@ func TestGateEndToEnd(t *testing.T) {
 		}
 		r.mustTarget(top)
 	}
+	// A chosen zstd level, and levels that are not zstd's or not for zstd.
+	top, _ := r.build("level-19")
+	if out, err := r.push("alice-1", []string{"--compression", "zstd", "--compression-level", "19"}, top); err != nil {
+		t.Fatalf("push with --compression-level 19: %v\n%s", err, out)
+	} else {
+		wantIn(t, "push with --compression-level 19", out, "zstd level 19")
+	}
+	r.mustTarget(top)
+	for _, bad := range [][]string{{"--compression-level", "23"}, {"--compression", "xz", "--compression-level", "5"}} {
+		out, err := r.push("alice-1", bad, top)
+		if err == nil {
+			t.Fatalf("push %v succeeded", bad)
+		}
+		wantIn(t, fmt.Sprintf("push %v", bad), out, "--compression-level")
+	}
 	// Incompressible data: auto sends it uncompressed, zstd as a frame of raw
 	// blocks; the target's Nix substitutes both.
 	for _, c := range []string{"auto", "zstd"} {
@@ -324,7 +339,7 @@ func TestGateEndToEnd(t *testing.T) {
 	}
 
 	// An uncertified key.
-	top, _ := r.build("uncertified")
+	top, _ = r.build("uncertified")
 	out, err := r.rawCopy("mallory-1", top)
 	if err == nil {
 		t.Fatal("nix copy signed by an uncertified key succeeded")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,7 @@ type pushFlags struct {
 	gate, cert, secret, caFile, compression string
 	crls                                    []string
 	noFetchCRL, viaNixCopy                  bool
-	jobs                                    int
+	jobs, level                             int
 }
 
 func newNixPushCmd() *cobra.Command {
@@ -61,6 +62,7 @@ signature, say).`,
 	cmd.Flags().BoolVar(&f.noFetchCRL, "no-fetch-crl", false, "do not fetch the CRL from the certificate's distribution point")
 	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "PEM root(s) to trust for the gate's HTTPS (e.g. the CA's root.crt); also given to nix as NIX_SSL_CERT_FILE")
 	cmd.Flags().StringVar(&f.compression, "compression", "auto", "NAR compression: auto (zstd, but a NAR that looks incompressible, such as already-compressed data, goes uncompressed), zstd (such a NAR goes in raw zstd blocks), xz, bzip2 or none")
+	cmd.Flags().IntVar(&f.level, "compression-level", defaultZstdLevel, "zstd level, 1 (fastest) to 22 (smallest), for --compression auto and zstd: 2 (the default, as cachix push) sends ~6% more bytes than 3 (Nix's own) for ~30% less CPU")
 	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 16, "uploads in flight (at most one NAR per CPU is compressed at a time)")
 	cmd.Flags().BoolVar(&f.viaNixCopy, "via-nix-copy", false, "upload with nix copy --to 'URL?secret-key=…' (one path at a time) instead of nixpki's own uploader")
 	return cmd
@@ -74,6 +76,12 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 	case "auto", "zstd", "xz", "bzip2", "none":
 	default:
 		return fmt.Errorf("--compression %q: use auto, zstd, xz, bzip2 or none", f.compression)
+	}
+	if f.level < 1 || f.level > 22 {
+		return fmt.Errorf("--compression-level %d: zstd levels are 1 (fastest) to 22 (smallest)", f.level)
+	}
+	if cmd.Flags().Changed("compression-level") && f.compression != "auto" && f.compression != "zstd" {
+		return fmt.Errorf("--compression-level is a zstd level: use it with --compression auto or zstd, not %s", f.compression)
 	}
 	gateURL, err := url.Parse(strings.TrimRight(f.gate, "/"))
 	if err != nil || (gateURL.Scheme != "http" && gateURL.Scheme != "https") || gateURL.Host == "" || gateURL.RawQuery != "" {
@@ -171,6 +179,9 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 			comp = "zstd"
 		}
 		dest := gateURL.String() + "?secret-key=" + url.QueryEscape(abs) + "&compression=" + comp
+		if comp == "zstd" {
+			dest += "&compression-level=" + strconv.Itoa(f.level)
+		}
 		copyArgs := append([]string{"copy", "--to", dest,
 			// Ask the gate afresh: a pending path answers 404 and must be uploaded again.
 			"--option", "narinfo-cache-negative-ttl", "0", "--option", "narinfo-cache-positive-ttl", "0"}, paths...)
@@ -184,8 +195,12 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 		for _, in := range infos {
 			storePaths = append(storePaths, in.Path)
 		}
-		say("pushing the closure of %s: %d paths, compression %s, %d uploads at a time", strings.Join(paths, " "), len(storePaths), f.compression, f.jobs)
-		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: f.compression, say: say, certsTaken: certsTaken}
+		comp := f.compression
+		if comp == "auto" || comp == "zstd" {
+			comp += fmt.Sprintf(" (zstd level %d)", f.level)
+		}
+		say("pushing the closure of %s: %d paths, compression %s, %d uploads at a time", strings.Join(paths, " "), len(storePaths), comp, f.jobs)
+		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: f.compression, level: f.level, say: say, certsTaken: certsTaken}
 		copyErr = up.push(ctx, infos, f.jobs)
 		if err := certsTaken(); err != nil {
 			return err

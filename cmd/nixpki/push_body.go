@@ -42,41 +42,53 @@ type worker struct {
 // the gate's latency (its fsyncs); compressions beyond the CPUs only make the
 // encoders' tables and windows evict each other from the caches (measured in
 // docs/benchmarks.md). nil entries are encoders not made yet.
-type encoderPool chan *zstd.Encoder
+type encoderPool struct {
+	c     chan *zstd.Encoder
+	level zstd.EncoderLevel
+}
 
-func newEncoderPool(n int) encoderPool {
-	p := make(encoderPool, n)
+// newEncoderPool holds n encoders compressing at zstd level (1–22, as zstd(1) and
+// Nix's compression-level count; see defaultZstdLevel).
+func newEncoderPool(n, level int) encoderPool {
+	p := encoderPool{c: make(chan *zstd.Encoder, n), level: zstd.EncoderLevelFromZstd(level)}
 	for range n {
-		p <- nil
+		p.c <- nil
 	}
 	return p
 }
+
+// defaultZstdLevel is --compression-level's default: 2, as cachix push (the Nix
+// ecosystem's common uploader) compresses. The push is a transfer to a gate on the
+// same network, and the Go encoder maps levels 1–2 to its fastest: on NARs of the
+// Go installation 40% faster than level 3 for 6% more bytes (docs/benchmarks.md,
+// ninth pass). Level 3 is what Nix itself writes (compression-level's default).
+const defaultZstdLevel = 2
 
 // get takes an encoder, waiting for one unless stop is closed first.
 func (p encoderPool) get(stop <-chan struct{}) (*zstd.Encoder, error) {
 	var zw *zstd.Encoder
 	select {
-	case zw = <-p:
+	case zw = <-p.c:
 	case <-stop:
 		return nil, errors.New("NAR upload: body closed")
 	}
 	if zw != nil {
 		return zw, nil
 	}
-	// As Nix (libzstd through libarchive) writes zstd: level 3 (SpeedDefault), a
-	// 2 MiB window (windowLog 21), no checksum (the gate checks the NarHash). A
-	// larger window gains nothing measurable on store paths and costs both sides
-	// cache misses: 8 MiB took ~10% more CPU in client and gate (docs/benchmarks.md).
-	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(2<<20),
+	// As Nix (libzstd through libarchive) writes zstd: a 2 MiB window (windowLog 21),
+	// no checksum (the gate checks the NarHash). A larger window gains nothing
+	// measurable on store paths and costs both sides cache misses: 8 MiB took ~10%
+	// more CPU in client and gate (docs/benchmarks.md).
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(p.level), zstd.WithWindowSize(2<<20),
 		zstd.WithEncoderCRC(false))
 	if err != nil {
-		p <- nil
+		p.c <- nil
 		return nil, err
 	}
 	return zw, nil
 }
 
-func (p encoderPool) put(zw *zstd.Encoder) { p <- zw }
+func (p encoderPool) put(zw *zstd.Encoder) { p.c <- zw }
 
 // narBody returns the request body of in's NAR compressed as the uploader's
 // compression says (auto: as the probe chose), its length (-1: unknown, sent

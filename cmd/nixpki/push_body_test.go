@@ -44,7 +44,7 @@ func testProbedCompression(t *testing.T, mode string, cases []struct {
 	files map[string][]byte
 	want  string
 }) {
-	u := &uploader{compression: mode, encoders: newEncoderPool(1)}
+	u := &uploader{compression: mode, encoders: newEncoderPool(1, defaultZstdLevel)}
 	w := &worker{}
 	for _, c := range cases {
 		dir := t.TempDir()

@@ -25,6 +25,7 @@ type uploader struct {
 	client      *http.Client
 	sec         nixkey.SecretKey
 	compression string
+	level       int // zstd level (--compression-level)
 	say         func(format string, args ...any)
 	admitted    map[string]bool // paths the gate served when the push began
 	resignOnly  bool            // only sign again the admitted paths (after nix copy)
@@ -218,7 +219,7 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	// narinfos overlap NAR uploads, and the gate admits those that arrive together
 	// with one fsync. At most jobs narinfos are sent at once.
 	u.narinfoSlots = make(chan struct{}, jobs)
-	u.encoders = newEncoderPool(runtime.GOMAXPROCS(0))
+	u.encoders = newEncoderPool(runtime.GOMAXPROCS(0), u.level)
 	for range min(jobs, len(infos)) {
 		wg.Add(1)
 		go func() {

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,7 +21,8 @@ import (
 // The push's zstd encoders write frames that libzstd's decoder (the zstd tool, as Nix
 // decodes) and the gate's decoder read back exactly, with a window of at most 2 MiB
 // and no checksum, as Nix writes them; an encoder is reused frame after frame, also
-// after a frame whose destination failed.
+// after a frame whose destination failed. So at every --compression-level, and a
+// higher level compresses text better.
 func TestZstdEncoder(t *testing.T) {
 	zstdCmd := testutil.NeedTool(t, "zstd")
 	random := make([]byte, 3<<20)
@@ -34,7 +39,23 @@ func TestZstdEncoder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := newEncoderPool(1)
+	textSize := map[int]int{}
+	for _, level := range []int{1, defaultZstdLevel, 3, 7, 19} {
+		textSize[level] = checkEncoderLevel(t, zstdCmd, level, inputs, gate)
+	}
+	// The level is used: the Go encoder has four speeds (levels 1–2, 3–5, 6–9, 10+),
+	// and each of the two last is smaller than the fastest.
+	if textSize[3] > textSize[defaultZstdLevel] || textSize[19] >= textSize[defaultZstdLevel] {
+		t.Errorf("text compressed to %v bytes by level: a higher level should be smaller", textSize)
+	}
+}
+
+// checkEncoderLevel checks an encoder pool of the given level on inputs (see
+// TestZstdEncoder) and returns the size of the compressed text.
+func checkEncoderLevel(t *testing.T, zstdCmd string, level int, inputs map[string][]byte, gate *zstd.Decoder) (textSize int) {
+	t.Helper()
+	text := inputs["text"]
+	pool := newEncoderPool(1, level)
 	for round := range 2 {
 		for name, in := range inputs {
 			enc, err := pool.get(nil)
@@ -45,11 +66,11 @@ func TestZstdEncoder(t *testing.T) {
 			enc.ResetContentSize(&frame, int64(len(in)))
 			for off := 0; off < len(in); off += 64 << 10 {
 				if _, err := enc.Write(in[off:min(off+64<<10, len(in))]); err != nil {
-					t.Fatalf("%s: write: %v", name, err)
+					t.Fatalf("level %d, %s: write: %v", level, name, err)
 				}
 			}
 			if err := enc.Close(); err != nil {
-				t.Fatalf("%s: close: %v", name, err)
+				t.Fatalf("level %d, %s: close: %v", level, name, err)
 			}
 			pool.put(enc)
 
@@ -59,16 +80,19 @@ func TestZstdEncoder(t *testing.T) {
 			}
 			got, err := io.ReadAll(gate)
 			if err != nil || !bytes.Equal(got, in) {
-				t.Fatalf("round %d, %s: the gate's decoder read %d bytes of %d back (err %v)", round, name, len(got), len(in), err)
+				t.Fatalf("level %d, round %d, %s: the gate's decoder read %d bytes of %d back (err %v)", level, round, name, len(got), len(in), err)
 			}
 			cmd := exec.Command(zstdCmd, "-d", "-c")
 			cmd.Stdin = bytes.NewReader(frame.Bytes())
 			out, err := cmd.Output()
 			if err != nil || !bytes.Equal(out, in) {
-				t.Fatalf("round %d, %s: zstd -d read %d bytes of %d back (err %v)", round, name, len(out), len(in), err)
+				t.Fatalf("level %d, round %d, %s: zstd -d read %d bytes of %d back (err %v)", level, round, name, len(out), len(in), err)
 			}
-			if name == "text" && frame.Len() > len(in)/10 {
-				t.Errorf("text: %d bytes compressed to %d: not compressed", len(in), frame.Len())
+			if name == "text" {
+				if frame.Len() > len(in)/10 {
+					t.Errorf("level %d, text: %d bytes compressed to %d: not compressed", level, len(in), frame.Len())
+				}
+				textSize = frame.Len()
 			}
 		}
 		// A frame whose destination fails: the error comes back, the encoder stays usable.
@@ -80,6 +104,7 @@ func TestZstdEncoder(t *testing.T) {
 		}
 		pool.put(enc)
 	}
+	return textSize
 }
 
 // checkFrameHeader checks that frame is one zstd frame without a checksum whose
@@ -105,3 +130,71 @@ func checkFrameHeader(t *testing.T, name string, frame []byte) {
 type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("destination failed") }
+
+// BenchmarkZstdLevel compresses pieces of the Go installation's files, 1 MiB each
+// (a store path's typical NAR in the gate benchmark's go closure), as the push does
+// at each level: MB/s of input and the compression ratio.
+//
+//	go test -run x -bench ZstdLevel ./cmd/nixpki
+func BenchmarkZstdLevel(b *testing.B) {
+	data := goInstallationBytes(b, 64<<20)
+	const piece = 1 << 20
+	for _, level := range []int{1, defaultZstdLevel, 3, 7} {
+		b.Run(fmt.Sprintf("level-%d", level), func(b *testing.B) {
+			pool := newEncoderPool(1, level)
+			enc, err := pool.get(nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var out countingWriter
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				out = 0
+				for off := 0; off < len(data); off += piece {
+					p := data[off:min(off+piece, len(data))]
+					enc.ResetContentSize(&out, int64(len(p)))
+					for w := 0; w < len(p); w += 64 << 10 { // as the NAR dump writes
+						enc.Write(p[w:min(w+64<<10, len(p))])
+					}
+					if err := enc.Close(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(len(data))/float64(out), "ratio")
+		})
+	}
+}
+
+// goInstallationBytes returns up to max bytes of the Go installation's files, in
+// path order: sources, binaries and test data, compressible like store paths.
+func goInstallationBytes(b *testing.B, max int) []byte {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Skip("no go command:", err)
+	}
+	var data []byte
+	root := strings.TrimSpace(string(out))
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if len(data) >= max {
+			return filepath.SkipAll
+		}
+		if err != nil {
+			return nil // unreadable: skipped
+		}
+		if d.Type().IsRegular() {
+			if f, err := os.ReadFile(path); err == nil {
+				data = append(data, f[:min(len(f), max-len(data))]...)
+			}
+		}
+		return nil
+	})
+	return data
+}
+
+type countingWriter int64
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c += countingWriter(len(p))
+	return len(p), nil
+}
