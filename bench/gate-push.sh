@@ -6,10 +6,11 @@
 # `nix copy --to 'file://…?compression=zstd'` of the same closure, alternating, ROUNDS
 # times each, in one run. Columns:
 #   - file:// zstd: the baseline (level 3, Nix's default zstd level);
-#   - file:// zstd level 2: at the level nix push writes by default
-#     (--compression-level 2), so that a ratio compares equal levels too;
 #   - file://, then sync: the same copy until it is on disk (Nix does not fsync a
 #     file:// cache; the gate makes every NAR and admission durable before it answers);
+#   - file:// zstd level 2: at the level nix push writes by default
+#     (--compression-level 2), so that a ratio compares equal levels too (a
+#     --compression-level in PUSH_FLAGS makes that comparison unequal);
 #   - http:// to bench/gate-push-null, a cache that discards everything: what Nix's
 #     HTTP upload costs by itself;
 #   - gate push --compression zstd: every NAR zstd-compressed (level 2), as file://

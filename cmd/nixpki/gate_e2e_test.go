@@ -159,6 +159,31 @@ func (r *gateRig) narinfo(path string) (int, string) {
 	return res.StatusCode, string(body)
 }
 
+// narFileSize is the size of the NAR file the gate serves for path.
+func (r *gateRig) narFileSize(path string) int {
+	r.t.Helper()
+	_, ni := r.narinfo(path)
+	u := ""
+	for _, line := range strings.Split(ni, "\n") {
+		if v, ok := strings.CutPrefix(line, "URL: "); ok {
+			u = v
+		}
+	}
+	if u == "" {
+		r.t.Fatalf("no URL in the narinfo of %s:\n%s", path, ni)
+	}
+	res, err := http.Get(r.url + "/" + u)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	n, err := io.Copy(io.Discard, res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		r.t.Fatalf("GET %s: %s, %v", u, res.Status, err)
+	}
+	return int(n)
+}
+
 func (r *gateRig) put(urlPath string, body []byte) (int, string) {
 	req, _ := http.NewRequest(http.MethodPut, r.url+urlPath, bytes.NewReader(body))
 	res, err := http.DefaultClient.Do(req)
@@ -309,14 +334,25 @@ func TestGateEndToEnd(t *testing.T) {
 		}
 		r.mustTarget(top)
 	}
-	// A chosen zstd level, and levels that are not zstd's or not for zstd.
-	top, _ := r.build("level-19")
-	if out, err := r.push("alice-1", []string{"--compression", "zstd", "--compression-level", "19"}, top); err != nil {
-		t.Fatalf("push with --compression-level 19: %v\n%s", err, out)
-	} else {
-		wantIn(t, "push with --compression-level 19", out, "zstd level 19")
+	// A chosen zstd level reaches the gate (the same text is stored smaller at 19 than
+	// at 1) and the target; levels that are not zstd's, or not for zstd, are refused.
+	text := r.p("text")
+	os.WriteFile(text, repoSource(t, 1<<20), 0o644)
+	var stored [2]int
+	for i, level := range []string{"1", "19"} {
+		top, _ := r.buildWith("level-"+level, "cat "+text+" > $out; echo ${dep} %[1]s >> $out")
+		out, err := r.push("alice-1", []string{"--compression", "zstd", "--compression-level", level}, top)
+		if err != nil {
+			t.Fatalf("push with --compression-level %s: %v\n%s", level, err, out)
+		}
+		wantIn(t, "push with --compression-level "+level, out, "zstd level "+level)
+		stored[i] = r.narFileSize(top)
+		r.mustTarget(top)
 	}
-	r.mustTarget(top)
+	if stored[1] >= stored[0]*95/100 {
+		t.Errorf("the gate stores the text in %d bytes at level 1 and %d at level 19: the level was not used", stored[0], stored[1])
+	}
+	top, _ := r.build("level-bad")
 	for _, bad := range [][]string{{"--compression-level", "23"}, {"--compression", "xz", "--compression-level", "5"}} {
 		out, err := r.push("alice-1", bad, top)
 		if err == nil {
