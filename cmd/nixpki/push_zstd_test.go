@@ -50,28 +50,34 @@ func TestZstdEncoder(t *testing.T) {
 	}
 }
 
-// repoSource returns n bytes of this repository's Go source (repeated if it is
-// shorter): text that compresses like a store path's sources and scripts.
-func repoSource(t testing.TB, n int) []byte {
-	t.Helper()
-	var src []byte
-	filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, ".go") {
+// filesBytes returns n bytes of the regular files under root whose names end in
+// suffix, in path order (repeated if they are fewer).
+func filesBytes(tb testing.TB, root, suffix string, n int) []byte {
+	tb.Helper()
+	var data []byte
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if len(data) >= n {
+			return filepath.SkipAll
+		}
+		if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, suffix) {
 			if b, err := os.ReadFile(path); err == nil {
-				src = append(src, b...)
+				data = append(data, b[:min(len(b), n-len(data))]...)
 			}
 		}
 		return nil
 	})
-	if len(src) == 0 {
-		t.Fatal("no Go source found under ../..")
+	if len(data) == 0 {
+		tb.Fatalf("no files *%s under %s", suffix, root)
 	}
-	out := make([]byte, 0, n)
-	for len(out) < n {
-		out = append(out, src[:min(len(src), n-len(out))]...)
+	for len(data) < n {
+		data = append(data, data[:min(len(data), n-len(data))]...)
 	}
-	return out
+	return data
 }
+
+// repoSource returns n bytes of this repository's Go source: text that compresses
+// like a store path's sources and scripts.
+func repoSource(tb testing.TB, n int) []byte { return filesBytes(tb, "../..", ".go", n) }
 
 // checkEncoderLevel checks an encoder pool of the given level on inputs (see
 // TestZstdEncoder) and returns the size of the compressed text.
@@ -191,35 +197,14 @@ func BenchmarkZstdLevel(b *testing.B) {
 	}
 }
 
-// goInstallationBytes returns up to max bytes of the Go installation's files, in
-// path order: sources, binaries and test data, compressible like store paths.
-func goInstallationBytes(b *testing.B, max int) []byte {
+// goInstallationBytes returns n bytes of the Go installation's files, in path
+// order: sources, binaries and test data, compressible like store paths.
+func goInstallationBytes(b *testing.B, n int) []byte {
 	out, err := exec.Command("go", "env", "GOROOT").Output()
 	if err != nil {
-		b.Skip("no go command:", err)
+		b.Fatal("go env GOROOT:", err)
 	}
-	var data []byte
-	root := strings.TrimSpace(string(out))
-	defer func() {
-		if len(data) == 0 {
-			b.Fatalf("no files read under GOROOT %s", root)
-		}
-	}()
-	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if len(data) >= max {
-			return filepath.SkipAll
-		}
-		if err != nil {
-			return nil // unreadable: skipped
-		}
-		if d.Type().IsRegular() {
-			if f, err := os.ReadFile(path); err == nil {
-				data = append(data, f[:min(len(f), max-len(data))]...)
-			}
-		}
-		return nil
-	})
-	return data
+	return filesBytes(b, strings.TrimSpace(string(out)), "", n)
 }
 
 type countingWriter int64
