@@ -7,10 +7,8 @@ import (
 	"crypto/rand"
 	"testing"
 
-	"nixpki/internal/keys"
 )
 
-func init() { keys.UseFastKDFForTesting() }
 
 func ecKey(t testing.TB) *ecdsa.PrivateKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
