@@ -13,7 +13,6 @@ import (
 	"math/big"
 	"testing"
 	"time"
-
 )
 
 // testPKI is a root with a Nix-signing and a TLS intermediate, made directly with
