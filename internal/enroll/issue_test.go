@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -272,9 +273,9 @@ func TestTokenEnrollment(t *testing.T) {
 	}
 	before = e.nixCerts()
 
-	pinned, _, _ := e.auth.CreateToken(ctx, TokenRequest{Subject: "carol", KeyName: "carol-laptop", Targets: []string{"x"}})
+	pinned, _, _ := e.auth.CreateToken(ctx, TokenRequest{Subject: "carol", KeyName: "carol-7", Targets: []string{"x"}})
 	_, err = e.client.EnrollToken(ctx, e.key("carol-1"), pinned, EnrollOptions{})
-	e.refused(err, `key name "carol-1" does not match the token, which is for key name "carol-laptop"`, before)
+	e.refused(err, `key name "carol-1" does not match the token, which is for key name "carol-7"`, before)
 
 	_, err = e.client.EnrollToken(ctx, e.key("alice-2"), TokenPrefix+"AAAA", EnrollOptions{})
 	e.refused(err, "unknown token", before)
@@ -329,7 +330,7 @@ func TestTokenSingleUseUnderConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := e.client.EnrollToken(ctx, e.key("alice-"+string(rune('a'+i))), tok, EnrollOptions{})
+			_, err := e.client.EnrollToken(ctx, e.key(fmt.Sprintf("alice-%d", 10+i)), tok, EnrollOptions{})
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -386,7 +387,7 @@ func TestSSHEnrollment(t *testing.T) {
 	}
 	// A builder principal maps to a content-addressed-only scope.
 	builder := sshCert(t, e.sshCA, []string{"ci-builder"}, now.Add(-time.Hour), now.Add(time.Hour), nil)
-	got, err = e.client.EnrollSSH(ctx, e.key("builder1-a"), builder, EnrollOptions{Subject: "builder1"})
+	got, err = e.client.EnrollSSH(ctx, e.key("builder1-2"), builder, EnrollOptions{Subject: "builder1"})
 	if err != nil || !got.Identity.Constraints.Scope.ContentAddressedOnly {
 		t.Fatalf("builder: %v %+v", err, got)
 	}

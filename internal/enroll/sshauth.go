@@ -85,6 +85,9 @@ func newSSHAuth(cfg config.Nix) (*sshAuth, error) {
 		if _, isCert := k.(*ssh.Certificate); isCert {
 			return nil, fmt.Errorf("nix.ssh_user_cas[%d]: a certificate, not a CA's public key", i)
 		}
+		if k.Type() == ssh.InsecureKeyAlgoDSA {
+			return nil, fmt.Errorf("nix.ssh_user_cas[%d]: a DSA key, which signs with SHA-1: use an Ed25519, ECDSA or RSA CA key", i)
+		}
 		s.cas = append(s.cas, k)
 	}
 	for i, p := range cfg.SSHPrincipals {
@@ -92,7 +95,7 @@ func newSSHAuth(cfg config.Nix) (*sshAuth, error) {
 		if p.Principal == "" {
 			return nil, fmt.Errorf("%s: principal is empty", where)
 		}
-		if err := nixcert.ValidateSubject(p.Subject); err != nil {
+		if err := nixcert.CheckIssuableSubject(p.Subject); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		if _, err := nixcert.ParseTargets(p.Targets); err != nil {
@@ -146,6 +149,9 @@ func (s *sshAuth) check(r EnrollRequest, now time.Time) (*sshPrincipal, *ssh.Cer
 	}
 	if !s.isCA(cert.SignatureKey) {
 		return nil, cert, forbidden("SSH certificate %s is signed by an unknown CA: this CA trusts only %s", describeSSHCert(cert), s.caList())
+	}
+	if err := refuseSHA1(cert); err != nil {
+		return nil, cert, forbidden("SSH certificate %s: %v", describeSSHCert(cert), err)
 	}
 	unix := now.Unix()
 	if cert.ValidBefore != ssh.CertTimeInfinity && (int64(cert.ValidBefore) < 0 || unix >= int64(cert.ValidBefore)) {
@@ -204,6 +210,19 @@ func (s *sshAuth) check(r EnrollRequest, now time.Time) (*sshPrincipal, *ssh.Cer
 		return nil, cert, forbidden("the SSH signature does not verify with the certificate's key over this challenge and CSR: %v", err)
 	}
 	return m, cert, nil
+}
+
+// refuseSHA1 refuses what would rest on SHA-1: a CA signature made with ssh-rsa,
+// and a DSA user key (DSA signs only with SHA-1). The enrollment signature itself is
+// checked where it is verified.
+func refuseSHA1(cert *ssh.Certificate) error {
+	if cert.Signature != nil && cert.Signature.Format == ssh.KeyAlgoRSA {
+		return errors.New("its CA signed it with ssh-rsa (SHA-1), which is refused: have the CA sign with rsa-sha2-512 (ssh-keygen -s ca -t rsa-sha2-512)")
+	}
+	if cert.Key.Type() == ssh.InsecureKeyAlgoDSA {
+		return errors.New("it certifies a DSA key, which signs with SHA-1 and is refused: use an Ed25519, ECDSA or RSA key")
+	}
+	return nil
 }
 
 func (s *sshAuth) caList() string {
