@@ -100,7 +100,8 @@ func readSecretKey(path string) (nixkey.SecretKey, error) {
 	if path == "" {
 		return nixkey.SecretKey{}, errors.New("--secret is required")
 	}
-	data, err := os.ReadFile(path)
+	// Like ssh with private keys: a secret key others may read is refused.
+	data, err := keys.ReadPrivateFile(path)
 	if err != nil {
 		return nixkey.SecretKey{}, err
 	}

@@ -43,6 +43,9 @@ type CA struct {
 
 // Open loads the CA in dir. passwordFile overrides the file recorded at init.
 func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA, error) {
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
+	}
 	cfg, err := config.Load(dir)
 	if err != nil {
 		return nil, err
@@ -72,7 +75,7 @@ func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA,
 			c.Nix = iss
 		}
 	}
-	if c.DB, err = store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
+	if c.DB, err = openDB(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -18,7 +18,6 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
-	"nixpki/internal/store"
 )
 
 // Lifetimes of the CA's own certificates.
@@ -129,7 +128,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 
-	db, err := store.OpenSQLite(ctx, filepath.Join(tmp, cfg.Database.Path))
+	db, err := openDB(ctx, filepath.Join(tmp, cfg.Database.Path))
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"nixpki/internal/keys"
 )
 
 // FileName is the configuration file inside a data directory.
@@ -115,6 +117,8 @@ type Nix struct {
 	DefaultValidity Duration `json:"default_validity"`
 	MaxValidity     Duration `json:"max_validity"`
 	TokenTTL        Duration `json:"token_ttl"`
+	// TokenMaxTTL bounds the lifetime an admin may give a token (--ttl).
+	TokenMaxTTL Duration `json:"token_max_ttl"`
 	// RenewMaxAge bounds renewal: a certificate is renewed by proof of possession
 	// only while its last token or SSH authentication is younger than this.
 	RenewMaxAge Duration `json:"renew_max_age"`
@@ -172,7 +176,7 @@ func Defaults() Config {
 		},
 		ACME: ACME{HTTPPort: 80, TLSPort: 443},
 		Nix: Nix{DefaultValidity: Duration(7 * 24 * time.Hour), MaxValidity: Duration(30 * 24 * time.Hour),
-			TokenTTL: Duration(15 * time.Minute), RenewMaxAge: Duration(30 * 24 * time.Hour)},
+			TokenTTL: Duration(15 * time.Minute), TokenMaxTTL: Duration(7 * 24 * time.Hour), RenewMaxAge: Duration(30 * 24 * time.Hour)},
 	}
 }
 
@@ -216,6 +220,9 @@ func (c *Config) Validate() error {
 	if c.Nix.DefaultValidity <= 0 || c.Nix.MaxValidity < c.Nix.DefaultValidity {
 		return fmt.Errorf("nix.default_validity %s must be positive and at most nix.max_validity %s", c.Nix.DefaultValidity.D(), c.Nix.MaxValidity.D())
 	}
+	if c.Nix.TokenTTL <= 0 || c.Nix.TokenMaxTTL < c.Nix.TokenTTL {
+		return fmt.Errorf("nix.token_ttl %s must be positive and at most nix.token_max_ttl %s", c.Nix.TokenTTL.D(), c.Nix.TokenMaxTTL.D())
+	}
 	for _, p := range c.ACME.Provisioners {
 		if p.Name == "" || strings.ContainsAny(p.Name, "/?#% ") {
 			return fmt.Errorf("acme.provisioners: name %q must be non-empty and URL-safe", p.Name)
@@ -232,6 +239,9 @@ func Load(dir string) (Config, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return Config{}, fmt.Errorf("%s is not an initialised nixpki directory (no %s): run `nixpki init --dir %s` first", dir, FileName, dir)
 		}
+		return Config{}, err
+	}
+	if err := keys.CheckNotWorldWritable(path); err != nil {
 		return Config{}, err
 	}
 	c, err := Parse(data)

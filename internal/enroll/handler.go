@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"nixpki/internal/ca"
 	"nixpki/internal/nixcert"
@@ -91,8 +93,14 @@ func (a *Authority) serveChallenge(w http.ResponseWriter, r *http.Request) error
 }
 
 func readEnrollJSON(w http.ResponseWriter, r *http.Request) (*EnrollJSON, time.Duration, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return nil, 0, problem.New(http.StatusUnsupportedMediaType, "", "send application/json, not %s", ct)
+	// The media type must be application/json exactly (parameters such as charset
+	// aside): a prefix test would take application/jsonx or application/json-seq.
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		if ct == "" {
+			return nil, 0, problem.New(http.StatusUnsupportedMediaType, "", "send Content-Type application/json (the request has none)")
+		}
+		return nil, 0, problem.New(http.StatusUnsupportedMediaType, "", "send Content-Type application/json, not %q", clip(ct, 64))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	if err != nil {
@@ -180,4 +188,17 @@ func errProblem(status string, body []byte) error {
 		s = s[:200] + "…"
 	}
 	return errors.New(status + ": " + s)
+}
+
+// clip bounds a string from a request before it goes into a message or a record,
+// marking the cut: what a client sends is echoed or stored only this long.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

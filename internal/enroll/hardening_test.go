@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/dsa"
 	"crypto/rand"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +94,33 @@ func TestSSHSHA1Refused(t *testing.T) {
 	cfg.SSHUserCAs = []string{string(ssh.MarshalAuthorizedKey(user.PublicKey()))}
 	if _, err := newSSHAuth(cfg); err == nil {
 		t.Error("a DSA SSH user CA was accepted")
+	}
+}
+
+// Token lifetimes are bounded by nix.token_max_ttl.
+func TestTokenMaxTTL(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	if _, _, err := e.auth.CreateToken(ctx, TokenRequest{Subject: "alice", Targets: []string{"x"}, TTL: 8 * 24 * time.Hour}); err == nil || !strings.Contains(err.Error(), "exceeds nix.token_max_ttl 168h0m0s") {
+		t.Errorf("an 8-day token: %v", err)
+	}
+	if _, _, err := e.auth.CreateToken(ctx, TokenRequest{Subject: "alice", Targets: []string{"x"}, TTL: 24 * time.Hour}); err != nil {
+		t.Errorf("a 1-day token: %v", err)
+	}
+}
+
+// nix enroll refuses an SSH private key that group or others may read, as ssh does.
+func TestSSHKeyReadableByOthersRefused(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id_ed25519")
+	pemBlock, err := ssh.MarshalPrivateKey(edKey(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(pemBlock), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSSHSigner(key, ""); err == nil || !strings.Contains(err.Error(), "chmod 600 "+key) {
+		t.Fatalf("a 0640 SSH key: %v, want a refusal naming chmod 600", err)
 	}
 }

@@ -645,7 +645,11 @@ func TestHandlerErrors(t *testing.T) {
 		want                      string
 	}{
 		{"POST", "/nix/enroll", "application/json", `{`, 400, "malformed request"},
-		{"POST", "/nix/enroll", "text/plain", `{}`, 415, "send application/json"},
+		{"POST", "/nix/enroll", "text/plain", `{}`, 415, "send Content-Type application/json"},
+		{"POST", "/nix/enroll", "application/jsonx", `{}`, 415, `not "application/jsonx"`},
+		{"POST", "/nix/enroll", "application/json-seq", `{}`, 415, "send Content-Type application/json"},
+		{"POST", "/nix/enroll", "", `{}`, 415, "the request has none"},
+		{"POST", "/nix/enroll", "application/json; charset=utf-8", `{"csr":"AA=="}`, 400, "no authentication"},
 		{"POST", "/nix/enroll", "application/json", `{"csr":"AA=="}`, 400, "no authentication"},
 		{"POST", "/nix/enroll", "application/json", `{"token":"x","ssh_certificate":"y"}`, 400, "not both"},
 		{"POST", "/nix/enroll", "application/json", `{"token":"x","validity":"-1h"}`, 400, "positive duration"},

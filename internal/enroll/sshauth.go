@@ -23,6 +23,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
 )
@@ -313,7 +314,8 @@ func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Iss
 // encrypted keys) and its certificate, by default the file next to it named
 // "<key>-cert.pub" as ssh-keygen -s writes it.
 func LoadSSHSigner(keyPath, certPath string) (ssh.Signer, error) {
-	data, err := os.ReadFile(keyPath)
+	// As ssh does, a private key that group or others may read is refused.
+	data, err := keys.ReadPrivateFile(keyPath)
 	if err != nil {
 		return nil, err
 	}

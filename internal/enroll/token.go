@@ -64,6 +64,9 @@ func (a *Authority) CreateToken(ctx context.Context, r TokenRequest) (string, *s
 	if ttl <= 0 {
 		ttl = 15 * time.Minute
 	}
+	if max := pol.TokenMaxTTL.D(); max > 0 && ttl > max {
+		return "", nil, fmt.Errorf("token lifetime %s exceeds nix.token_max_ttl %s: give a shorter --ttl", ttl, max)
+	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", nil, err
