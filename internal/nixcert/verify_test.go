@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/signing"
 )
 
 func TestScopeParseAndString(t *testing.T) {
@@ -160,7 +160,7 @@ func TestParseCertificateProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sk := nixkey.SecretKey{Name: "alice-1", Key: k}
+	sk := signing.SecretKey{Name: "alice-1", Key: k}
 	if !id.Key.Equal(sk.Public()) {
 		t.Errorf("identity key %v, want %v", id.Key, sk.Public())
 	}
