@@ -11,7 +11,6 @@ import (
 // A narinfo served by cache.nixos.org (also used by go-nix's tests), with
 // its real cache.nixos.org-1 signature and one by a key we don't have.
 const curlNarInfo = `StorePath: /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin
-
 URL: nar/05ra3y72i3qjri7xskf9qj8kb29r6naqy1sqpbs3azi3xcigmj56.nar.xz
 Compression: xz
 FileHash: sha256:05ra3y72i3qjri7xskf9qj8kb29r6naqy1sqpbs3azi3xcigmj56
