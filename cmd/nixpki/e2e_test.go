@@ -350,4 +350,10 @@ func TestServeInitialisesOnFirstRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "root.crt")); err != nil {
 		t.Fatal(err)
 	}
+	// Flags that only init uses are refused on an initialised directory, naming the
+	// recorded value, instead of being ignored.
+	wantIn(t, "serve --name on an initialised directory", run(t, true, "serve", "--dir", dir, "--name", "other"),
+		`--name "other"`, `initialised with "nixpki"`)
+	wantIn(t, "serve --key-type on an initialised directory", run(t, true, "serve", "--dir", dir, "--key-type", "ed25519"),
+		`--key-type "ed25519"`, `initialised with "p256"`)
 }

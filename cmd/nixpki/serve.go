@@ -35,6 +35,8 @@ func newServeCmd() *cobra.Command {
 				if err := runInit(cmd, dir, passwordFile, &f, out); err != nil {
 					return err
 				}
+			} else if err := initOnlyFlags(cmd.Flags(), &f, dir); err != nil {
+				return err
 			}
 			log := logger()
 			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
