@@ -207,8 +207,14 @@ func wantIn(t *testing.T, what, got string, wants ...string) {
 // startGate runs `nixpki gate serve` until the test ends.
 func startGate(t *testing.T, dir, listen string, env ...string) string {
 	t.Helper()
+	return startGateArgs(t, []string{"--dir", dir, "--listen", listen}, env...)
+}
+
+// startGateArgs runs `nixpki gate serve ARGS` until the test ends.
+func startGateArgs(t *testing.T, args []string, env ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, nixpkiBin(t), "gate", "serve", "--dir", dir, "--listen", listen)
+	cmd := exec.CommandContext(ctx, nixpkiBin(t), append([]string{"gate", "serve"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
@@ -270,7 +276,10 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
 }
 
-func newGateRig(t *testing.T) *gateRig {
+func newGateRig(t *testing.T) *gateRig { return newGateRigArgs(t) }
+
+// newGateRigArgs is newGateRig with more `gate serve` flags.
+func newGateRigArgs(t *testing.T, serveArgs ...string) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
@@ -306,7 +315,7 @@ func newGateRig(t *testing.T) *gateRig {
 	data, _ := cfg.Marshal()
 	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
 	addr := testutil.FreePort(t)
-	startGate(t, r.gateDir, addr)
+	startGateArgs(t, append([]string{"--dir", r.gateDir, "--listen", addr}, serveArgs...))
 	r.url = "http://" + addr
 	return r
 }
