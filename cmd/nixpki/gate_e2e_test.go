@@ -276,14 +276,19 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
 }
 
-func newGateRig(t *testing.T) *gateRig { return newGateRigArgs(t) }
+func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
 
-// newGateRigArgs is newGateRig with more `gate serve` flags.
-func newGateRigArgs(t *testing.T, serveArgs ...string) *gateRig {
+// newGateRigWith is newGateRig with extra `nixpki init` arguments, a change to the
+// gate's configuration and extra `gate serve` flags. The gate fetches no CRLs unless
+// the change asks it to: the certificates name a CA that is not running.
+func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config), serveArgs ...string) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
-	run(t, false, "init", "--dir", r.caDir, "--name", "GateE2E", "--dns", "ca.internal", "--ip", "127.0.0.1")
+	if initArgs == nil {
+		initArgs = []string{"--dns", "ca.internal", "--ip", "127.0.0.1"}
+	}
+	run(t, false, append([]string{"init", "--dir", r.caDir, "--name", "GateE2E"}, initArgs...)...)
 	certify := func(member, subject, targets, scope string) {
 		n.must("nix-store", "--generate-binary-cache-key", member, r.p(member+".sec"), r.p(member+".pub"))
 		if subject != "" {
@@ -312,6 +317,10 @@ func newGateRigArgs(t *testing.T, serveArgs ...string) *gateRig {
 		t.Fatal(err)
 	}
 	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+	cfg.CRLFetchInterval = 0
+	if gateCfg != nil {
+		gateCfg(&cfg)
+	}
 	data, _ := cfg.Marshal()
 	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
 	addr := testutil.FreePort(t)

@@ -146,7 +146,7 @@ func seriesOf(m map[string]float64) []string {
 // admission and a rejection.
 func TestGateMetrics(t *testing.T) {
 	maddr := testutil.FreePort(t)
-	r := newGateRigArgs(t, "--metrics-listen", maddr)
+	r := newGateRigWith(t, nil, nil, "--metrics-listen", maddr)
 	m := scrape(t, maddr)
 	wantMetric(t, m, `nixpki_gate_paths{state="admitted"}`, 0)
 	wantMetric(t, m, `nixpki_gate_max_crl_age_seconds`, (8 * 24 * time.Hour).Seconds())

@@ -18,7 +18,7 @@ import (
 )
 
 // Every malformed request gets its ACME problem type and status, a fresh nonce, and
-// writes nothing (RFC 8555 §6 and the items 2, 5 and 7).
+// writes nothing (RFC 8555 §6).
 
 func TestJWSErrors(t *testing.T) {
 	t.Parallel()
