@@ -14,8 +14,8 @@ import (
 
 	"nixpki/internal/acme"
 	"nixpki/internal/ca"
+	"nixpki/internal/enroll"
 	"nixpki/internal/monitor"
-	"nixpki/internal/nixcert"
 	"nixpki/internal/server"
 )
 
@@ -76,7 +76,7 @@ func newServeCmd() *cobra.Command {
 			}
 			defer acmeSrv.Close()
 			mounts["/acme/"] = acmeSrv
-			mounts["/nix/"] = nixcert.Handler(c, log)
+			mounts["/nix/"] = enroll.Handler(c, log)
 			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, monitor.ForCA(c).Collector())
 			if err != nil {
 				return err
