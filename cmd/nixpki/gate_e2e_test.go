@@ -270,6 +270,23 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
 }
 
+// editGateConfig changes the config.json of a gate that is not running yet.
+func editGateConfig(t *testing.T, dir string, edit func(*gate.Config)) {
+	t.Helper()
+	cfg, err := gate.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&cfg)
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func newGateRig(t *testing.T) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
@@ -298,13 +315,7 @@ func newGateRig(t *testing.T) *gateRig {
 		t.Fatal(err)
 	}
 	r.gatePub = string(pub)
-	cfg, err := gate.LoadConfig(r.gateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
-	data, _ := cfg.Marshal()
-	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
+	editGateConfig(t, r.gateDir, func(c *gate.Config) { c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}} })
 	addr := testutil.FreePort(t)
 	startGate(t, r.gateDir, addr)
 	r.url = "http://" + addr
