@@ -32,12 +32,16 @@ func TestMemberDeploy(t *testing.T) {
 	run(t, false, "nix", "crl", "--dir", r.caDir, "--out", r.p("nix.crl"))
 	carried := []string{"--crl", r.p("nix.crl")}
 
-	// The target, host-a: its gate on loopback, two signers for anything named like
-	// sudo, and its Nix configured exactly as `gate init` prints for NixOS.
+	// The target, host-a, at a site without a way to the CA: its gate on loopback,
+	// fetching no CRLs (members carry them), two signers for anything named like sudo,
+	// and its Nix configured exactly as `gate init` prints for NixOS.
 	addr := testutil.FreePort(t)
 	r.url = "http://" + addr
 	snippet := run(t, false, "gate", "init", "--dir", r.gateDir, "--name", "host-a", "--root", filepath.Join(r.caDir, "root.crt"), "--url", r.url, "--listen", addr)
-	editGateConfig(t, r.gateDir, func(c *gate.Config) { c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}} })
+	editGateConfig(t, r.gateDir, func(c *gate.Config) {
+		c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+		c.CRLFetchInterval = 0
+	})
 	r.gatePub = string(mustRead(t, filepath.Join(r.gateDir, "gate.pub")))
 	startGate(t, r.gateDir, addr)
 	sh(t, nil, testutil.NeedTool(t, "ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f", r.p("alice_ssh"))

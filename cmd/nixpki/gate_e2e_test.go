@@ -287,11 +287,19 @@ func editGateConfig(t *testing.T, dir string, edit func(*gate.Config)) {
 	}
 }
 
-func newGateRig(t *testing.T) *gateRig {
+func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
+
+// newGateRigWith is newGateRig with extra `nixpki init` arguments and a change to the
+// gate's configuration. The gate fetches no CRLs unless the change asks it to: the
+// certificates name a CA that is not running.
+func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config)) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
-	run(t, false, "init", "--dir", r.caDir, "--name", "GateE2E", "--dns", "ca.internal", "--ip", "127.0.0.1")
+	if initArgs == nil {
+		initArgs = []string{"--dns", "ca.internal", "--ip", "127.0.0.1"}
+	}
+	run(t, false, append([]string{"init", "--dir", r.caDir, "--name", "GateE2E"}, initArgs...)...)
 	certify := func(member, subject, targets, scope string) {
 		n.must("nix-store", "--generate-binary-cache-key", member, r.p(member+".sec"), r.p(member+".pub"))
 		if subject != "" {
@@ -315,7 +323,13 @@ func newGateRig(t *testing.T) *gateRig {
 		t.Fatal(err)
 	}
 	r.gatePub = string(pub)
-	editGateConfig(t, r.gateDir, func(c *gate.Config) { c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}} })
+	editGateConfig(t, r.gateDir, func(c *gate.Config) {
+		c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+		c.CRLFetchInterval = 0
+		if gateCfg != nil {
+			gateCfg(c)
+		}
+	})
 	addr := testutil.FreePort(t)
 	startGate(t, r.gateDir, addr)
 	r.url = "http://" + addr

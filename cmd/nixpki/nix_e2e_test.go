@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"nixpki/internal/config"
+	"nixpki/internal/enroll"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
@@ -193,7 +194,7 @@ func TestNixCertificatesEndToEnd(t *testing.T) {
 
 	// Enrollment with a one-time token.
 	token := strings.TrimSpace(run(t, false, "nix", "token", "create", "--dir", dir, "--subject", "alice", "--targets", "lab-*", "--scope", "any"))
-	if !strings.HasPrefix(token, nixcert.TokenPrefix) {
+	if !strings.HasPrefix(token, enroll.TokenPrefix) {
 		t.Fatalf("token %q", token)
 	}
 	enrollArgs := []string{"nix", "enroll", "--ca", caURL, "--root", root}

@@ -171,7 +171,7 @@ func TestNonceReplay(t *testing.T) {
 		t.Fatalf("first use: %d %s", r.status, r.body)
 	}
 	e.do("POST", s.kid, "application/jose+json", body).wantProblem(t, 400, "badNonce")
-	// A state change spends its nonce in its own transaction.
+	// A state change spends its nonce too.
 	n = e.nonce()
 	body = s.jws(t, s.header(t, n, e.url("new-order")), []byte(`{"identifiers":[{"type":"dns","value":"n.test"}]}`))
 	if r := e.do("POST", e.url("new-order"), "application/jose+json", body); r.status != 201 {

@@ -2,12 +2,10 @@
 // Nix-signing intermediate that certifies one member's Ed25519 Nix key, with a
 // critical extension saying where (targets) and for what (scope) it may be used.
 //
-// The package has two halves. The verification half (profile.go, verify.go) needs
-// no CA directory and runs on gates and clients: it parses the profile and checks
-// certificates against a root and the newest CRLs it was given. The issuance half
-// (certify.go, token.go, enroll.go, sshauth.go, client.go) runs with the CA: offline
-// certification by an admin, one-time tokens, enrollment with an SSH user
-// certificate, and renewal. docs/nix-certificates.md describes the ASN.1.
+// It holds the profile, its constraints and the key-name rule, and the verifier that
+// checks certificates against a root and the newest CRLs it was given. It needs no
+// CA directory or database, so gates and clients use it as they are; issuance lives
+// in internal/enroll. docs/nix-certificates.md describes the ASN.1.
 package nixcert
 
 import (
@@ -25,7 +23,6 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/nixkey"
 )
 
@@ -371,7 +368,7 @@ func ParseConstraints(der []byte) (Constraints, error) {
 
 // Template returns the certificate template of the profile for c: subject CN = the
 // subject, digitalSignature, the Nix store-signing EKU, not a CA, and the critical
-// constraints extension. ca.Sign fills in serial, validity and pointers.
+// constraints extension. the CA fills in serial, validity and pointers.
 func Template(c Constraints) (*x509.Certificate, error) {
 	val, err := MarshalConstraints(c)
 	if err != nil {
@@ -380,9 +377,9 @@ func Template(c Constraints) (*x509.Certificate, error) {
 	return &x509.Certificate{
 		Subject:               pkix.Name{CommonName: c.Subject},
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{ca.OIDNixStoreSigning},
+		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{OIDNixStoreSigning},
 		BasicConstraintsValid: true,
-		ExtraExtensions:       []pkix.Extension{{Id: ca.OIDNixConstraints, Critical: true, Value: val}},
+		ExtraExtensions:       []pkix.Extension{{Id: OIDNixConstraints, Critical: true, Value: val}},
 	}, nil
 }
 
@@ -396,8 +393,8 @@ type Identity struct {
 	Chain []*x509.Certificate
 }
 
-// Serial is the certificate's serial in lowercase hex, like ca.SerialHex.
-func (id *Identity) Serial() string { return ca.SerialHex(id.Cert.SerialNumber) }
+// Serial is the certificate's serial in lowercase hex, like serialHex.
+func (id *Identity) Serial() string { return serialHex(id.Cert.SerialNumber) }
 
 // AllowsTarget reports whether a gate or machine called name is among the targets
 // (exactly or by a glob pattern).
@@ -427,7 +424,7 @@ func (id *Identity) AllowsPath(storePath string, contentAddressed bool) bool {
 // HasNixEKU reports whether a certificate carries the Nix store-signing extended key
 // usage.
 func HasNixEKU(c *x509.Certificate) bool {
-	return slices.ContainsFunc(c.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(ca.OIDNixStoreSigning) })
+	return slices.ContainsFunc(c.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(OIDNixStoreSigning) })
 }
 
 // ParseCertificate applies the profile checks to a leaf, without any chain: an
@@ -449,14 +446,14 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 		return nil, errors.New("not a Nix signing certificate: its key usage lacks digitalSignature")
 	}
 	if !HasNixEKU(cert) {
-		return nil, fmt.Errorf("not a Nix signing certificate: no Nix store-signing extended key usage (%s)", ca.OIDNixStoreSigning)
+		return nil, fmt.Errorf("not a Nix signing certificate: no Nix store-signing extended key usage (%s)", OIDNixStoreSigning)
 	}
 	if slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return nil, errors.New("not a Nix signing certificate: it carries anyExtendedKeyUsage")
 	}
 	var ext *pkix.Extension
 	for i := range cert.Extensions {
-		if cert.Extensions[i].Id.Equal(ca.OIDNixConstraints) {
+		if cert.Extensions[i].Id.Equal(OIDNixConstraints) {
 			if ext != nil {
 				return nil, errors.New("not a Nix signing certificate: the Nix constraints extension appears twice")
 			}
@@ -464,7 +461,7 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 		}
 	}
 	if ext == nil {
-		return nil, fmt.Errorf("not a Nix signing certificate: no Nix constraints extension (%s)", ca.OIDNixConstraints)
+		return nil, fmt.Errorf("not a Nix signing certificate: no Nix constraints extension (%s)", OIDNixConstraints)
 	}
 	if !ext.Critical {
 		return nil, errors.New("not a Nix signing certificate: the Nix constraints extension is not marked critical")
@@ -491,7 +488,7 @@ func ParseChainPEM(data []byte) ([]*x509.Certificate, error) {
 	if len(data) > maxChainPEMLen {
 		return nil, fmt.Errorf("certificate file is %d bytes long, at most %d accepted", len(data), maxChainPEMLen)
 	}
-	certs, err := ca.ParseCertsPEM(data)
+	certs, err := parseCertsPEM(data)
 	if err != nil {
 		return nil, err
 	}

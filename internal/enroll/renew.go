@@ -1,4 +1,4 @@
-package nixcert
+package enroll
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
 )
 
@@ -68,7 +69,7 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 			rec.AuthMethod, rec.AuthAt.Format(time.RFC3339), maxAge)
 	}
 	return a.issue(ctx, issueRequest{
-		key: pub, cons: Constraints{Subject: rec.Subject, Targets: id.Constraints.Targets, Scope: id.Constraints.Scope},
+		key: pub, cons: nixcert.Constraints{Subject: rec.Subject, Targets: id.Constraints.Targets, Scope: id.Constraints.Scope},
 		validity: r.Validity, cap: deadline.Sub(now).Truncate(time.Second),
 		capReason: fmt.Sprintf("the renewal limit, %s after the last authentication (nix.renew_max_age)", maxAge),
 		method:    MethodRenew, authMethod: rec.AuthMethod, authAt: rec.AuthAt, renewedFrom: rec.Serial,

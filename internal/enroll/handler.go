@@ -1,4 +1,4 @@
-package nixcert
+package enroll
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/problem"
 )
 
@@ -139,7 +140,7 @@ func (a *Authority) serveRenew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	certs, err := ParseChainPEM([]byte(req.Certificate))
+	certs, err := nixcert.ParseChainPEM([]byte(req.Certificate))
 	if err != nil {
 		return problem.BadRequest("the certificate to renew: %v", err)
 	}

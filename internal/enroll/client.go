@@ -1,4 +1,4 @@
-package nixcert
+package enroll
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 )
 
@@ -46,7 +47,7 @@ func NewClient(baseURL string, root *x509.Certificate) *Client {
 // Enrolled is a certificate the CA issued, already verified against the root.
 type Enrolled struct {
 	Chain    []*x509.Certificate // leaf, Nix intermediate
-	Identity *Identity
+	Identity *nixcert.Identity
 }
 
 // ChainPEM renders the chain as the CA sent it.
@@ -175,11 +176,11 @@ func (c *Client) issue(ctx context.Context, path string, req EnrollJSON, sec nix
 	if err := c.post(ctx, path, req, &out); err != nil {
 		return nil, err
 	}
-	chain, err := ParseChainPEM([]byte(out.Certificate))
+	chain, err := nixcert.ParseChainPEM([]byte(out.Certificate))
 	if err != nil {
 		return nil, fmt.Errorf("the CA's certificate: %w", err)
 	}
-	v := NewVerifier(c.Root)
+	v := nixcert.NewVerifier(c.Root)
 	now := time.Now
 	if c.Now != nil {
 		now = c.Now

@@ -1,4 +1,4 @@
-package nixcert
+package enroll
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
 )
 
@@ -24,7 +25,7 @@ type TokenRequest struct {
 	Subject   string
 	KeyName   string // optional: the only key name the token certifies
 	Targets   []string
-	Scope     Scope
+	Scope     nixcert.Scope
 	Validity  time.Duration // of the certificate; 0 = nix.default_validity
 	TTL       time.Duration // of the token; 0 = nix.token_ttl
 	CreatedBy string
@@ -39,14 +40,14 @@ func hashToken(token string) []byte {
 // validity, stores its hash and returns the token (shown once) and its record.
 func (a *Authority) CreateToken(ctx context.Context, r TokenRequest) (string, *store.NixToken, error) {
 	pol := a.CA.Config.Nix
-	cons := Constraints{KeyName: r.KeyName, Subject: r.Subject, Targets: r.Targets, Scope: r.Scope}
+	cons := nixcert.Constraints{KeyName: r.KeyName, Subject: r.Subject, Targets: r.Targets, Scope: r.Scope}
 	if r.KeyName == "" {
 		cons.KeyName = r.Subject // for validation only
 	}
 	if err := cons.Validate(); err != nil {
 		return "", nil, err
 	}
-	if err := CheckKeyName(cons.KeyName, r.Subject); err != nil {
+	if err := nixcert.CheckKeyName(cons.KeyName, r.Subject); err != nil {
 		return "", nil, err
 	}
 	validity := r.Validity
@@ -118,7 +119,7 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 		if t.KeyName != "" && t.KeyName != pub.Name {
 			return forbidden("key name %q does not match the token, which is for key name %q", pub.Name, t.KeyName)
 		}
-		if err := CheckKeyName(pub.Name, t.Subject); err != nil {
+		if err := nixcert.CheckKeyName(pub.Name, t.Subject); err != nil {
 			return forbidden("%v", err)
 		}
 		return nil
@@ -136,12 +137,12 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 	case err != nil:
 		return nil, err
 	}
-	scope, err := ParseScope(tok.Scope)
+	scope, err := nixcert.ParseScope(tok.Scope)
 	if err != nil {
 		return nil, fmt.Errorf("token %s: stored scope: %w", tok.ID, err)
 	}
 	iss, err = a.issue(ctx, issueRequest{
-		key: pub, cons: Constraints{Subject: tok.Subject, Targets: tok.Targets, Scope: scope},
+		key: pub, cons: nixcert.Constraints{Subject: tok.Subject, Targets: tok.Targets, Scope: scope},
 		validity: r.Validity, cap: tok.Validity, capReason: "the validity the token grants, " + tok.Validity.String(),
 		method: MethodToken, authMethod: MethodToken, authAt: now,
 	})

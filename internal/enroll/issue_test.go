@@ -1,4 +1,4 @@
-package nixcert
+package enroll
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 	"nixpki/internal/store"
 )
@@ -146,8 +147,8 @@ func (e *env) refused(err error, want string, before int) {
 	}
 }
 
-func (e *env) verifier() *Verifier {
-	v := NewVerifier(e.ca.Root)
+func (e *env) verifier() *nixcert.Verifier {
+	v := nixcert.NewVerifier(e.ca.Root)
 	if err := v.AddIntermediate(e.ca.Nix.Cert); err != nil {
 		e.t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestCertifyOffline(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	alice := e.key("alice-1")
-	scope, _ := ParseScope("content-addressed,myapp-*")
+	scope, _ := nixcert.ParseScope("content-addressed,myapp-*")
 	iss, err := e.auth.Certify(ctx, CertifyRequest{PublicKey: []byte(alice.Public().String()), Subject: "alice", Targets: []string{"lab-*"}, Scope: scope, Requester: "admin"})
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +218,7 @@ func TestTokenEnrollment(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	alice := e.key("alice-1")
-	scope, _ := ParseScope("content-addressed")
+	scope, _ := nixcert.ParseScope("content-addressed")
 	tok, rec, err := e.auth.CreateToken(ctx, TokenRequest{Subject: "alice", Targets: []string{"lab-*"}, Scope: scope, Validity: 48 * time.Hour, CreatedBy: "admin"})
 	if err != nil {
 		t.Fatal(err)
@@ -572,9 +573,12 @@ func TestRenewal(t *testing.T) {
 
 	// Nor a certificate from another CA.
 	e.clock.Reset()
-	p := newTestPKI(t)
-	foreign := p.leaf(t, Constraints{KeyName: "alice-1", Subject: "alice", Targets: []string{"x"}}, alice.Public().Key, nil)
-	_, err = e.client.Renew(ctx, alice, []*x509.Certificate{foreign, p.nix}, EnrollOptions{})
+	other := newEnv(t, nil)
+	foreign, err := other.auth.Certify(ctx, CertifyRequest{PublicKey: []byte(alice.Public().String()), Subject: "alice", Targets: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client.Renew(ctx, alice, foreign.Chain, EnrollOptions{})
 	e.refused(err, "not signed by the root", before)
 }
 
@@ -614,7 +618,7 @@ func TestRevocationAndCRL(t *testing.T) {
 		rec, _ := e.ca.DB.GetCert(ctx, s)
 		cert, _ := x509.ParseCertificate(rec.DER)
 		_, err := v.Verify(cert, nil, time.Now())
-		if want := i < 2; errors.Is(err, ErrRevoked) != want {
+		if want := i < 2; errors.Is(err, nixcert.ErrRevoked) != want {
 			t.Errorf("certificate %d: %v", i, err)
 		}
 	}

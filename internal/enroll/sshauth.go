@@ -1,4 +1,4 @@
-package nixcert
+package enroll
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
 )
 
@@ -71,7 +72,7 @@ type sshAuth struct {
 
 type sshPrincipal struct {
 	config.NixSSHPrincipal
-	scope Scope
+	scope nixcert.Scope
 }
 
 func newSSHAuth(cfg config.Nix) (*sshAuth, error) {
@@ -91,17 +92,17 @@ func newSSHAuth(cfg config.Nix) (*sshAuth, error) {
 		if p.Principal == "" {
 			return nil, fmt.Errorf("%s: principal is empty", where)
 		}
-		if err := ValidateSubject(p.Subject); err != nil {
+		if err := nixcert.ValidateSubject(p.Subject); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		if _, err := ParseTargets(p.Targets); err != nil {
+		if _, err := nixcert.ParseTargets(p.Targets); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		sc := p.Scope
 		if sc == "" {
-			sc = ScopeAny
+			sc = nixcert.ScopeAny
 		}
-		scope, err := ParseScope(sc)
+		scope, err := nixcert.ParseScope(sc)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -284,7 +285,7 @@ func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Iss
 		return nil, err
 	}
 	return a.issue(ctx, issueRequest{
-		key: pub, cons: Constraints{Subject: m.Subject, Targets: m.Targets, Scope: m.scope},
+		key: pub, cons: nixcert.Constraints{Subject: m.Subject, Targets: m.Targets, Scope: m.scope},
 		validity: r.Validity, method: MethodSSH, authMethod: MethodSSH, authAt: now,
 	})
 }

@@ -1,4 +1,8 @@
-package nixcert
+// Package enroll issues Nix signing certificates (internal/nixcert) from the CA's
+// Nix-signing intermediate: offline certification by an admin, one-time tokens,
+// enrollment with an SSH user certificate, and renewal, each recorded in the CA's
+// attempt log; with the HTTP handler that serves them and the client that calls it.
+package enroll
 
 import (
 	"context"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 	"nixpki/internal/problem"
 	"nixpki/internal/store"
@@ -71,20 +76,10 @@ func forbidden(format string, args ...any) error {
 	return refused(http.StatusForbidden, format, args...)
 }
 
-// CheckKeyName enforces the naming rule: a key named after its subject, "<subject>"
-// or "<subject>-<suffix>". Nix finds trusted keys by name, so a member must not be
-// able to take a name that stands for another member, a builder or a cache.
-func CheckKeyName(keyName, subject string) error {
-	if keyName == subject || strings.HasPrefix(keyName, subject+"-") {
-		return nil
-	}
-	return fmt.Errorf("key name %q does not match subject %q: name the key %q or %q", keyName, subject, subject, subject+"-<suffix>")
-}
-
 // issueRequest is what every issuance path comes down to.
 type issueRequest struct {
 	key         nixkey.PublicKey
-	cons        Constraints
+	cons        nixcert.Constraints
 	validity    time.Duration // asked for; 0 = the default (or cap)
 	cap         time.Duration // further upper bound (token validity, renewal deadline); 0 = none
 	capReason   string
@@ -108,7 +103,7 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 	if err := r.cons.Validate(); err != nil {
 		return nil, badRequest("%v", err)
 	}
-	if err := CheckKeyName(r.key.Name, r.cons.Subject); err != nil {
+	if err := nixcert.CheckKeyName(r.key.Name, r.cons.Subject); err != nil {
 		return nil, forbidden("%v", err)
 	}
 	validity := r.validity
@@ -141,7 +136,7 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 				r.key.Name, strings.ToUpper(c.Serial), c.NotAfter.Format(time.RFC3339), r.cons.Subject, strings.ToUpper(c.Serial))
 		}
 	}
-	tmpl, err := Template(r.cons)
+	tmpl, err := nixcert.Template(r.cons)
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
@@ -196,7 +191,7 @@ type CertifyRequest struct {
 	PublicKey []byte // the .pub file: "NAME:base64"
 	Subject   string
 	Targets   []string
-	Scope     Scope
+	Scope     nixcert.Scope
 	Validity  time.Duration // 0 = nix.default_validity
 	Requester string        // the admin, recorded
 }
@@ -211,7 +206,7 @@ func (a *Authority) Certify(ctx context.Context, r CertifyRequest) (iss *ca.Issu
 	}
 	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	return a.issue(ctx, issueRequest{
-		key: pub, cons: Constraints{Subject: r.Subject, Targets: r.Targets, Scope: r.Scope},
+		key: pub, cons: nixcert.Constraints{Subject: r.Subject, Targets: r.Targets, Scope: r.Scope},
 		validity: r.Validity, method: MethodCLI, authMethod: MethodCLI,
 	})
 }
@@ -240,7 +235,7 @@ func (a *Authority) Revoke(ctx context.Context, serial string, reason int) (*sto
 
 // RevokeSubject revokes every live Nix certificate of a subject and returns them.
 func (a *Authority) RevokeSubject(ctx context.Context, subject string, reason int) ([]*store.Cert, error) {
-	if err := ValidateSubject(subject); err != nil {
+	if err := nixcert.ValidateSubject(subject); err != nil {
 		return nil, err
 	}
 	certs, err := a.CA.DB.ListNixCerts(ctx, store.NixCertFilter{Subject: subject})
@@ -270,8 +265,8 @@ func (a *Authority) RevokeSubject(ctx context.Context, subject string, reason in
 func (a *Authority) CRL(ctx context.Context) ([]byte, error) { return a.CA.CRL(ctx, ca.IssuerNix) }
 
 // Verifier returns a verifier for this CA's root and Nix intermediate.
-func (a *Authority) Verifier() *Verifier {
-	v := NewVerifier(a.CA.Root)
+func (a *Authority) Verifier() *nixcert.Verifier {
+	v := nixcert.NewVerifier(a.CA.Root)
 	if err := v.AddIntermediate(a.CA.Nix.Cert); err != nil {
 		a.Log.Error("nix: the Nix intermediate does not pass the verifier's checks", "err", err)
 	}
@@ -301,3 +296,6 @@ func parseCSR(der []byte) (nixkey.PublicKey, error) {
 	}
 	return nixkey.PublicKey{Name: name, Key: pub}, nil
 }
+
+// oneLine folds an error message onto one line for the attempt log.
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
