@@ -25,8 +25,8 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/store"
 )
 
@@ -100,13 +100,13 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	return e
 }
 
-func edKeyPair(t testing.TB) (nixkey.SecretKey, any, error) {
+func edKeyPair(t testing.TB) (signing.SecretKey, any, error) {
 	k := edKey(t)
-	return nixkey.SecretKey{Name: "x", Key: k}, k, nil
+	return signing.SecretKey{Name: "x", Key: k}, k, nil
 }
 
-func (e *env) key(name string) nixkey.SecretKey {
-	k, err := nixkey.GenerateKey(name)
+func (e *env) key(name string) signing.SecretKey {
+	k, err := signing.GenerateKey(name)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"path"
 	"slices"
 	"strings"
@@ -22,8 +24,6 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-
-	"nixpki/internal/nixkey"
 )
 
 // Limits on the constraints: generous for real use, small enough that hostile input
@@ -128,8 +128,8 @@ func (s Scope) allows(storePath string, contentAddressed bool) bool {
 	if len(s.NamePatterns) == 0 {
 		return true
 	}
-	name := nixkey.NamePart(storePath)
-	if nixkey.ValidateStorePathName(name) != nil {
+	name := storepath.NamePart(storePath)
+	if storepath.ValidateName(name) != nil {
 		return false
 	}
 	for _, p := range s.NamePatterns {
@@ -209,7 +209,7 @@ func validateNamePattern(p string) error {
 // Validate checks every field: a valid Nix key name, subject, 1 to MaxTargets valid
 // targets without duplicates, and the scope.
 func (c Constraints) Validate() error {
-	if err := nixkey.ValidateKeyName(c.KeyName); err != nil {
+	if err := signing.ValidateKeyName(c.KeyName); err != nil {
 		return err
 	}
 	if err := ValidateSubject(c.Subject); err != nil {
@@ -386,7 +386,7 @@ func Template(c Constraints) (*x509.Certificate, error) {
 // Identity is a certificate that verified.
 type Identity struct {
 	Cert        *x509.Certificate
-	Key         nixkey.PublicKey // name = Constraints.KeyName, key = the cert's Ed25519 key
+	Key         signing.PublicKey // name = Constraints.KeyName, key = the cert's Ed25519 key
 	Constraints Constraints
 	// Chain is leaf, Nix-signing intermediate, root when Verify made the Identity;
 	// just the leaf from ParseCertificate.
@@ -415,7 +415,7 @@ func (id *Identity) AllowsTarget(name string) bool {
 
 // AllowsPath reports whether the scope admits a store path (a full path or a base
 // name "<hash>-<name>"). contentAddressed is the caller's finding that the path's CA
-// field re-derives it (nixkey.NarInfo.CheckContentAddress), never a claim taken
+// field re-derives it (narinfo.NarInfo.CheckContentAddress), never a claim taken
 // from input.
 func (id *Identity) AllowsPath(storePath string, contentAddressed bool) bool {
 	return id.Constraints.Scope.allows(storePath, contentAddressed)
@@ -475,7 +475,7 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 	}
 	return &Identity{
 		Cert:        cert,
-		Key:         nixkey.PublicKey{Name: cons.KeyName, Key: pub},
+		Key:         signing.PublicKey{Name: cons.KeyName, Key: pub},
 		Constraints: cons,
 		Chain:       []*x509.Certificate{cert},
 	}, nil

@@ -6,12 +6,11 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"nixpki/internal/nix/signing"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"nixpki/internal/nixkey"
 )
 
 func TestScopeParseAndString(t *testing.T) {
@@ -159,7 +158,7 @@ func TestParseCertificateProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sk := nixkey.SecretKey{Name: "alice-1", Key: k}
+	sk := signing.SecretKey{Name: "alice-1", Key: k}
 	if !id.Key.Equal(sk.Public()) {
 		t.Errorf("identity key %v, want %v", id.Key, sk.Public())
 	}

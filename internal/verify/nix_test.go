@@ -19,8 +19,8 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
 )
 
@@ -80,9 +80,9 @@ func (n *nixT) closurePaths(store, p string) []string {
 }
 
 // key makes a Nix signing key and writes NAME.sec and NAME.pub.
-func (n *nixT) key(name string) (nixkey.SecretKey, string, string) {
+func (n *nixT) key(name string) (signing.SecretKey, string, string) {
 	n.t.Helper()
-	k, err := nixkey.GenerateKey(name)
+	k, err := signing.GenerateKey(name)
 	if err != nil {
 		n.t.Fatal(err)
 	}
