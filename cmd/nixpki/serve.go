@@ -16,6 +16,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
+	"nixpki/internal/monitor"
 	"nixpki/internal/server"
 )
 
@@ -23,7 +24,7 @@ func newServeCmd() *cobra.Command {
 	var f initFlags
 	var dir, passwordFile, listen, httpListen string
 	var acmeHTTPPort, acmeTLSPort int
-	var acmeResolver string
+	var acmeResolver, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve --dir D",
 		Short: "Run the CA server (HTTPS API and ACME, plain-HTTP CRL/OCSP); initialises D on first run",
@@ -79,7 +80,11 @@ func newServeCmd() *cobra.Command {
 			defer acmeSrv.Close()
 			mounts["/acme/"] = acmeSrv
 			mounts["/nix/"] = enroll.Handler(c, log)
-			srv := &server.Server{CA: c, Log: log, Mounts: mounts}
+			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, monitor.ForCA(c).Collector())
+			if err != nil {
+				return err
+			}
+			srv := &server.Server{CA: c, Log: log, Mounts: mounts, Wrap: wrap}
 			return srv.Run(cmd.Context(), c.Config.Listen, c.Config.HTTPListen, func(a server.Addrs) {
 				base := httpsBase(c, a.HTTPS)
 				fmt.Fprintf(out, "nixpki serving %s\n", dir)
@@ -105,6 +110,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().IntVar(&acmeHTTPPort, "acme-http-port", 0, "port the ACME validator connects to for http-01 (default from config, 80)")
 	cmd.Flags().IntVar(&acmeTLSPort, "acme-tls-port", 0, "port the ACME validator connects to for tls-alpn-01 (default from config, 443)")
 	cmd.Flags().StringVar(&acmeResolver, "acme-resolver", "", "DNS resolver HOST:PORT the ACME validator uses for dns-01 and for resolving names (default from config, the system's)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", metricsListenHelp)
 	f.register(cmd.Flags())
 	return cmd
 }
