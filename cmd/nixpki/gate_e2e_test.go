@@ -280,6 +280,23 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	os.WriteFile(out, x509util.ChainPEM(leaf, inter), 0o644)
 }
 
+// editGateConfig changes the config.json of a gate that is not running yet.
+func editGateConfig(t *testing.T, dir string, edit func(*gate.Config)) {
+	t.Helper()
+	cfg, err := gate.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&cfg)
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
 
 // newGateRigWith is newGateRig with extra `nixpki init` arguments, a change to the
@@ -316,17 +333,13 @@ func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config),
 		t.Fatal(err)
 	}
 	r.gatePub = string(pub)
-	cfg, err := gate.LoadConfig(r.gateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
-	cfg.CRLFetchInterval = 0
-	if gateCfg != nil {
-		gateCfg(&cfg)
-	}
-	data, _ := cfg.Marshal()
-	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
+	editGateConfig(t, r.gateDir, func(c *gate.Config) {
+		c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+		c.CRLFetchInterval = 0
+		if gateCfg != nil {
+			gateCfg(c)
+		}
+	})
 	addr := testutil.FreePort(t)
 	startGateArgs(t, append([]string{"--dir", r.gateDir, "--listen", addr}, serveArgs...))
 	r.url = "http://" + addr
