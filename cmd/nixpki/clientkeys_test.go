@@ -6,13 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/signing"
 )
 
 // nix enroll, nix renew and nix push read the member's Nix secret key through
 // readSecretKey, which refuses it while others may read it, as ssh does.
 func TestSecretKeyReadableByOthersRefused(t *testing.T) {
-	k, err := nixkey.GenerateKey("alice-1")
+	k, err := signing.GenerateKey("alice-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,10 @@ import (
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
 	"nixpki/internal/keys"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 func newNixCmd() *cobra.Command {
@@ -49,7 +50,7 @@ func newNixKeyGenerateCmd() *cobra.Command {
 			if _, err := os.Lstat(outPublic); err == nil {
 				return fmt.Errorf("%s already exists: refusing to overwrite it", outPublic)
 			}
-			k, err := nixkey.GenerateKey(name)
+			k, err := signing.GenerateKey(name)
 			if err != nil {
 				return err
 			}
@@ -96,18 +97,18 @@ func newNixKeyPublicCmd() *cobra.Command {
 	return cmd
 }
 
-func readSecretKey(path string) (nixkey.SecretKey, error) {
+func readSecretKey(path string) (signing.SecretKey, error) {
 	if path == "" {
-		return nixkey.SecretKey{}, errors.New("--secret is required")
+		return signing.SecretKey{}, errors.New("--secret is required")
 	}
 	// Like ssh with private keys: a secret key others may read is refused.
 	data, err := keys.ReadPrivateFile(path)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
-	k, err := nixkey.ParseSecretKey(data)
+	k, err := signing.ParseSecretKey(data)
 	if err != nil {
-		return nixkey.SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
+		return signing.SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
 	}
 	return k, nil
 }
@@ -195,7 +196,7 @@ func newNixCertifyCmd() *cobra.Command {
 			if err := writeNew(out, iss.ChainPEM(), 0o644); err != nil {
 				return err
 			}
-			printIssued(cmd, iss.Notes, ca.SerialHex(iss.Cert.SerialNumber), iss.Cert.NotAfter, f.subject, out)
+			printIssued(cmd, iss.Notes, x509util.SerialHex(iss.Cert.SerialNumber), iss.Cert.NotAfter, f.subject, out)
 			return nil
 		},
 	}
@@ -306,20 +307,20 @@ func (f *memberFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.valid, "valid", 0, "ask for a shorter validity than the default")
 }
 
-func (f *memberFlags) client() (*enroll.Client, nixkey.SecretKey, error) {
+func (f *memberFlags) client() (*enroll.Client, signing.SecretKey, error) {
 	if f.caURL == "" || f.root == "" {
-		return nil, nixkey.SecretKey{}, errors.New("--ca and --root are required")
+		return nil, signing.SecretKey{}, errors.New("--ca and --root are required")
 	}
 	if !strings.HasPrefix(f.caURL, "https://") {
-		return nil, nixkey.SecretKey{}, fmt.Errorf("--ca %s: use the CA's https:// URL", f.caURL)
+		return nil, signing.SecretKey{}, fmt.Errorf("--ca %s: use the CA's https:// URL", f.caURL)
 	}
-	root, err := ca.ReadCertFile(f.root)
+	root, err := x509util.ReadCertFile(f.root)
 	if err != nil {
-		return nil, nixkey.SecretKey{}, err
+		return nil, signing.SecretKey{}, err
 	}
 	sec, err := readSecretKey(f.secret)
 	if err != nil {
-		return nil, nixkey.SecretKey{}, err
+		return nil, signing.SecretKey{}, err
 	}
 	return enroll.NewClient(f.caURL, root), sec, nil
 }

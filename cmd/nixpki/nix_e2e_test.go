@@ -17,8 +17,10 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
 )
 
@@ -269,7 +271,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	cache := p("cache")
 	n.Must("nix", "copy", "--to", "file://"+cache+"?compression=none", app)
 	aliceSec, _ := os.ReadFile(p("alice.sec"))
-	sec, err := nixkey.ParseSecretKey(aliceSec)
+	sec, err := signing.ParseSecretKey(aliceSec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +281,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	}
 	for _, f := range files {
 		raw, _ := os.ReadFile(f)
-		ni, err := nixkey.ParseNarInfo(bytes.NewReader(raw), nixkey.DefaultStoreDir)
+		ni, err := narinfo.Parse(bytes.NewReader(raw), storepath.DefaultStoreDir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +300,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	trusted := id.Key.String()
 	n.Must("nix", "copy", "--from", "file://"+cache, "--to", target, "--option", "trusted-public-keys", trusted, app)
 	n.Must("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", trusted, app)
-	other := nixkey.PublicKey{Name: "alice-1", Key: readChain(t, p("alice2.crt")).Key.Key}
+	other := signing.PublicKey{Name: "alice-1", Key: readChain(t, p("alice2.crt")).Key.Key}
 	if _, e, code := n.Run("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", other.String(), app); code == 0 {
 		t.Fatalf("nix store verify passed trusting another key:\n%s", e)
 	}
@@ -307,7 +309,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	files, _ = filepath.Glob(filepath.Join(nixSigned, "*.narinfo"))
 	for _, f := range files {
 		raw, _ := os.ReadFile(f)
-		ni, err := nixkey.ParseNarInfo(bytes.NewReader(raw), nixkey.DefaultStoreDir)
+		ni, err := narinfo.Parse(bytes.NewReader(raw), storepath.DefaultStoreDir)
 		if err != nil {
 			t.Fatal(err)
 		}

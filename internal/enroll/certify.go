@@ -16,10 +16,11 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/problem"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // Issuance methods, as recorded in attempts, in nix_certs.auth_method and (prefixed
@@ -78,7 +79,7 @@ func forbidden(format string, args ...any) error {
 
 // issueRequest is what every issuance path comes down to.
 type issueRequest struct {
-	key         nixkey.PublicKey
+	key         signing.PublicKey
 	cons        nixcert.Constraints
 	validity    time.Duration // asked for; 0 = the default (or cap)
 	cap         time.Duration // further upper bound (token validity, renewal deadline); 0 = none
@@ -148,7 +149,7 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 		r.authAt = now
 	}
 	rec := &store.NixCert{
-		Serial: ca.SerialHex(iss.Cert.SerialNumber), Subject: r.cons.Subject, KeyName: r.key.Name, PublicKey: r.key.Key,
+		Serial: x509util.SerialHex(iss.Cert.SerialNumber), Subject: r.cons.Subject, KeyName: r.key.Name, PublicKey: r.key.Key,
 		Targets: r.cons.Targets, Scope: r.cons.Scope.String(), AuthMethod: r.authMethod, AuthAt: r.authAt,
 		RenewedFrom: r.renewedFrom, NotAfter: iss.Cert.NotAfter, CreatedAt: now,
 	}
@@ -179,7 +180,7 @@ func (a *Authority) record(ctx context.Context, att *store.NixAttempt, iss *ca.I
 			att.Reason = "internal error: " + oneLine(err)
 		}
 	} else {
-		att.Outcome, att.Serial = "issued", ca.SerialHex(iss.Cert.SerialNumber)
+		att.Outcome, att.Serial = "issued", x509util.SerialHex(iss.Cert.SerialNumber)
 	}
 	if rerr := a.CA.DB.AddNixAttempt(context.WithoutCancel(ctx), att); rerr != nil {
 		a.Log.Error("nix: recording an issuance attempt", "err", rerr, "attempt", att)
@@ -200,7 +201,7 @@ type CertifyRequest struct {
 func (a *Authority) Certify(ctx context.Context, r CertifyRequest) (iss *ca.Issued, err error) {
 	att := &store.NixAttempt{Method: MethodCLI, Subject: r.Subject, Remote: r.Requester}
 	defer func() { a.record(ctx, att, iss, err) }()
-	pub, err := nixkey.ParsePublicKey(r.PublicKey)
+	pub, err := signing.ParsePublicKey(r.PublicKey)
 	if err != nil {
 		return nil, badRequest("malformed Nix public key: %v", err)
 	}
@@ -216,7 +217,7 @@ func IsNixCert(c *store.Cert) bool { return c.Issuer == ca.IssuerNix }
 
 // Revoke revokes one Nix certificate by serial; other issuers' serials are refused.
 func (a *Authority) Revoke(ctx context.Context, serial string, reason int) (*store.Cert, error) {
-	s, err := ca.ParseSerial(serial)
+	s, err := x509util.ParseSerial(serial)
 	if err != nil {
 		return nil, err
 	}
@@ -275,26 +276,26 @@ func (a *Authority) Verifier() *nixcert.Verifier {
 
 // parseCSR checks an enrollment CSR: well-formed, self-signed by an Ed25519 key
 // (proof of possession of the Nix key), its common name the Nix key name.
-func parseCSR(der []byte) (nixkey.PublicKey, error) {
+func parseCSR(der []byte) (signing.PublicKey, error) {
 	if len(der) == 0 {
-		return nixkey.PublicKey{}, badRequest("no CSR in the request")
+		return signing.PublicKey{}, badRequest("no CSR in the request")
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nixkey.PublicKey{}, badRequest("malformed CSR: %v", err)
+		return signing.PublicKey{}, badRequest("malformed CSR: %v", err)
 	}
 	pub, ok := csr.PublicKey.(ed25519.PublicKey)
 	if !ok {
-		return nixkey.PublicKey{}, badRequest("malformed key: the CSR's key is %T, a Nix key is Ed25519", csr.PublicKey)
+		return signing.PublicKey{}, badRequest("malformed key: the CSR's key is %T, a Nix key is Ed25519", csr.PublicKey)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nixkey.PublicKey{}, badRequest("the CSR's signature does not verify, so it proves no possession of the Nix key: %v", err)
+		return signing.PublicKey{}, badRequest("the CSR's signature does not verify, so it proves no possession of the Nix key: %v", err)
 	}
 	name := csr.Subject.CommonName
-	if err := nixkey.ValidateKeyName(name); err != nil {
-		return nixkey.PublicKey{}, badRequest("the CSR's common name must be the Nix key name: %v", err)
+	if err := signing.ValidateKeyName(name); err != nil {
+		return signing.PublicKey{}, badRequest("the CSR's common name must be the Nix key name: %v", err)
 	}
-	return nixkey.PublicKey{Name: name, Key: pub}, nil
+	return signing.PublicKey{Name: name, Key: pub}, nil
 }
 
 // oneLine folds an error message onto one line for the attempt log.

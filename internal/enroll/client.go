@@ -16,9 +16,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"nixpki/internal/ca"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/x509util"
 )
 
 // Client talks to a nixpki CA's enrollment endpoints over HTTPS, trusting only the
@@ -51,13 +51,13 @@ type Enrolled struct {
 }
 
 // ChainPEM renders the chain as the CA sent it.
-func (e *Enrolled) ChainPEM() []byte { return ca.ChainPEM(e.Chain...) }
+func (e *Enrolled) ChainPEM() []byte { return x509util.ChainPEM(e.Chain...) }
 
 // CreateCSR makes the enrollment CSR: common name = the Nix key name, signed by the
 // Nix key (Ed25519). Signing DER can never be mistaken for a Nix signature, whose
 // messages start with "1;".
-func CreateCSR(sec nixkey.SecretKey) ([]byte, error) {
-	if err := nixkey.ValidateKeyName(sec.Name); err != nil {
+func CreateCSR(sec signing.SecretKey) ([]byte, error) {
+	if err := signing.ValidateKeyName(sec.Name); err != nil {
 		return nil, err
 	}
 	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sec.Name}}, sec.Key)
@@ -115,7 +115,7 @@ func (o EnrollOptions) json(csr []byte) EnrollJSON {
 }
 
 // EnrollToken enrolls sec's public key with a one-time token.
-func (c *Client) EnrollToken(ctx context.Context, sec nixkey.SecretKey, token string, o EnrollOptions) (*Enrolled, error) {
+func (c *Client) EnrollToken(ctx context.Context, sec signing.SecretKey, token string, o EnrollOptions) (*Enrolled, error) {
 	csr, err := CreateCSR(sec)
 	if err != nil {
 		return nil, err
@@ -127,7 +127,7 @@ func (c *Client) EnrollToken(ctx context.Context, sec nixkey.SecretKey, token st
 
 // EnrollSSH enrolls sec's public key with an SSH user certificate (signer's public
 // key must be the certificate; see LoadSSHSigner, AgentSSHSigner).
-func (c *Client) EnrollSSH(ctx context.Context, sec nixkey.SecretKey, signer ssh.Signer, o EnrollOptions) (*Enrolled, error) {
+func (c *Client) EnrollSSH(ctx context.Context, sec signing.SecretKey, signer ssh.Signer, o EnrollOptions) (*Enrolled, error) {
 	pub, err := ssh.ParsePublicKey(signer.PublicKey().Marshal())
 	if err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func (c *Client) EnrollSSH(ctx context.Context, sec nixkey.SecretKey, signer ssh
 }
 
 // Renew renews the certificate chain for the same key.
-func (c *Client) Renew(ctx context.Context, sec nixkey.SecretKey, chain []*x509.Certificate, o EnrollOptions) (*Enrolled, error) {
+func (c *Client) Renew(ctx context.Context, sec signing.SecretKey, chain []*x509.Certificate, o EnrollOptions) (*Enrolled, error) {
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("no certificate to renew")
 	}
@@ -165,13 +165,13 @@ func (c *Client) Renew(ctx context.Context, sec nixkey.SecretKey, chain []*x509.
 		return nil, err
 	}
 	req := o.json(csr)
-	req.Certificate = string(ca.ChainPEM(chain...))
+	req.Certificate = string(x509util.ChainPEM(chain...))
 	return c.issue(ctx, "/nix/renew", req, sec)
 }
 
 // issue posts the request and checks what comes back: it must verify to the root,
 // certify sec's key under its name, and (if asked) for the expected subject.
-func (c *Client) issue(ctx context.Context, path string, req EnrollJSON, sec nixkey.SecretKey) (*Enrolled, error) {
+func (c *Client) issue(ctx context.Context, path string, req EnrollJSON, sec signing.SecretKey) (*Enrolled, error) {
 	var out IssuedJSON
 	if err := c.post(ctx, path, req, &out); err != nil {
 		return nil, err

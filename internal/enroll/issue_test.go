@@ -26,9 +26,10 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // clock is a settable clock safe to read from server goroutines.
@@ -101,13 +102,13 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	return e
 }
 
-func edKeyPair(t testing.TB) (nixkey.SecretKey, any, error) {
+func edKeyPair(t testing.TB) (signing.SecretKey, any, error) {
 	k := edKey(t)
-	return nixkey.SecretKey{Name: "x", Key: k}, k, nil
+	return signing.SecretKey{Name: "x", Key: k}, k, nil
 }
 
-func (e *env) key(name string) nixkey.SecretKey {
-	k, err := nixkey.GenerateKey(name)
+func (e *env) key(name string) signing.SecretKey {
+	k, err := signing.GenerateKey(name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -593,7 +594,7 @@ func TestRevocationAndCRL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		serials = append(serials, ca.SerialHex(iss.Cert.SerialNumber))
+		serials = append(serials, x509util.SerialHex(iss.Cert.SerialNumber))
 	}
 	revoked, err := e.auth.RevokeSubject(ctx, "alice", 1)
 	if err != nil || len(revoked) != 2 {
@@ -604,7 +605,7 @@ func TestRevocationAndCRL(t *testing.T) {
 	}
 	tlsKey := ecKey(t)
 	tlsCert, _ := e.ca.IssueTLS(ctx, ca.TLSRequest{Names: []string{"x.internal"}, PublicKey: tlsKey.Public()})
-	if _, err := e.auth.Revoke(ctx, ca.SerialHex(tlsCert.Cert.SerialNumber), 0); err == nil || !strings.Contains(err.Error(), "not the Nix one") {
+	if _, err := e.auth.Revoke(ctx, x509util.SerialHex(tlsCert.Cert.SerialNumber), 0); err == nil || !strings.Contains(err.Error(), "not the Nix one") {
 		t.Errorf("revoking a TLS certificate as Nix: %v", err)
 	}
 	der, err := e.auth.CRL(ctx)

@@ -19,9 +19,10 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // nixT runs Nix commands with a configuration and narinfo cache of the test's own.
@@ -80,9 +81,9 @@ func (n *nixT) closurePaths(store, p string) []string {
 }
 
 // key makes a Nix signing key and writes NAME.sec and NAME.pub.
-func (n *nixT) key(name string) (nixkey.SecretKey, string, string) {
+func (n *nixT) key(name string) (signing.SecretKey, string, string) {
 	n.t.Helper()
-	k, err := nixkey.GenerateKey(name)
+	k, err := signing.GenerateKey(name)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -151,11 +152,11 @@ func (c *testCA) certify(pubFile, subject, scope string, validity time.Duration)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	out := strings.TrimSuffix(pubFile, ".pub") + "-" + ca.SerialHex(iss.Cert.SerialNumber) + ".crt"
+	out := strings.TrimSuffix(pubFile, ".pub") + "-" + x509util.SerialHex(iss.Cert.SerialNumber) + ".crt"
 	if err := os.WriteFile(out, iss.ChainPEM(), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
-	return out, ca.SerialHex(iss.Cert.SerialNumber)
+	return out, x509util.SerialHex(iss.Cert.SerialNumber)
 }
 
 // revoke revokes a serial and returns a file with the Nix intermediate's new CRL.
