@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
 	"nixpki/internal/nix/base32"
@@ -31,6 +30,7 @@ import (
 	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // gateRig is a CA, a running gate and the helpers to drive Nix against them.
@@ -257,7 +257,7 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inter, err := ca.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
+	os.WriteFile(out, x509util.ChainPEM(leaf, inter), 0o644)
 }
 
 // editGateConfig changes the config.json of a gate that is not running yet.
@@ -785,11 +785,11 @@ func TestGateRootCRLE2E(t *testing.T) {
 		t.Fatalf("alice's push: %v\n%s", err, out)
 	}
 	r.mustTarget(app)
-	inter, err := ca.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, false, "cert", "revoke", "--dir", r.caDir, ca.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
+	run(t, false, "cert", "revoke", "--dir", r.caDir, x509util.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
 	run(t, false, "nix", "crl", "--dir", r.caDir, "--root", "--out", r.p("root.crl"))
 	status, body := r.put("/nixpki/crl", mustRead(t, r.p("root.crl")))
 	if status != 200 {
