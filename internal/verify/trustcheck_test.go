@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/enroll"
 	"nixpki/internal/nixcert"
+	"nixpki/internal/x509util"
 )
 
 // certifyFor certifies a public key for subject on the given targets.
@@ -23,7 +23,7 @@ func (c *testCA) certifyFor(pubFile, subject string, targets ...string) string {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	out := strings.TrimSuffix(pubFile, ".pub") + "-" + ca.SerialHex(iss.Cert.SerialNumber) + ".crt"
+	out := strings.TrimSuffix(pubFile, ".pub") + "-" + x509util.SerialHex(iss.Cert.SerialNumber) + ".crt"
 	if err := os.WriteFile(out, iss.ChainPEM(), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
