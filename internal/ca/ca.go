@@ -35,8 +35,11 @@ type CA struct {
 	Root   *x509.Certificate
 	TLS    *Issuer
 	Nix    *Issuer
-	DB     *store.DB
-	Log    *slog.Logger
+	// DB is the database the CA opened (closed by Close); Certs is the part of it
+	// the CA itself uses.
+	DB    *store.DB
+	Certs Certs
+	Log   *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -75,6 +78,7 @@ func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA,
 	if c.DB, err = store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
 		return nil, err
 	}
+	c.Certs = c.DB
 	return c, nil
 }
 
@@ -161,7 +165,7 @@ func ChainPEM(certs ...*x509.Certificate) []byte {
 // RootPEM is the root certificate in PEM.
 func (c *CA) RootPEM() []byte { return ChainPEM(c.Root) }
 
-func recordCert(ctx context.Context, db *store.DB, cert *x509.Certificate, issuer, requester, method string) error {
+func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, requester, method string) error {
 	return db.PutCert(ctx, &store.Cert{
 		Serial:    SerialHex(cert.SerialNumber),
 		Issuer:    issuer,
