@@ -30,7 +30,9 @@ func TestConformancePostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		db.Close()
-		return openTwo(t, func() (*store.DB, error) { return store.OpenPostgres(context.Background(), dsn, store.PostgresOptions{}) })
+		return openTwo(t, func() (*store.DB, error) {
+			return store.OpenPostgres(context.Background(), dsn, store.PostgresOptions{})
+		})
 	})
 }
 

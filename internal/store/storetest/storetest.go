@@ -14,6 +14,7 @@ import (
 
 	"nixpki/internal/acme"
 	"nixpki/internal/ca"
+	"nixpki/internal/enroll"
 	"nixpki/internal/store"
 )
 
@@ -22,20 +23,13 @@ import (
 type Store interface {
 	acme.Store
 	ca.Certs
+	enroll.Store
 
 	ListCerts(ctx context.Context, f store.CertFilter) ([]*store.Cert, error)
 	ListACMEEABKeys(ctx context.Context, provisioner string) ([]*store.ACMEEABKey, error)
 
-	PutNixToken(ctx context.Context, t *store.NixToken) error
-	ConsumeNixToken(ctx context.Context, hash []byte, now time.Time, check func(*store.NixToken) error) (*store.NixToken, error)
 	ListNixTokens(ctx context.Context) ([]*store.NixToken, error)
-	PutNixCert(ctx context.Context, c *store.NixCert) error
-	GetNixCert(ctx context.Context, serial string) (*store.NixCert, error)
-	ListNixCerts(ctx context.Context, f store.NixCertFilter) ([]*store.NixCert, error)
-	AddNixAttempt(ctx context.Context, a *store.NixAttempt) error
 	ListNixAttempts(ctx context.Context, limit int) ([]*store.NixAttempt, error)
-	PutNixChallenge(ctx context.Context, value string, expires, now time.Time) error
-	ConsumeNixChallenge(ctx context.Context, value string, now time.Time) error
 }
 
 // Opener opens a fresh, empty, migrated database and returns two independent handles
