@@ -55,7 +55,7 @@ func newGateInitCmd() *cobra.Command {
 }
 
 func newGateServeCmd() *cobra.Command {
-	var dir, listen, passwordFile string
+	var dir, listen, passwordFile, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve --dir G [--listen ADDR]",
 		Short: "Serve the gate: the Nix HTTP binary-cache protocol (HTTPS, or plain HTTP on loopback only)",
@@ -74,7 +74,11 @@ func newGateServeCmd() *cobra.Command {
 			if g.Cfg.TLSEnabled() {
 				scheme = "https"
 			}
-			return g.Serve(cmd.Context(), gate.ServeOptions{Listen: listen, Ready: func(addr string) {
+			wrap, err := startGateMetrics(cmd.Context(), metricsListen, g, log)
+			if err != nil {
+				return err
+			}
+			return g.Serve(cmd.Context(), gate.ServeOptions{Listen: listen, Wrap: wrap, Ready: func(addr string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "Gate %s serving on %s://%s (key %s)\n", g.Cfg.Name, scheme, addr, g.Key.Public())
 			}})
 		},
@@ -82,6 +86,7 @@ func newGateServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
 	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (default: listen in G/config.json)")
 	cmd.Flags().StringVar(&passwordFile, "password-file", "", "password file for gate.sec (default: the configured one)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", metricsListenHelp)
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }

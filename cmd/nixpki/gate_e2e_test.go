@@ -211,8 +211,14 @@ func wantIn(t *testing.T, what, got string, wants ...string) {
 // startGate runs `nixpki gate serve` until the test ends.
 func startGate(t *testing.T, dir, listen string, env ...string) string {
 	t.Helper()
+	return startGateArgs(t, []string{"--dir", dir, "--listen", listen}, env...)
+}
+
+// startGateArgs runs `nixpki gate serve ARGS` until the test ends.
+func startGateArgs(t *testing.T, args []string, env ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, nixpkiBin(t), "gate", "serve", "--dir", dir, "--listen", listen)
+	cmd := exec.CommandContext(ctx, nixpkiBin(t), append([]string{"gate", "serve"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
@@ -276,10 +282,10 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 
 func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
 
-// newGateRigWith is newGateRig with extra `nixpki init` arguments and a change to the
-// gate's configuration. The gate fetches no CRLs unless the change asks it to: the
-// certificates name a CA that is not running.
-func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config)) *gateRig {
+// newGateRigWith is newGateRig with extra `nixpki init` arguments, a change to the
+// gate's configuration and extra `gate serve` flags. The gate fetches no CRLs unless
+// the change asks it to: the certificates name a CA that is not running.
+func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config), serveArgs ...string) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
@@ -322,7 +328,7 @@ func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config))
 	data, _ := cfg.Marshal()
 	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
 	addr := testutil.FreePort(t)
-	startGate(t, r.gateDir, addr)
+	startGateArgs(t, append([]string{"--dir", r.gateDir, "--listen", addr}, serveArgs...))
 	r.url = "http://" + addr
 	return r
 }
