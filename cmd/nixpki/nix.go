@@ -469,12 +469,11 @@ func newNixRevokeCmd() *cobra.Command {
 				}
 				return err
 			}
-			rec, err := a.Revoke(cmd.Context(), args[0], code)
-			if err != nil {
-				return err
+			recs, err := a.Revoke(cmd.Context(), args[0], code)
+			for _, rec := range recs {
+				printRevoked(cmd, rec)
 			}
-			printRevoked(cmd, rec)
-			return nil
+			return err
 		},
 	}
 	cf.register(cmd)

@@ -121,7 +121,12 @@ func (c *CA) Issuer(name string) (*Issuer, error) {
 func (c *CA) RootPEM() []byte { return x509util.ChainPEM(c.Root) }
 
 func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, requester, method string) error {
-	return db.PutCert(ctx, &store.Cert{
+	return db.PutCert(ctx, certRecord(cert, issuer, requester, method))
+}
+
+// certRecord is the database row of a certificate the CA issued.
+func certRecord(cert *x509.Certificate, issuer, requester, method string) *store.Cert {
+	return &store.Cert{
 		Serial:    x509util.SerialHex(cert.SerialNumber),
 		Issuer:    issuer,
 		Subject:   cert.Subject.String(),
@@ -132,7 +137,7 @@ func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, r
 		Requester: requester,
 		Method:    method,
 		CreatedAt: time.Now(),
-	})
+	}
 }
 
 func sanStrings(cert *x509.Certificate) []string {

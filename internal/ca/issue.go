@@ -37,6 +37,14 @@ func (i *Issued) ChainPEM() []byte { return x509util.ChainPEM(i.Chain...) }
 // CRL and OCSP pointers), signs it for pub with the issuer and records it. It is the
 // one place certificates are minted; callers apply their own policy first.
 func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration, meta Meta) (*Issued, error) {
+	return c.SignAndRecord(ctx, iss, tmpl, pub, validity, meta, c.Certs.PutCert)
+}
+
+// SignAndRecord is Sign with the caller's record step, for issuances that record
+// more than the certificate: record must store the certificate's row with the rest
+// in one transaction. A certificate whose record fails is dropped unseen, so it was
+// never issued; store.ErrConflict (a serial collision) draws another serial.
+func (c *CA) SignAndRecord(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration, meta Meta, record func(context.Context, *store.Cert) error) (*Issued, error) {
 	now := c.Now().UTC().Truncate(time.Second)
 	out := &Issued{}
 	if validity <= 0 {
@@ -67,7 +75,7 @@ func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub 
 		if err != nil {
 			return nil, err
 		}
-		err = recordCert(ctx, c.Certs, cert, iss.Name, meta.Requester, meta.Method)
+		err = record(ctx, certRecord(cert, iss.Name, meta.Requester, meta.Method))
 		if errors.Is(err, store.ErrConflict) && attempt < 3 {
 			continue // a 2^-126 event: draw another serial
 		}

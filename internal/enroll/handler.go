@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -70,9 +71,9 @@ func Handler(c *ca.CA, log *slog.Logger) http.Handler {
 func (a *Authority) Handler() http.Handler {
 	mux := http.NewServeMux()
 	h := func(f problem.HandlerFunc) http.Handler { return problem.Handler(a.Log, f) }
-	mux.Handle("POST /nix/challenge", h(a.serveChallenge))
-	mux.Handle("POST /nix/enroll", h(a.serveEnroll))
-	mux.Handle("POST /nix/renew", h(a.serveRenew))
+	mux.Handle("POST /nix/challenge", h(a.limited(a.serveChallenge)))
+	mux.Handle("POST /nix/enroll", h(a.limited(a.serveEnroll)))
+	mux.Handle("POST /nix/renew", h(a.limited(a.serveRenew)))
 	mux.Handle("/nix/", h(func(w http.ResponseWriter, r *http.Request) error {
 		switch r.URL.Path {
 		case "/nix/challenge", "/nix/enroll", "/nix/renew":
@@ -83,6 +84,20 @@ func (a *Authority) Handler() http.Handler {
 		return problem.NotFound("no such Nix endpoint: POST /nix/challenge, /nix/enroll or /nix/renew")
 	}))
 	return mux
+}
+
+// limited applies the per-address rate limit before any other work: every request
+// here is unauthenticated until its body is checked.
+func (a *Authority) limited(f problem.HandlerFunc) problem.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if ok, wait := a.limit.allow(r.RemoteAddr, time.Now()); !ok {
+			secs := int((wait + time.Second - 1) / time.Second)
+			p := problem.New(http.StatusTooManyRequests, "", "too many enrollment requests from %s: retry in %d s (nix.rate_per_minute, nix.rate_burst)", clientKey(r.RemoteAddr), secs)
+			p.Headers = http.Header{"Retry-After": {strconv.Itoa(secs)}}
+			return p
+		}
+		return f(w, r)
+	}
 }
 
 func (a *Authority) serveChallenge(w http.ResponseWriter, r *http.Request) error {

@@ -51,14 +51,14 @@ type env struct {
 	sshCA  ssh.Signer
 }
 
-func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+// openCA initialises a CA in dir and opens it.
+func openCA(t *testing.T, dir string) *ca.CA {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.Name = "NixTest"
 	cfg.DNSNames = []string{"ca.internal"}
 	cfg.IPAddresses = []string{"127.0.0.1"}
 	cfg.ExternalURL = "http://127.0.0.1:1"
-	dir := filepath.Join(t.TempDir(), "ca")
 	if _, err := ca.Init(context.Background(), ca.InitOptions{Dir: dir, Config: cfg}); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +67,12 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+	t.Helper()
+	c := openCA(t, filepath.Join(t.TempDir(), "ca"))
 	e := &env{t: t, ca: c, clock: &clock{}}
 	c.Now = e.clock.Now
 
@@ -80,6 +86,8 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 		{Principal: "ops", Subject: "ops1", Targets: []string{"prod-*"}},
 		{Principal: "ops-alt", Subject: "ops2", Targets: []string{"prod-*"}},
 	}
+	// Tests make many requests from one address; the rate limit has its own test.
+	c.Config.Nix.RatePerMinute, c.Config.Nix.RateBurst = 600000, 100000
 	if mutate != nil {
 		mutate(&c.Config)
 	}
@@ -387,7 +395,7 @@ func TestSSHEnrollment(t *testing.T) {
 		t.Errorf("attempt %+v", a)
 	}
 	// A builder principal maps to a content-addressed-only scope.
-	builder := sshCert(t, e.sshCA, []string{"ci-builder"}, now.Add(-time.Hour), now.Add(time.Hour), nil)
+	builder := sshCert(t, e.sshCA, []string{"ci-builder"}, now.Add(-time.Hour), now.Add(time.Hour), func(c *ssh.Certificate) { c.KeyId = "ci" })
 	got, err = e.client.EnrollSSH(ctx, e.key("builder1-2"), builder, EnrollOptions{Subject: "builder1"})
 	if err != nil || !got.Identity.Constraints.Scope.ContentAddressedOnly {
 		t.Fatalf("builder: %v %+v", err, got)
@@ -510,7 +518,7 @@ func TestSSHRSAAndConfig(t *testing.T) {
 			t.Errorf("config error %v, want %q", err, tc.want)
 		}
 	}
-	broken := *e.auth
+	broken := NewAuthority(e.ca)
 	broken.sshErr = errors.New("broken")
 	if _, err := broken.EnrollSSH(ctx, EnrollRequest{CSR: csr}); err == nil || !strings.Contains(err.Error(), "configuration error") {
 		t.Errorf("EnrollSSH with a broken config: %v", err)

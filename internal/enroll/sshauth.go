@@ -125,7 +125,7 @@ func (s *sshAuth) isCA(k ssh.PublicKey) bool {
 
 // describeSSHCert names an SSH certificate for messages and records.
 func describeSSHCert(c *ssh.Certificate) string {
-	return fmt.Sprintf("key ID %q serial %d from CA %s", c.KeyId, c.Serial, ssh.FingerprintSHA256(c.SignatureKey))
+	return fmt.Sprintf("key ID %q serial %d from CA %s", clip(c.KeyId, 64), c.Serial, ssh.FingerprintSHA256(c.SignatureKey))
 }
 
 // check authenticates an enrollment by SSH certificate and returns the mapping it
@@ -226,6 +226,17 @@ func refuseSHA1(cert *ssh.Certificate) error {
 	return nil
 }
 
+// sshSigners names what signed an SSH enrollment, for the one-person-one-signer
+// rule: the SSH key, and the key ID its CA gave (hashed: key IDs are unbounded).
+func sshSigners(cert *ssh.Certificate) []string {
+	out := []string{"SSH key " + ssh.FingerprintSHA256(cert.Key)}
+	if cert.KeyId != "" {
+		h := sha256.Sum256([]byte(cert.KeyId))
+		out = append(out, fmt.Sprintf("SSH key ID %q of CA %s (%x)", clip(cert.KeyId, 64), ssh.FingerprintSHA256(cert.SignatureKey), h[:8]))
+	}
+	return out
+}
+
 func (s *sshAuth) caList() string {
 	var out []string
 	for _, c := range s.cas {
@@ -277,25 +288,24 @@ func (a *Authority) NewChallenge(ctx context.Context) (string, time.Time, error)
 // certificate from a configured SSH CA, whose principal nix.ssh_principals maps to a
 // subject, targets and scope. The SSH key signs the server's challenge and the CSR.
 func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Issued, err error) {
-	att := &store.NixAttempt{Method: MethodSSH, Subject: r.Subject, Remote: r.Remote}
+	// The attempt keeps what the request says only once its SSH certificate and
+	// signature are authenticated.
+	att := &store.NixAttempt{Method: MethodSSH, Remote: r.Remote}
 	defer func() { a.record(ctx, att, iss, err) }()
 	pub, err := parseCSR(r.CSR)
 	if err != nil {
 		return nil, err
 	}
-	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	if a.sshErr != nil {
 		return nil, refused(503, "SSH enrollment is disabled by a configuration error on the CA; the administrator has it in the server log")
 	}
 	now := a.now()
 	m, cert, err := a.ssh.check(r, now)
-	if cert != nil {
-		att.SSHIdentity = describeSSHCert(cert)
-	}
 	if err != nil {
 		return nil, err
 	}
-	att.Subject = m.Subject
+	att.SSHIdentity, att.Subject = describeSSHCert(cert), m.Subject
+	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	// The challenge is spent only by a request that passed every other check, so a
 	// mistyped request does not cost the member a round trip; replay is stopped all
 	// the same.
@@ -307,6 +317,7 @@ func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Iss
 	return a.issue(ctx, issueRequest{
 		key: pub, cons: nixcert.Constraints{Subject: m.Subject, Targets: m.Targets, Scope: m.scope},
 		validity: r.Validity, method: MethodSSH, authMethod: MethodSSH, authAt: now,
+		att: att, signers: sshSigners(cert), multiSubject: m.MultiSubject,
 	})
 }
 
