@@ -220,7 +220,9 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 	if err != nil {
 		return "", err
 	} else if held {
-		return "NAR " + u + " already held", g.db.touchNAR(ctx, u, g.Now())
+		// Its age is not refreshed: staging expires by first receipt, so re-sending
+		// a NAR cannot keep it (and staging) full.
+		return "NAR " + u + " already held", nil
 	}
 	f, err := createNARFile(filepath.Join(g.Dir, tmpDir), "nar")
 	if err != nil {

@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 
 	"nixpki/internal/nixkey"
-	"nixpki/internal/problem"
 )
 
 // Compressions the gate takes, by NAR file extension, as Nix names them.
@@ -248,9 +247,13 @@ func (s *spool) flush() error {
 // each, see xzReader) the stream chooses.
 var xzSlots = make(chan struct{}, 2)
 
+// decodes counts the decompressions begun, for tests that check which requests cost one.
+var decodes atomic.Int64
+
 // decompress returns a reader of the decompressed stream and a function releasing
 // what it holds.
 func decompress(r io.Reader, compression string, maxXZDict int64) (io.Reader, func(), error) {
+	decodes.Add(1)
 	switch compression {
 	case "none":
 		return r, func() {}, nil
@@ -381,12 +384,17 @@ func (g *Gate) checkCAContent(ni *nixkey.NarInfo) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
+	if ca.Algo != "sha256" && ca.Algo != "sha512" {
+		// Whoever chooses content can make two files of one MD5 or SHA-1 digest: the
+		// address does not fix the content, so it is not checked at all.
+		return false, fmt.Sprintf("its CA field uses %s, which is not collision-resistant (only sha256 and sha512 are): it counts as input-addressed", ca.Algo), nil
+	}
 	if ca.Method == nixkey.CAFixedRecursive && ca.Algo == "sha256" {
 		return true, "", nil
 	}
 	f, err := os.Open(filepath.Join(g.Dir, filepath.FromSlash(ni.URL)))
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, "", problem.New(http.StatusGone, "", "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
+		return false, "", rejectErr(Gone, "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
 	}
 	if err != nil {
 		return false, "", err

@@ -129,14 +129,35 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, nixkey.MaxNarInfoSize)
 	}
-	status, msg, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
+	v, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	io.WriteString(w, oneLine(msg)+"\n")
+	w.WriteHeader(verdictStatus(v))
+	io.WriteString(w, oneLine(v.Message)+"\n")
 	return nil
+}
+
+// verdictStatus is the HTTP status of an admission's verdict. Pending is a 4xx on
+// purpose: Nix retries any answer but 200, 201 and 204, and a 4xx makes nix copy
+// print the reason instead of reporting a success.
+func verdictStatus(v Verdict) int {
+	switch v.Outcome {
+	case Admitted:
+		return http.StatusOK
+	case Pending:
+		return http.StatusForbidden
+	}
+	switch v.Why {
+	case Unsigned:
+		return http.StatusForbidden
+	case Conflict:
+		return http.StatusConflict
+	case Gone:
+		return http.StatusGone
+	}
+	return http.StatusBadRequest
 }
 
 func (g *Gate) getNAR(w http.ResponseWriter, r *http.Request) error {
@@ -151,12 +172,11 @@ func (g *Gate) getNAR(w http.ResponseWriter, r *http.Request) error {
 	if !ok && r.Method == http.MethodHead {
 		// Uploaders ask before sending: a NAR held in staging or for a pending path
 		// need not come again.
+		// Asking does not refresh a staged NAR's age: staging expires by first
+		// receipt, so nobody can keep it full by asking.
 		_, ok, err = g.db.getNAR(r.Context(), u)
 		if err != nil {
 			return err
-		}
-		if ok {
-			g.db.touchNAR(r.Context(), u, g.Now())
 		}
 	}
 	if !ok {

@@ -185,6 +185,9 @@ func (g *Gate) loadTrust(ctx context.Context) error {
 	return nil
 }
 
+// crlSkew is how far ahead of the gate's clock a CRL's thisUpdate may be.
+const crlSkew = 5 * time.Minute
+
 // Upload limits of the nixpki endpoints.
 const (
 	maxCertsBody = 1 << 20
@@ -366,17 +369,34 @@ func (g *Gate) AddCRL(ctx context.Context, data []byte, remote string) (string, 
 // revokes intermediates, and so every certificate they issued.
 func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (string, error) {
 	list, _ := x509.ParseRevocationList(der)
+	number := "?"
+	if list.Number != nil {
+		number = list.Number.String()
+	}
+	refuse := func(status int, format string, args ...any) (string, error) {
+		msg := fmt.Sprintf("CRL number %s of %q refused: ", number, list.Issuer.CommonName) + fmt.Sprintf(format, args...)
+		g.reject(ctx, "", "", msg, remote)
+		return "", problem.New(status, "", "%s", msg)
+	}
+	// A CRL dated ahead would stay "newest" until its date, so that no later CRL
+	// replaced it and max_crl_age never tripped: revocation frozen for its issuer.
+	if now := g.Now(); list.ThisUpdate.After(now.Add(crlSkew)) {
+		return refuse(http.StatusBadRequest, "its thisUpdate %s is ahead of the gate's clock (%s) by more than %s: check the CA's clock and issue it again",
+			list.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), crlSkew)
+	}
 	before := g.revokedCerts()
 	accepted, err := g.trust.v.AddCRL(der)
 	if err != nil {
 		g.reject(ctx, "", "", err.Error(), remote)
 		return "", problem.BadRequest("%v", err)
 	}
-	number := "?"
-	if list.Number != nil {
-		number = list.Number.String()
-	}
 	if !accepted {
+		held, ok := g.trust.v.CRL(g.trust.v.IssuedBy(der))
+		if ok && list.Number != nil && held.Number != nil && list.Number.Cmp(held.Number) > 0 {
+			// A higher number that cannot replace the held CRL: the pusher must see it.
+			return refuse(http.StatusConflict, "it is dated %s, before the CRL number %s held (%s): a newer CRL must not be older; issue it again",
+				list.ThisUpdate.UTC().Format(time.RFC3339), held.Number, held.ThisUpdate.UTC().Format(time.RFC3339))
+		}
 		return fmt.Sprintf("CRL number %s of %q is not newer than the one held: kept the held one", number, list.Issuer.CommonName), nil
 	}
 	g.trust.changed()
