@@ -1,8 +1,14 @@
 package gate
 
 import (
+	"bufio"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +167,64 @@ func TestThresholdNamesNormalised(t *testing.T) {
 	tg.enroll(t, alice)
 	if _, s, b := tg.push(t, upload{path: storePath("SUDO_1.9"), contents: "#!/bin/sh", signers: []member{alice}}); s != 403 || !strings.Contains(b, "pattern *-sudo-* needs 2") {
 		t.Fatalf("SUDO_1.9 signed once: %d %s", s, b)
+	}
+}
+
+// idleUpload opens a connection to addr that sends a NAR PUT's headers and the first
+// six bytes of an xz file, then nothing; it returns the connection.
+func idleUpload(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var h [32]byte
+	rand.Read(h[:])
+	fmt.Fprintf(c, "PUT /%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n\r\n%s", NARURL(h, "xz"), addr, xzMagic)
+	return c
+}
+
+// Uploads that send a few bytes and stop hold no decode slot: more of them than
+// there are slots keep no other upload, of any compression, from being decoded; and
+// each is cut off (408) once a chunk of its body is overdue.
+func TestIdleUploadsHoldNoSlot(t *testing.T) {
+	tg := newTestGate(t, nil)
+	tg.BodyTimeout = 3 * time.Second
+	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	addr := strings.TrimPrefix(tg.srv.URL, "http://")
+	var idle []net.Conn
+	for range cap(decodeSlots) + 2 {
+		idle = append(idle, idleUpload(t, addr))
+	}
+	time.Sleep(200 * time.Millisecond) // the idle uploads reach their handlers
+	done := make(chan string, 1)
+	go func() {
+		var out []string
+		for _, c := range []string{"xz", "zstd", "bzip2", "none"} {
+			_, s, b := tg.push(t, upload{path: storePath("app-" + c), contents: "app " + c, compression: c, signers: []member{alice}})
+			out = append(out, fmt.Sprintf("%s: %d %s", c, s, b))
+		}
+		done <- strings.Join(out, "\n")
+	}()
+	select {
+	case got := <-done:
+		if strings.Count(got, ": 200 admitted") != 4 {
+			t.Fatalf("uploads beside idle ones:\n%s", got)
+		}
+	case <-time.After(tg.BodyTimeout * 2 / 3):
+		t.Fatalf("uploads stalled behind %d idle uploads", len(idle))
+	}
+	for i, c := range idle {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("idle upload %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "stalled") {
+			t.Errorf("idle upload %d: %s %s", i, res.Status, b)
+		}
 	}
 }

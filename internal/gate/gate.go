@@ -49,6 +49,9 @@ type Gate struct {
 	Log *slog.Logger
 	// Now is the clock; tests may replace it before serving.
 	Now func() time.Time
+	// BodyTimeout is how long each chunk of a request body may take to arrive
+	// (bodyTimeout when zero).
+	BodyTimeout time.Duration
 
 	db    *db
 	tlog  *tlog.Log
@@ -242,6 +245,8 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 		return fail(http.StatusRequestEntityTooLarge, "%v", tl)
 	case errors.As(err, &mbe):
 		return fail(http.StatusRequestEntityTooLarge, "the upload is larger than max_nar_size (%d bytes)", g.Cfg.MaxNARSize)
+	case errors.As(err, new(errStalled)):
+		return fail(http.StatusRequestTimeout, "%v", err)
 	case errors.As(err, new(errWriting)):
 		// The gate's disk, not the upload: a 5xx, so that the uploader retries.
 		if errors.Is(err, syscall.ENOSPC) {

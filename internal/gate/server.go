@@ -125,9 +125,9 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return problem.NotFound("PUT %s: the gate takes NARs (nar/…), narinfos (<hash>.narinfo) and /nixpki/ uploads", r.URL.Path)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, nixkey.MaxNarInfoSize))
+	body, err := g.readBody(w, r, nixkey.MaxNarInfoSize, file+": narinfo")
 	if err != nil {
-		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, nixkey.MaxNarInfoSize)
+		return err
 	}
 	v, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
 	if err != nil {
@@ -210,7 +210,7 @@ func (g *Gate) putNAR(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return problem.BadRequest("NAR %s: %s: %.40q is not %s", u, NARNameHeader, h, NARNameNarHash)
 	}
-	msg, err := g.PutNARNamed(r.Context(), u, http.MaxBytesReader(w, r.Body, limit), remote(r), naming)
+	msg, err := g.PutNARNamed(r.Context(), u, http.MaxBytesReader(w, g.paced(w, r), limit), remote(r), naming)
 	if err != nil {
 		return err
 	}
@@ -218,8 +218,11 @@ func (g *Gate) putNAR(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func readBody(w http.ResponseWriter, r *http.Request, max int64, what string) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+func (g *Gate) readBody(w http.ResponseWriter, r *http.Request, max int64, what string) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, g.paced(w, r), max))
+	if errors.As(err, new(errStalled)) {
+		return nil, problem.New(http.StatusRequestTimeout, "", "%s: %v", what, err)
+	}
 	if err != nil {
 		return nil, problem.New(http.StatusRequestEntityTooLarge, "", "%s larger than %d bytes or cut short", what, max)
 	}
@@ -229,7 +232,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, what string) ([
 // upload adapts an upload method (certificates, CRL) to a handler.
 func (g *Gate) upload(max int64, what string, fn func(context.Context, []byte, string) (string, error)) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		body, err := readBody(w, r, max, what)
+		body, err := g.readBody(w, r, max, what)
 		if err != nil {
 			return err
 		}
@@ -243,7 +246,7 @@ func (g *Gate) upload(max int64, what string, fn func(context.Context, []byte, s
 }
 
 func (g *Gate) postStatus(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(w, r, 4<<20, "status request")
+	body, err := g.readBody(w, r, 4<<20, "status request")
 	if err != nil {
 		return err
 	}
@@ -278,6 +281,55 @@ func (g *Gate) getLogHead(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(append(b, '\n'))
 	return nil
+}
+
+// Request bodies must keep coming: each bodyChunk bytes within Gate.BodyTimeout
+// (bodyTimeout by default) of the last chunk, or the upload is cut off. A
+// deadline per chunk, not per request, so a large honest upload on a slow link
+// still works, while a stalled one holds its connection and buffers no longer.
+const (
+	bodyChunk   = 64 << 10
+	bodyTimeout = 30 * time.Second
+)
+
+// pacedBody sets the connection's read deadline before each chunk of a body.
+type pacedBody struct {
+	r       io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	left    int
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	if p.left <= 0 {
+		// Not every connection can take a deadline (a test's, say): then none.
+		p.rc.SetReadDeadline(time.Now().Add(p.timeout))
+		p.left = bodyChunk
+	}
+	n, err := p.r.Read(b)
+	p.left -= n
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errStalled{p.timeout}
+	}
+	return n, err
+}
+
+func (p *pacedBody) Close() error { return p.r.Close() }
+
+// errStalled is a request body that stopped coming (answered 408).
+type errStalled struct{ timeout time.Duration }
+
+func (e errStalled) Error() string {
+	return fmt.Sprintf("the upload stalled: each %d KiB of a request body must arrive within %s", bodyChunk>>10, e.timeout)
+}
+
+// paced returns r's body read with a deadline per chunk.
+func (g *Gate) paced(w http.ResponseWriter, r *http.Request) io.ReadCloser {
+	t := g.BodyTimeout
+	if t <= 0 {
+		t = bodyTimeout
+	}
+	return &pacedBody{r: r.Body, rc: http.NewResponseController(w), timeout: t}
 }
 
 // ServeOptions override the configuration for one run.
