@@ -20,7 +20,7 @@ func newGateCmd() *cobra.Command {
 		Use:   "gate",
 		Short: "A Nix binary cache that admits only what certified keys signed and serves it re-signed with its own key",
 	}
-	cmd.AddCommand(newGateInitCmd(), newGateServeCmd(), newGatePendingCmd(), newGateAuditCmd())
+	cmd.AddCommand(newGateInitCmd(), newGateServeCmd(), newGatePendingCmd(), newGateAuditCmd(), newGateCRLCmd())
 	return cmd
 }
 

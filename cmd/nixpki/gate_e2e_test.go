@@ -270,11 +270,19 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
 }
 
-func newGateRig(t *testing.T) *gateRig {
+func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
+
+// newGateRigWith is newGateRig with extra `nixpki init` arguments and a change to the
+// gate's configuration. The gate fetches no CRLs unless the change asks it to: the
+// certificates name a CA that is not running.
+func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config)) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
-	run(t, false, "init", "--dir", r.caDir, "--name", "GateE2E", "--dns", "ca.internal", "--ip", "127.0.0.1")
+	if initArgs == nil {
+		initArgs = []string{"--dns", "ca.internal", "--ip", "127.0.0.1"}
+	}
+	run(t, false, append([]string{"init", "--dir", r.caDir, "--name", "GateE2E"}, initArgs...)...)
 	certify := func(member, subject, targets, scope string) {
 		n.must("nix-store", "--generate-binary-cache-key", member, r.p(member+".sec"), r.p(member+".pub"))
 		if subject != "" {
@@ -303,6 +311,10 @@ func newGateRig(t *testing.T) *gateRig {
 		t.Fatal(err)
 	}
 	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+	cfg.CRLFetchInterval = 0
+	if gateCfg != nil {
+		gateCfg(&cfg)
+	}
 	data, _ := cfg.Marshal()
 	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
 	addr := testutil.FreePort(t)

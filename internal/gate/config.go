@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -77,6 +78,10 @@ type Config struct {
 	// MaxCRLAge: a signature counts only if the newest CRL held for its issuer was
 	// issued at most this long ago (fail closed; 0 = any age, but a CRL is needed).
 	MaxCRLAge config.Duration `json:"max_crl_age"`
+	// CRLURLs are fetched every CRLFetchInterval (0 = never); empty means the CRL
+	// distribution points of the member certificates held.
+	CRLURLs          []string        `json:"crl_urls,omitempty"`
+	CRLFetchInterval config.Duration `json:"crl_fetch_interval"`
 
 	// MaxNARSize bounds a NAR, uncompressed and compressed (bytes).
 	MaxNARSize int64 `json:"max_nar_size"`
@@ -96,20 +101,21 @@ type Config struct {
 // DefaultConfig returns the defaults for a gate called name.
 func DefaultConfig(name string) Config {
 	return Config{
-		Name:            name,
-		KeyName:         name + "-gate-1",
-		PasswordFile:    passwordFile,
-		Listen:          "127.0.0.1:8501",
-		URL:             "https://" + name + ":8501",
-		StoreDir:        nixkey.DefaultStoreDir,
-		Priority:        30,
-		SigsNeeded:      1,
-		MaxCRLAge:       config.Duration(8 * 24 * time.Hour),
-		MaxNARSize:      8 << 30,
-		StagingMaxBytes: 4 << 30,
-		StagingMaxAge:   config.Duration(time.Hour),
-		PendingMaxAge:   config.Duration(14 * 24 * time.Hour),
-		MaxXZDict:       64 << 20,
+		Name:             name,
+		KeyName:          name + "-gate-1",
+		PasswordFile:     passwordFile,
+		Listen:           "127.0.0.1:8501",
+		URL:              "https://" + name + ":8501",
+		StoreDir:         nixkey.DefaultStoreDir,
+		Priority:         30,
+		SigsNeeded:       1,
+		MaxCRLAge:        config.Duration(8 * 24 * time.Hour),
+		CRLFetchInterval: config.Duration(5 * time.Minute),
+		MaxNARSize:       8 << 30,
+		StagingMaxBytes:  4 << 30,
+		StagingMaxAge:    config.Duration(time.Hour),
+		PendingMaxAge:    config.Duration(14 * 24 * time.Hour),
+		MaxXZDict:        64 << 20,
 	}
 }
 
@@ -170,6 +176,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxCRLAge < 0:
 		return errors.New("max_crl_age must not be negative")
+	case c.CRLFetchInterval < 0 || (c.CRLFetchInterval > 0 && c.CRLFetchInterval.D() < time.Second):
+		return errors.New("crl_fetch_interval must be 0 (never fetch) or at least 1s")
 	case c.MaxNARSize < 1<<10:
 		return fmt.Errorf("max_nar_size %d is too small", c.MaxNARSize)
 	case c.StagingMaxBytes < 1<<10:
@@ -180,6 +188,11 @@ func (c Config) Validate() error {
 		return errors.New("pending_max_age must be at least 1m")
 	case c.MaxXZDict < 1<<20 || c.MaxXZDict > 1<<30:
 		return fmt.Errorf("max_xz_dict %d must be 1 MiB to 1 GiB", c.MaxXZDict)
+	}
+	for _, u := range c.CRLURLs {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("crl_urls: %q is not an http:// or https:// URL", u)
+		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("tls: give both cert_file and key_file, or neither")

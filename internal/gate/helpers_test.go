@@ -29,12 +29,9 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"nixpki/internal/ca"
-	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 )
-
-func init() { keys.UseFastKDFForTesting() }
 
 // testPKI is a root and a Nix-signing intermediate made with crypto/x509.
 type testPKI struct {

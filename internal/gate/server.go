@@ -403,6 +403,9 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 	if err := g.Expire(ctx); err != nil {
 		g.Log.Error("expiring staging and pending", "err", err)
 	}
+	if iv := g.Cfg.CRLFetchInterval.D(); iv > 0 {
+		go g.newCRLFetcher().run(ctx, iv)
+	}
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String())
 	}

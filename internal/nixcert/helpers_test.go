@@ -14,10 +14,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
-	"nixpki/internal/keys"
 )
-
-func init() { keys.UseFastKDFForTesting() }
 
 // testPKI is a root with a Nix-signing and a TLS intermediate, made directly with
 // crypto/x509 so tests can bend every rule.

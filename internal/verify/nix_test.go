@@ -18,13 +18,10 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
-	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
 )
-
-func init() { keys.UseFastKDFForTesting() }
 
 // nixT runs Nix commands with a configuration and narinfo cache of the test's own.
 type nixT struct {

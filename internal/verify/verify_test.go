@@ -108,7 +108,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// TestLocalStore is the acceptance list on a chroot store that real Nix
+// TestLocalStore checks what a member relies on, on a chroot store that real Nix
 // filled: a signed closure verifies; --sigs-needed 2 with one signer fails;
 // identities are counted once per subject; an uncertified or revoked key is
 // untrusted; a changed byte is corrupt. Each verdict is compared with
