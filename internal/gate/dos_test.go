@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"nixpki/internal/nixcert"
+	"nixpki/internal/nixkey"
 )
 
 // A narinfo none of whose signatures can count is refused before the gate reads,
@@ -226,5 +227,58 @@ func TestIdleUploadsHoldNoSlot(t *testing.T) {
 		if res.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "stalled") {
 			t.Errorf("idle upload %d: %s %s", i, res.Status, b)
 		}
+	}
+}
+
+// The database must agree with the log: every served path has its admission entry
+// with the same NarHash and signers. A row edited behind the gate's back (another
+// signature added to the served narinfo, another NarHash, a path never admitted) is
+// reported.
+func TestCheckDBAgainstLog(t *testing.T) {
+	tg := newTestGate(t, nil)
+	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
+	mallory := tg.pki.member(t, "mallory-1", "mallory", []string{"host-a"}, scopeAny, nil)
+	tg.enroll(t, alice)
+	a, b := storePath("a"), storePath("b")
+	for _, p := range []string{a, b} {
+		if _, s, body := tg.push(t, upload{path: p, contents: p, signers: []member{alice}}); s != 200 {
+			t.Fatalf("push %s: %d %s", p, s, body)
+		}
+	}
+	check := func() error {
+		v, err := VerifyLog(tg.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = CheckDB(tg.dir, v)
+		return err
+	}
+	if err := check(); err != nil {
+		t.Fatalf("untouched gate: %v", err)
+	}
+	ctx := t.Context()
+	cands, err := tg.db.candidates(ctx, nixkey.HashPart(a))
+	if err != nil || len(cands) != 1 {
+		t.Fatal(cands, err)
+	}
+	rec := cands[0]
+	ni, _ := nixkey.ParseNarInfo(strings.NewReader(rec.Served), nixkey.DefaultStoreDir)
+	fp, _ := ni.Fingerprint()
+	ni.Sigs = append(ni.Sigs, mallory.key.Sign(fp))
+	text, _ := ni.MarshalText()
+	rec.Served = string(text)
+	if err := tg.db.putPath(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(); err == nil || !strings.Contains(err.Error(), a+" is served with 2 member signatures, but the log recorded 1") {
+		t.Fatalf("a served narinfo with a signature the log lacks: %v", err)
+	}
+	forged := rec
+	forged.Hash, forged.StorePath = nixkey.HashPart(storePath("c")), storePath("c")
+	if err := tg.db.putPath(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(); err == nil || !strings.Contains(err.Error(), "the log has no admission of it") {
+		t.Fatalf("a served path the log never admitted: %v", err)
 	}
 }

@@ -3,10 +3,7 @@ package gate
 import (
 	"bufio"
 	"context"
-	"crypto"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -16,13 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"golang.org/x/crypto/acme"
-
 	"nixpki/internal/config"
-	"nixpki/internal/keys"
+	"nixpki/internal/gate/tlscert"
 	"nixpki/internal/nixkey"
 	"nixpki/internal/problem"
 )
@@ -350,18 +344,23 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 	var tlsConf *tls.Config
 	switch {
 	case g.Cfg.ACME.Directory != "":
-		a, err := g.newACME()
+		names := g.Cfg.ACME.Names
+		if len(names) == 0 {
+			names = []string{g.Cfg.Name}
+		}
+		a, err := tlscert.NewACME(tlscert.ACMEConfig{Directory: g.Cfg.ACME.Directory, Names: names, Email: g.Cfg.ACME.Email,
+			Root: g.trust.v.Root(), CacheDir: filepath.Join(g.Dir, ACMECacheDir), PasswordFile: config.Resolve(g.Dir, g.Cfg.PasswordFile), Log: g.Log})
 		if err != nil {
 			return err
 		}
-		go a.run(ctx)
-		tlsConf = &tls.Config{GetCertificate: a.getCertificate, NextProtos: []string{"http/1.1", acme.ALPNProto}, MinVersion: tls.VersionTLS12}
+		go a.Run(ctx)
+		tlsConf = &tls.Config{GetCertificate: a.GetCertificate, NextProtos: tlscert.NextProtos, MinVersion: tls.VersionTLS12}
 	case g.Cfg.TLS.CertFile != "":
-		kp := &keyPair{cert: config.Resolve(g.Dir, g.Cfg.TLS.CertFile), key: config.Resolve(g.Dir, g.Cfg.TLS.KeyFile), gate: g}
-		if _, err := kp.get(nil); err != nil {
+		kp := &tlscert.Files{Cert: config.Resolve(g.Dir, g.Cfg.TLS.CertFile), Key: config.Resolve(g.Dir, g.Cfg.TLS.KeyFile), PasswordFile: config.Resolve(g.Dir, g.Cfg.PasswordFile)}
+		if _, err := kp.GetCertificate(nil); err != nil {
 			return err
 		}
-		tlsConf = &tls.Config{GetCertificate: kp.get, MinVersion: tls.VersionTLS12}
+		tlsConf = &tls.Config{GetCertificate: kp.GetCertificate, MinVersion: tls.VersionTLS12}
 	default:
 		if !IsLoopback(addr) {
 			return fmt.Errorf("listen %s: plain HTTP is only allowed on loopback addresses (127.0.0.1, ::1): configure tls (cert_file, key_file) or acme (directory) in %s, or listen on 127.0.0.1", addr, ConfigFile)
@@ -415,66 +414,4 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 		return nil
 	}
 	return err
-}
-
-// keyPair serves a certificate from files, re-read when they change.
-type keyPair struct {
-	cert, key string
-	gate      *Gate
-	mu        sync.Mutex
-	loaded    *tls.Certificate
-	mtime     time.Time
-	checked   time.Time
-}
-
-func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.loaded != nil && time.Since(k.checked) < 10*time.Second {
-		return k.loaded, nil
-	}
-	k.checked = time.Now()
-	fi, err := os.Stat(k.cert)
-	if err != nil {
-		return nil, err
-	}
-	if k.loaded != nil && fi.ModTime().Equal(k.mtime) {
-		return k.loaded, nil
-	}
-	certPEM, err := os.ReadFile(k.cert)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := keys.ReadPrivateFile(k.key)
-	if err != nil {
-		return nil, err
-	}
-	if strings.Contains(string(keyPEM), "ENCRYPTED PRIVATE KEY") {
-		password, err := keys.ReadPassword(config.Resolve(k.gate.Dir, k.gate.Cfg.PasswordFile))
-		if err != nil {
-			return nil, err
-		}
-		signer, err := keys.DecryptPEM(keyPEM, password, k.key)
-		if err != nil {
-			return nil, err
-		}
-		keyPEM, err = marshalPKCS8PEM(signer)
-		if err != nil {
-			return nil, err
-		}
-	}
-	c, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate %s / key %s: %w", k.cert, k.key, err)
-	}
-	k.loaded, k.mtime = &c, fi.ModTime()
-	return k.loaded, nil
-}
-
-func marshalPKCS8PEM(k crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
