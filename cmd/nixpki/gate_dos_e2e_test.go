@@ -22,7 +22,9 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 )
 
 // Two connections that send a NAR PUT's headers and six bytes of xz, then nothing,
@@ -77,8 +79,8 @@ func TestGateUnsignedCheapE2E(t *testing.T) {
 	if _, e, err := r.exec(r.env(), "nix", "copy", "--to", "file://"+cache+"?compression=zstd", path); err != nil {
 		t.Fatalf("nix copy to a file cache: %v\n%s", err, e)
 	}
-	niText := mustRead(t, filepath.Join(cache, nixkey.HashPart(path)+".narinfo"))
-	ni, err := nixkey.ParseNarInfo(strings.NewReader(string(niText)), nixkey.DefaultStoreDir)
+	niText := mustRead(t, filepath.Join(cache, storepath.HashPart(path)+".narinfo"))
+	ni, err := narinfo.Parse(strings.NewReader(string(niText)), storepath.DefaultStoreDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,12 +93,12 @@ func TestGateUnsignedCheapE2E(t *testing.T) {
 	}
 	narTook := time.Since(start)
 	fp, _ := ni.Fingerprint()
-	mallory, err := nixkey.ParseSecretKey(mustRead(t, r.p("mallory-1.sec")))
+	mallory, err := signing.ParseSecretKey(mustRead(t, r.p("mallory-1.sec")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	signed := *ni
-	signed.Sigs = []nixkey.Signature{mallory.Sign(fp)}
+	signed.Sigs = []signing.Signature{mallory.Sign(fp)}
 	malloryText, _ := signed.MarshalText()
 	start = time.Now()
 	for i := range 10 {
@@ -104,7 +106,7 @@ func TestGateUnsignedCheapE2E(t *testing.T) {
 		if i%2 == 1 {
 			body, want = malloryText, "key mallory-1: unknown key"
 		}
-		s, b := r.put("/"+nixkey.HashPart(path)+".narinfo", body)
+		s, b := r.put("/"+storepath.HashPart(path)+".narinfo", body)
 		if s != 403 || !strings.Contains(b, want) {
 			t.Fatalf("refusal %d: %d %s", i, s, b)
 		}

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/tlog"
 )
 
@@ -97,7 +99,7 @@ func Audit(dir, query string) ([]AuditEvent, *tlog.Verified, error) {
 		if query == "" && r.Entry.Type != "admission" {
 			continue
 		}
-		if query != "" && nixkey.HashPart(e.Path) != nixkey.HashPart(query) {
+		if query != "" && storepath.HashPart(e.Path) != storepath.HashPart(query) {
 			continue
 		}
 		ev := AuditEvent{Entry: r.Index, Time: r.Entry.Time, Type: r.Entry.Type, Path: e.Path, Signers: append(e.Signers, e.Added...), Reason: e.Reason}
@@ -231,7 +233,7 @@ func CheckDB(dir string, v *tlog.Verified) (int, error) {
 	var bad []string
 	for _, rec := range recs {
 		st := state[rec.StorePath]
-		narHash := nixkey.FormatSHA256(rec.NarHash)
+		narHash := nixhash.FormatSHA256(rec.NarHash)
 		switch {
 		case st == nil:
 			bad = append(bad, fmt.Sprintf("%s is served, but the log has no admission of it", rec.StorePath))
@@ -243,9 +245,9 @@ func CheckDB(dir string, v *tlog.Verified) (int, error) {
 			bad = append(bad, fmt.Sprintf("%s is served with NarHash %s, but the log admitted NarHash %s (log entry %d)", rec.StorePath, narHash, st.narHash, st.entry))
 			continue
 		}
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(rec.Served), cfg.StoreDir)
+		ni, err := narinfo.Parse(strings.NewReader(rec.Served), cfg.StoreDir)
 		if err == nil && (ni.StorePath != rec.StorePath || ni.NarHash != rec.NarHash) {
-			err = fmt.Errorf("it describes %s, NarHash %s", ni.StorePath, nixkey.FormatSHA256(ni.NarHash))
+			err = fmt.Errorf("it describes %s, NarHash %s", ni.StorePath, nixhash.FormatSHA256(ni.NarHash))
 		}
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s: the narinfo served does not match its record: %v", rec.StorePath, err))

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/narinfo"
 )
 
 // Group commit of admissions. Every admission ends with its log entries fsynced
@@ -29,7 +29,7 @@ const maxBatch = 64
 type admitReq struct {
 	ctx              context.Context
 	hash             string
-	ni               *nixkey.NarInfo
+	ni               *narinfo.NarInfo
 	contentAddressed bool
 	noneCount        bool // no signature can count (mayCount)
 	caNote, remote   string

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // A narinfo none of whose signatures can count is refused before the gate reads,
@@ -257,12 +258,12 @@ func TestCheckDBAgainstLog(t *testing.T) {
 		t.Fatalf("untouched gate: %v", err)
 	}
 	ctx := t.Context()
-	cands, err := tg.db.candidates(ctx, nixkey.HashPart(a))
+	cands, err := tg.db.candidates(ctx, storepath.HashPart(a))
 	if err != nil || len(cands) != 1 {
 		t.Fatal(cands, err)
 	}
 	rec := cands[0]
-	ni, _ := nixkey.ParseNarInfo(strings.NewReader(rec.Served), nixkey.DefaultStoreDir)
+	ni, _ := narinfo.Parse(strings.NewReader(rec.Served), storepath.DefaultStoreDir)
 	fp, _ := ni.Fingerprint()
 	ni.Sigs = append(ni.Sigs, mallory.key.Sign(fp))
 	text, _ := ni.MarshalText()
@@ -274,7 +275,7 @@ func TestCheckDBAgainstLog(t *testing.T) {
 		t.Fatalf("a served narinfo with a signature the log lacks: %v", err)
 	}
 	forged := rec
-	forged.Hash, forged.StorePath = nixkey.HashPart(storePath("c")), storePath("c")
+	forged.Hash, forged.StorePath = storepath.HashPart(storePath("c")), storePath("c")
 	if err := tg.db.putPath(ctx, forged); err != nil {
 		t.Fatal(err)
 	}

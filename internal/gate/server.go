@@ -17,7 +17,9 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/gate/tlscert"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/problem"
 )
 
@@ -84,10 +86,10 @@ func (g *Gate) getCacheInfo(w http.ResponseWriter, r *http.Request) error {
 // narinfoHash returns the hash part of "<hash>.narinfo".
 func narinfoHash(file string) (string, bool) {
 	hash, ok := strings.CutSuffix(file, ".narinfo")
-	if !ok || len(hash) != nixkey.StorePathHashLen {
+	if !ok || len(hash) != storepath.HashLen {
 		return "", false
 	}
-	if _, err := nixkey.DecodeBase32(hash); err != nil {
+	if _, err := base32.Decode(hash); err != nil {
 		return "", false
 	}
 	return hash, true
@@ -119,7 +121,7 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return problem.NotFound("PUT %s: the gate takes NARs (nar/…), narinfos (<hash>.narinfo) and /nixpki/ uploads", r.URL.Path)
 	}
-	body, err := g.readBody(w, r, nixkey.MaxNarInfoSize, file+": narinfo")
+	body, err := g.readBody(w, r, narinfo.MaxSize, file+": narinfo")
 	if err != nil {
 		return err
 	}
@@ -127,6 +129,7 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	g.noteVerdict(v, remote(r))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(verdictStatus(v))
 	io.WriteString(w, oneLine(v.Message)+"\n")
@@ -251,7 +254,7 @@ func (g *Gate) postStatus(w http.ResponseWriter, r *http.Request) error {
 		if p == "" {
 			continue
 		}
-		if _, _, err := nixkey.SplitStorePath(p); err != nil {
+		if _, _, err := storepath.Split(p); err != nil {
 			return problem.BadRequest("status: %v", err)
 		}
 		paths = append(paths, p)
@@ -331,6 +334,8 @@ type ServeOptions struct {
 	Listen string
 	// Ready, if set, is called with the bound address once the gate listens.
 	Ready func(addr string)
+	// Wrap, if set, wraps the gate's handler (request metrics).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Serve runs the gate until ctx is done: HTTPS with certificate files or ACME, or
@@ -373,8 +378,12 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
+	h := g.Handler()
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
 	srv := &http.Server{
-		Handler:           g.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 15 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

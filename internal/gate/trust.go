@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/problem"
 )
 
@@ -427,7 +427,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 
 // sigVerdict judges one signature of a path: which certified identity made it, or why
 // it does not count (one clause naming the key and the rule).
-func (g *Gate) sigVerdict(sig nixkey.Signature, fp, storePath string, contentAddressed bool, now time.Time) (Signer, string) {
+func (g *Gate) sigVerdict(sig signing.Signature, fp, storePath string, contentAddressed bool, now time.Time) (Signer, string) {
 	certs := g.trust.certsFor(sig.Name)
 	if len(certs) == 0 {
 		return Signer{}, fmt.Sprintf("key %s: unknown key: no certificate for it was uploaded to the gate", sig.Name)
@@ -436,7 +436,7 @@ func (g *Gate) sigVerdict(sig nixkey.Signature, fp, storePath string, contentAdd
 	verified := false
 	for _, c := range certs {
 		pub, ok := c.PublicKey.(ed25519.PublicKey)
-		if !ok || !(nixkey.PublicKey{Name: sig.Name, Key: pub}).Verify(fp, sig) {
+		if !ok || !(signing.PublicKey{Name: sig.Name, Key: pub}).Verify(fp, sig) {
 			continue
 		}
 		verified = true
