@@ -448,7 +448,7 @@ func TestStatusOfMany(t *testing.T) {
 	if !strings.Contains(lines[3], "has 1 of 2 signatures from distinct certified identities (pattern two-* needs 2)") {
 		t.Errorf("the pending path's reason is missing:\n%s", body)
 	}
-	if strings.Contains(body, "alice") || strings.Contains(body, strings.ToUpper(alice.cert.SerialNumber.Text(16))) || strings.Contains(body, "carries no signature") {
+	if strings.Contains(body, "alice") || strings.Contains(body, "certificate ") || strings.Contains(body, "carries no signature") {
 		t.Errorf("the status names a signer, a certificate or a rejection's reason:\n%s", body)
 	}
 	// The quarantined paths' lines name no revoked certificate either.
