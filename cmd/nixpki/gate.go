@@ -16,6 +16,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/tlog"
+	"nixpki/internal/x509util"
 )
 
 func newGateCmd() *cobra.Command {
@@ -68,7 +69,7 @@ func gateInitNotes(out io.Writer, o gate.InitOptions, cfg gate.Config) error {
 		fmt.Fprintf(out, "\nThe gate serves plain HTTP on %s (loopback): run it on the target itself, or give it\n--tls-cert/--tls-key or --acme-directory to serve other machines over HTTPS.\n", cfg.Listen)
 		return nil
 	}
-	root, err := ca.ReadCertFile(filepath.Join(o.Dir, gate.RootFile))
+	root, err := x509util.ReadCertFile(filepath.Join(o.Dir, gate.RootFile))
 	if err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func gateInitNotes(out io.Writer, o gate.InitOptions, cfg gate.Config) error {
 		if err != nil {
 			return fmt.Errorf("--tls-cert: %w", err)
 		}
-		chain, err := ca.ParseCertsPEM(data)
+		chain, err := x509util.ParseCertsPEM(data)
 		if err != nil {
 			return fmt.Errorf("--tls-cert %s: %w", cfg.TLS.CertFile, err)
 		}

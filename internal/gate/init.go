@@ -12,11 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/tlog"
+	"nixpki/internal/x509util"
 )
 
 // InitOptions are what `nixpki gate init` takes.
@@ -66,7 +66,7 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	if opts.RootFile == "" {
 		return cfg, pub, errors.New("--root is required: the CA root certificate the gate trusts")
 	}
-	root, err := ca.ReadCertFile(opts.RootFile)
+	root, err := x509util.ReadCertFile(opts.RootFile)
 	if err != nil {
 		return cfg, pub, fmt.Errorf("root: %w", err)
 	}
@@ -110,7 +110,7 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	if err := os.WriteFile(filepath.Join(opts.Dir, PublicFile), []byte(pub.String()), 0o644); err != nil {
 		return cfg, pub, err
 	}
-	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), ca.ChainPEM(root), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), x509util.ChainPEM(root), 0o644); err != nil {
 		return cfg, pub, err
 	}
 	data, err := cfg.Marshal()
@@ -202,5 +202,5 @@ func ReadPublic(dir string) (signing.PublicKey, error) {
 
 // ReadRoot reads G/root.crt.
 func ReadRoot(dir string) (*x509.Certificate, error) {
-	return ca.ReadCertFile(filepath.Join(dir, RootFile))
+	return x509util.ReadCertFile(filepath.Join(dir, RootFile))
 }

@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 	"golang.org/x/crypto/acme"
 
 	"nixpki/internal/keys"
+	"nixpki/internal/x509util"
 )
 
 // ACMEConfig says where and how the gate's certificate is obtained.
@@ -108,7 +108,7 @@ func (a *ACME) load(password []byte) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := parseCertsPEM(chain)
+	certs, err := x509util.ParseCertsPEM(chain)
 	if err != nil {
 		return nil, err
 	}
@@ -296,38 +296,5 @@ func (a *ACME) store(c *tls.Certificate, key crypto.Signer) error {
 	if err := keys.ReplaceFile(filepath.Join(dir, "cert.key"), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return keys.ReplaceFile(filepath.Join(dir, "cert.pem"), chainPEM(certs...), 0o644)
-}
-
-// parseCertsPEM reads every CERTIFICATE block of a PEM file.
-func parseCertsPEM(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
-	}
-	return out, nil
-}
-
-// chainPEM encodes certificates as PEM, in order.
-func chainPEM(certs ...*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
+	return keys.ReplaceFile(filepath.Join(dir, "cert.pem"), x509util.ChainPEM(certs...), 0o644)
 }
