@@ -711,7 +711,7 @@ func (g *Gate) cascade(ctx context.Context, d *db, admitted string, signed bool,
 			if _, err := g.decide(ctx, d, ni, rec, j, now, cands); err != nil {
 				// Not a rejection of the upload that cascaded here: the whole change
 				// rolls back.
-				return fmt.Errorf("admitting %s after %s: %v", rec.StorePath, admitted, err)
+				return fmt.Errorf("admitting %s after %s: %w", rec.StorePath, admitted, err)
 			}
 		}
 	}

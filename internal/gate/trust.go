@@ -199,7 +199,7 @@ const (
 func parseUpload(data []byte) (certs []*x509.Certificate, crls [][]byte, err error) {
 	if len(data) > 0 && data[0] == 0x30 { // DER: a CRL
 		if _, err := x509.ParseRevocationList(data); err != nil {
-			return nil, nil, fmt.Errorf("DER CRL: %v", err)
+			return nil, nil, fmt.Errorf("DER CRL: %w", err)
 		}
 		return nil, [][]byte{data}, nil
 	}
@@ -217,7 +217,7 @@ func parseUpload(data []byte) (certs []*x509.Certificate, crls [][]byte, err err
 			}
 			c, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				return nil, nil, fmt.Errorf("certificate %d: %v", len(certs)+1, err)
+				return nil, nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
 			}
 			certs = append(certs, c)
 		case "X509 CRL":
@@ -225,7 +225,7 @@ func parseUpload(data []byte) (certs []*x509.Certificate, crls [][]byte, err err
 				return nil, nil, errors.New("more than 8 CRLs")
 			}
 			if _, err := x509.ParseRevocationList(b.Bytes); err != nil {
-				return nil, nil, fmt.Errorf("CRL %d: %v", len(crls)+1, err)
+				return nil, nil, fmt.Errorf("CRL %d: %w", len(crls)+1, err)
 			}
 			crls = append(crls, b.Bytes)
 		default:
