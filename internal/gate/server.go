@@ -63,6 +63,9 @@ func (g *Gate) h(f func(http.ResponseWriter, *http.Request) error) http.Handler 
 			return
 		}
 		p := problem.From(err)
+		if rj := (*rejected)(nil); errors.As(err, &rj) {
+			p = problem.New(rejectionStatus(rj.why), "", "%s", rj.msg)
+		}
 		if p.Status >= 500 {
 			g.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
@@ -136,6 +139,25 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// rejectionStatus is the HTTP status of a refusal.
+func rejectionStatus(why Rejection) int {
+	switch why {
+	case Unsigned, CannotSign:
+		return http.StatusForbidden
+	case Conflict:
+		return http.StatusConflict
+	case Gone:
+		return http.StatusGone
+	case TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case StagingFull, DiskFull:
+		return http.StatusInsufficientStorage
+	case Stalled:
+		return http.StatusRequestTimeout
+	}
+	return http.StatusBadRequest
+}
+
 // verdictStatus is the HTTP status of an admission's verdict. Pending is a 4xx on
 // purpose: Nix retries any answer but 200, 201 and 204, and a 4xx makes nix copy
 // print the reason instead of reporting a success.
@@ -146,15 +168,7 @@ func verdictStatus(v Verdict) int {
 	case Pending:
 		return http.StatusForbidden
 	}
-	switch v.Why {
-	case Unsigned:
-		return http.StatusForbidden
-	case Conflict:
-		return http.StatusConflict
-	case Gone:
-		return http.StatusGone
-	}
-	return http.StatusBadRequest
+	return rejectionStatus(v.Why)
 }
 
 func (g *Gate) getNAR(w http.ResponseWriter, r *http.Request) error {

@@ -28,6 +28,16 @@ const (
 	Conflict
 	// Gone: its NAR expired from staging before the narinfo came: push it again.
 	Gone
+	// TooLarge: a NAR past max_nar_size.
+	TooLarge
+	// StagingFull: staging_max_bytes reached; retry later.
+	StagingFull
+	// Stalled: the upload stopped coming (see Gate.BodyTimeout).
+	Stalled
+	// DiskFull: the gate's own disk is full; retry once it has room.
+	DiskFull
+	// CannotSign: a genuine certificate, kept, that cannot sign for this gate now.
+	CannotSign
 )
 
 // Verdict is admission's answer to a narinfo upload: its outcome, why it was
@@ -39,9 +49,10 @@ type Verdict struct {
 	Message string
 }
 
-// rejected is a Rejected verdict carried as an error through the steps of
-// admission that also fail for other reasons; admission turns it back into a
-// Verdict.
+// rejected is a refusal carried as an error: by the uploads that answer with an
+// error (NARs, certificates, CRLs), and through the steps of admission that also
+// fail for other reasons (admission turns it back into a Verdict). The server maps
+// it to an HTTP status.
 type rejected struct {
 	why Rejection
 	msg string
