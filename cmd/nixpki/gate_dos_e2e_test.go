@@ -19,12 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
+	"nixpki/internal/x509util"
 )
 
 // Two connections that send a NAR PUT's headers and six bytes of xz, then nothing,
@@ -128,7 +128,7 @@ func TestGateFutureCRLE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inter, err := ca.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
