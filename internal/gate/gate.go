@@ -13,11 +13,15 @@
 // at once. Every certificate, CRL, admission, rejection and quarantine is appended
 // to a tamper-evident log (internal/tlog).
 //
-// Files: config.go (G/config.json), init.go (gate init, keys), db.go (SQLite state),
-// nar.go (NAR uploads), xz.go (xz decoding with a bounded dictionary), trust.go
-// (certificates, CRLs, signature verdicts), admit.go (admission, pending),
-// quarantine.go (withdrawal after a CRL, along closures), server.go (HTTP, TLS),
-// audit.go (reports).
+// Files: config.go (G/config.json), init.go (gate init, keys), db.go and dbstmt.go
+// (the SQLite state and its prepared statements), nar.go (NAR uploads, decode
+// slots), xz.go (xz decoding with bounded dictionaries and their memory budget),
+// trust.go (certificates, CRLs, signature verdicts), verdict.go (what admission
+// and the uploads answer), admit.go (admission, pending), batch.go (group commit),
+// quarantine.go (withdrawal after a CRL, along closures), server.go (HTTP: the one
+// place verdicts and refusals become statuses), audit.go (reports, the database
+// checked against the log), crlfetch.go (CRLs from distribution points),
+// stats.go (metrics). The HTTPS certificate's upkeep is in internal/gate/tlscert.
 package gate
 
 import (
