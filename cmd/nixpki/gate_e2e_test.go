@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
 	"nixpki/internal/nix/base32"
@@ -31,6 +30,7 @@ import (
 	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // gateRig is a CA, a running gate and the helpers to drive Nix against them.
@@ -257,7 +257,7 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inter, err := ca.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,24 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
+	os.WriteFile(out, x509util.ChainPEM(leaf, inter), 0o644)
+}
+
+// editGateConfig changes the config.json of a gate that is not running yet.
+func editGateConfig(t *testing.T, dir string, edit func(*gate.Config)) {
+	t.Helper()
+	cfg, err := gate.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&cfg)
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
@@ -316,17 +333,13 @@ func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config),
 		t.Fatal(err)
 	}
 	r.gatePub = string(pub)
-	cfg, err := gate.LoadConfig(r.gateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
-	cfg.CRLFetchInterval = 0
-	if gateCfg != nil {
-		gateCfg(&cfg)
-	}
-	data, _ := cfg.Marshal()
-	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
+	editGateConfig(t, r.gateDir, func(c *gate.Config) {
+		c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+		c.CRLFetchInterval = 0
+		if gateCfg != nil {
+			gateCfg(c)
+		}
+	})
 	addr := testutil.FreePort(t)
 	startGateArgs(t, append([]string{"--dir", r.gateDir, "--listen", addr}, serveArgs...))
 	r.url = "http://" + addr
@@ -772,11 +785,11 @@ func TestGateRootCRLE2E(t *testing.T) {
 		t.Fatalf("alice's push: %v\n%s", err, out)
 	}
 	r.mustTarget(app)
-	inter, err := ca.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, false, "cert", "revoke", "--dir", r.caDir, ca.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
+	run(t, false, "cert", "revoke", "--dir", r.caDir, x509util.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
 	run(t, false, "nix", "crl", "--dir", r.caDir, "--root", "--out", r.p("root.crl"))
 	status, body := r.put("/nixpki/crl", mustRead(t, r.p("root.crl")))
 	if status != 200 {

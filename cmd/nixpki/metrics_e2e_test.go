@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // scrape fetches /metrics, checks it with promtool and returns each series' value,
@@ -71,8 +71,8 @@ func TestServeMetrics(t *testing.T) {
 	httpsAddr, httpAddr := serve(t, dir, "--metrics-listen", maddr)
 
 	m := scrape(t, maddr)
-	root, _ := ca.ReadCertFile(filepath.Join(dir, "root.crt"))
-	tlsInter, _ := ca.ReadCertFile(filepath.Join(dir, "tls-intermediate.crt"))
+	root, _ := x509util.ReadCertFile(filepath.Join(dir, "root.crt"))
+	tlsInter, _ := x509util.ReadCertFile(filepath.Join(dir, "tls-intermediate.crt"))
 	wantMetric(t, m, `nixpki_ca_certificate_not_after_timestamp_seconds{ca="root"}`, float64(root.NotAfter.Unix()))
 	wantMetric(t, m, `nixpki_ca_certificate_not_after_timestamp_seconds{ca="tls"}`, float64(tlsInter.NotAfter.Unix()))
 	wantMetric(t, m, `nixpki_certificates_issued_total{path="direct",profile="server"}`, 1) // serve's own
@@ -87,7 +87,7 @@ func TestServeMetrics(t *testing.T) {
 	tmp := t.TempDir()
 	run(t, false, "cert", "issue", "--dir", dir, "--san", "web.localhost", "--valid", "100h",
 		"--out-cert", filepath.Join(tmp, "web.crt"), "--out-key", filepath.Join(tmp, "web.key"))
-	web, _ := ca.ReadCertFile(filepath.Join(tmp, "web.crt"))
+	web, _ := x509util.ReadCertFile(filepath.Join(tmp, "web.crt"))
 	m = scrape(t, maddr)
 	wantMetric(t, m, `nixpki_certificates_issued_total{path="direct",profile="cli"}`, 1)
 	wantMetric(t, m, `nixpki_certificates_revoked_total{path="direct",profile="cli"}`, 0)
@@ -101,7 +101,7 @@ func TestServeMetrics(t *testing.T) {
 	if next := m[`nixpki_crl_next_update_timestamp_seconds{crl="tls"}`]; next < float64(time.Now().Add(6*24*time.Hour).Unix()) {
 		t.Errorf("CRL nextUpdate %v: want about a week ahead", next)
 	}
-	run(t, false, "cert", "revoke", "--dir", dir, ca.SerialHex(web.SerialNumber))
+	run(t, false, "cert", "revoke", "--dir", dir, x509util.SerialHex(web.SerialNumber))
 	fetch(t, "http://"+httpAddr+"/crl/tls.crl", filepath.Join(tmp, "2.crl"))
 	m = scrape(t, maddr)
 	wantMetric(t, m, `nixpki_certificates_revoked_total{path="direct",profile="cli"}`, 1)

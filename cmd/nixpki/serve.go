@@ -18,6 +18,7 @@ import (
 	"nixpki/internal/enroll"
 	"nixpki/internal/monitor"
 	"nixpki/internal/server"
+	"nixpki/internal/x509util"
 )
 
 func newServeCmd() *cobra.Command {
@@ -92,7 +93,7 @@ func newServeCmd() *cobra.Command {
 				if a.HTTP != nil {
 					fmt.Fprintf(out, "HTTP (CRL, OCSP, CA certificates): listening on %s, advertised as %s\n", a.HTTP, c.Config.ExternalURL)
 				}
-				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(c.Root))
+				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", x509util.Fingerprint(c.Root))
 				for _, p := range acmeSrv.Provisioners() {
 					fmt.Fprintf(out, "ACME directory: %s/acme/%s/directory\n", base, p)
 				}

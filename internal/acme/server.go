@@ -33,6 +33,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // Options configure the ACME server.
@@ -114,7 +115,7 @@ func New(opts Options) (*Server, error) {
 		nonces:  &nonces{key: key, now: opts.Now, maxLife: maxLife},
 		spender: newSpender(opts.DB, opts.Log, opts.Now),
 		val:     newValidator(opts),
-		chain:   ca.ChainPEM(opts.CA.TLS.Cert),
+		chain:   x509util.ChainPEM(opts.CA.TLS.Cert),
 		ctx:     ctx, cancel: cancel,
 	}
 	s.scheme, s.port = "https", ""

@@ -15,6 +15,7 @@ import (
 
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // URLs in issued certificates, under the configured external (plain-HTTP) base.
@@ -45,7 +46,7 @@ func ParseReason(s string) (int, error) {
 // Revoke revokes the certificate with the given serial (any hex form). It shows in
 // the next CRL and OCSP answer at once, from any server sharing the database.
 func (c *CA) Revoke(ctx context.Context, serial string, reason int) (*store.Cert, error) {
-	s, err := ParseSerial(serial)
+	s, err := x509util.ParseSerial(serial)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func (c *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		Status:       ocsp.Unknown,
 	}
 
-	rec, err := c.DB.GetCert(ctx, SerialHex(req.SerialNumber))
+	rec, err := c.DB.GetCert(ctx, x509util.SerialHex(req.SerialNumber))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:

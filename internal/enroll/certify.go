@@ -20,6 +20,7 @@ import (
 	"nixpki/internal/nixcert"
 	"nixpki/internal/problem"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // Issuance methods, as recorded in attempts, in nix_certs.auth_method and (prefixed
@@ -148,7 +149,7 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 		r.authAt = now
 	}
 	rec := &store.NixCert{
-		Serial: ca.SerialHex(iss.Cert.SerialNumber), Subject: r.cons.Subject, KeyName: r.key.Name, PublicKey: r.key.Key,
+		Serial: x509util.SerialHex(iss.Cert.SerialNumber), Subject: r.cons.Subject, KeyName: r.key.Name, PublicKey: r.key.Key,
 		Targets: r.cons.Targets, Scope: r.cons.Scope.String(), AuthMethod: r.authMethod, AuthAt: r.authAt,
 		RenewedFrom: r.renewedFrom, NotAfter: iss.Cert.NotAfter, CreatedAt: now,
 	}
@@ -179,7 +180,7 @@ func (a *Authority) record(ctx context.Context, att *store.NixAttempt, iss *ca.I
 			att.Reason = "internal error: " + oneLine(err)
 		}
 	} else {
-		att.Outcome, att.Serial = "issued", ca.SerialHex(iss.Cert.SerialNumber)
+		att.Outcome, att.Serial = "issued", x509util.SerialHex(iss.Cert.SerialNumber)
 	}
 	if rerr := a.CA.DB.AddNixAttempt(context.WithoutCancel(ctx), att); rerr != nil {
 		a.Log.Error("nix: recording an issuance attempt", "err", rerr, "attempt", att)
@@ -216,7 +217,7 @@ func IsNixCert(c *store.Cert) bool { return c.Issuer == ca.IssuerNix }
 
 // Revoke revokes one Nix certificate by serial; other issuers' serials are refused.
 func (a *Authority) Revoke(ctx context.Context, serial string, reason int) (*store.Cert, error) {
-	s, err := ca.ParseSerial(serial)
+	s, err := x509util.ParseSerial(serial)
 	if err != nil {
 		return nil, err
 	}

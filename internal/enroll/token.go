@@ -14,6 +14,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // TokenPrefix starts every enrollment token, so secret scanners and people can tell
@@ -152,7 +153,7 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 		}
 		return nil, err
 	}
-	if err := a.CA.DB.SetNixTokenSerial(ctx, tok.ID, ca.SerialHex(iss.Cert.SerialNumber)); err != nil {
+	if err := a.CA.DB.SetNixTokenSerial(ctx, tok.ID, x509util.SerialHex(iss.Cert.SerialNumber)); err != nil {
 		a.Log.Error("nix: recording a token's certificate", "token", tok.ID, "err", err)
 	}
 	return iss, nil

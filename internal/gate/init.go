@@ -7,15 +7,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/tlog"
+	"nixpki/internal/x509util"
 )
 
 // InitOptions are what `nixpki gate init` takes.
@@ -24,8 +25,10 @@ type InitOptions struct {
 	// PasswordFile encrypts gate.sec; empty generates one in G/secrets/password.
 	PasswordFile string
 	KeyName      string // default "<name>-gate-1"
-	URL          string // default "https://<name>:8501"
+	URL          string // default: http://<listen>, or https://<name>:<port> with TLS
 	Listen       string // default 127.0.0.1:8501
+	// TLSCertFile and TLSKeyFile, or ACMEDirectory, make the gate serve HTTPS.
+	TLSCertFile, TLSKeyFile, ACMEDirectory string
 }
 
 // Init creates a gate directory: config, the gate's Nix key (gate.sec encrypted at
@@ -36,11 +39,26 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	if opts.KeyName != "" {
 		cfg.KeyName = opts.KeyName
 	}
+	if opts.Listen != "" {
+		cfg.Listen = opts.Listen
+	}
+	for _, f := range []*string{&opts.TLSCertFile, &opts.TLSKeyFile} {
+		if *f != "" {
+			abs, err := filepath.Abs(*f)
+			if err != nil {
+				return cfg, pub, err
+			}
+			*f = abs
+		}
+	}
+	cfg.TLS = TLS{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile}
+	cfg.ACME.Directory = opts.ACMEDirectory
+	cfg.URL = defaultURL(cfg)
 	if opts.URL != "" {
 		cfg.URL = strings.TrimRight(opts.URL, "/")
 	}
-	if opts.Listen != "" {
-		cfg.Listen = opts.Listen
+	if !cfg.TLSEnabled() && !IsLoopback(cfg.Listen) {
+		return cfg, pub, fmt.Errorf("--listen %s: plain HTTP is only served on loopback; give --tls-cert and --tls-key, or --acme-directory, to serve HTTPS there", cfg.Listen)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, pub, err
@@ -48,7 +66,7 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	if opts.RootFile == "" {
 		return cfg, pub, errors.New("--root is required: the CA root certificate the gate trusts")
 	}
-	root, err := ca.ReadCertFile(opts.RootFile)
+	root, err := x509util.ReadCertFile(opts.RootFile)
 	if err != nil {
 		return cfg, pub, fmt.Errorf("root: %w", err)
 	}
@@ -92,7 +110,7 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	if err := os.WriteFile(filepath.Join(opts.Dir, PublicFile), []byte(pub.String()), 0o644); err != nil {
 		return cfg, pub, err
 	}
-	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), ca.ChainPEM(root), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), x509util.ChainPEM(root), 0o644); err != nil {
 		return cfg, pub, err
 	}
 	data, err := cfg.Marshal()
@@ -119,6 +137,19 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	rootSum := sha256.Sum256(root.Raw)
 	_, _, err = l.Append("init", map[string]string{"gate": cfg.Name, "key": pub.String(), "root": root.Subject.CommonName, "root_sha256": hex.EncodeToString(rootSum[:])})
 	return cfg, pub, err
+}
+
+// defaultURL is how targets reach the gate as configured: plain HTTP on its loopback
+// address, or HTTPS by its name on its port.
+func defaultURL(cfg Config) string {
+	if !cfg.TLSEnabled() {
+		return "http://" + cfg.Listen
+	}
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil || port == "443" {
+		return "https://" + cfg.Name
+	}
+	return "https://" + net.JoinHostPort(cfg.Name, port)
 }
 
 // NixOSSnippet is the NixOS configuration that makes a target substitute from the
@@ -171,5 +202,5 @@ func ReadPublic(dir string) (signing.PublicKey, error) {
 
 // ReadRoot reads G/root.crt.
 func ReadRoot(dir string) (*x509.Certificate, error) {
-	return ca.ReadCertFile(filepath.Join(dir, RootFile))
+	return x509util.ReadCertFile(filepath.Join(dir, RootFile))
 }

@@ -5,16 +5,17 @@ import (
 	"database/sql"
 	"net/http"
 	"net/http/httptest"
-	"nixpki/internal/nix/nar"
-	"nixpki/internal/nix/narinfo"
-	"nixpki/internal/nix/nixhash"
-	"nixpki/internal/nix/storepath"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/storepath"
 )
 
 // outcome is what a run produced.
