@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/x509util"
 	"nixpki/internal/keys"
 )
 
@@ -174,8 +175,8 @@ func resignIntermediate(t *testing.T, dir, issuer string, notAfter time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, _ := ca.ReadCertFile(ca.CertPath(dir, ca.IssuerRoot))
-	inter, err := ca.ReadCertFile(ca.CertPath(dir, issuer))
+	root, _ := x509util.ReadCertFile(ca.CertPath(dir, ca.IssuerRoot))
+	inter, err := x509util.ReadCertFile(ca.CertPath(dir, issuer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func resignIntermediate(t *testing.T, dir, issuer string, notAfter time.Time) {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	if err := os.WriteFile(ca.CertPath(dir, issuer), ca.ChainPEM(cert), 0o644); err != nil {
+	if err := os.WriteFile(ca.CertPath(dir, issuer), x509util.ChainPEM(cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

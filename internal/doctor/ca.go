@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/x509util"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/monitor"
@@ -52,7 +53,7 @@ func CheckCA(ctx context.Context, o CAOptions, r *Report) {
 		if n == ca.IssuerRoot {
 			name, w = "root validity", RootWindow
 		}
-		c, err := ca.ReadCertFile(ca.CertPath(o.Dir, n))
+		c, err := x509util.ReadCertFile(ca.CertPath(o.Dir, n))
 		if err != nil {
 			r.Add(check(name, Critical, "%v", err))
 			continue
