@@ -33,8 +33,11 @@ type CA struct {
 	Root   *x509.Certificate
 	TLS    *Issuer
 	Nix    *Issuer
-	DB     *store.DB
-	Log    *slog.Logger
+	// DB is the database the CA opened (closed by Close); Certs is the part of it
+	// the CA itself uses.
+	DB    *store.DB
+	Certs Certs
+	Log   *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -73,6 +76,7 @@ func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA,
 	if c.DB, err = store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
 		return nil, err
 	}
+	c.Certs = c.DB
 	return c, nil
 }
 
@@ -113,7 +117,7 @@ func (c *CA) Issuer(name string) (*Issuer, error) {
 // RootPEM is the root certificate in PEM.
 func (c *CA) RootPEM() []byte { return x509util.ChainPEM(c.Root) }
 
-func recordCert(ctx context.Context, db *store.DB, cert *x509.Certificate, issuer, requester, method string) error {
+func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, requester, method string) error {
 	return db.PutCert(ctx, &store.Cert{
 		Serial:    x509util.SerialHex(cert.SerialNumber),
 		Issuer:    issuer,

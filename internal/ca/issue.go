@@ -67,7 +67,7 @@ func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub 
 		if err != nil {
 			return nil, err
 		}
-		err = recordCert(ctx, c.DB, cert, iss.Name, meta.Requester, meta.Method)
+		err = recordCert(ctx, c.Certs, cert, iss.Name, meta.Requester, meta.Method)
 		if errors.Is(err, store.ErrConflict) && attempt < 3 {
 			continue // a 2^-126 event: draw another serial
 		}
