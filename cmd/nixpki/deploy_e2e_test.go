@@ -72,8 +72,9 @@ func TestMemberDeploy(t *testing.T) {
 		return out
 	}
 
+	var app string // deployed on alice's signature alone
 	t.Run("alice pushes her closure to the gate and deploys it", func(t *testing.T) {
-		app, _ := r.build("app")
+		app, _ = r.build("app")
 		if target.valid(n, app) {
 			t.Fatal("a fresh target holds the member's path")
 		}
@@ -156,5 +157,12 @@ func TestMemberDeploy(t *testing.T) {
 		}
 		wantIn(t, "push by a revoked member", out, "(alice, key alice-1): revoked", "by CRL number 2")
 		mustNotDeploy("revoked member", late)
+		// What she alone deployed before is withdrawn from the gate; the target keeps it.
+		if s := r.narinfoStatus(app); s != 404 {
+			t.Errorf("the gate answers %d for %s, admitted on a revoked signature alone", s, app)
+		}
+		if !target.valid(n, app) {
+			t.Errorf("the target lost %s", app)
+		}
 	})
 }
