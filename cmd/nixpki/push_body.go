@@ -100,8 +100,8 @@ func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narSt
 	case "none":
 		// Streamed into the connection (narStream, sent chunked), as --compression auto
 		// sends an incompressible NAR. With a Content-Length, net/http reads the body
-		// through an io.LimitReader, so every chunk crossed a pipe between goroutines:
-		// a push took ~9% longer.
+		// through an io.LimitReader, so every chunk would cross a pipe between
+		// goroutines: a push takes ~9% longer that way.
 		s := newNARStream(func(out io.Writer) error { return dumpExactly(out, in.Path, in.NarSize, 0) })
 		return s, -1, s, "none", nil
 	case "xz":
