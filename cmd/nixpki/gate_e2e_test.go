@@ -21,12 +21,16 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // gateRig is a CA, a running gate and the helpers to drive Nix against them.
@@ -150,7 +154,7 @@ func (r *gateRig) narinfoStatus(path string) int {
 // narinfo GETs path's narinfo from the gate: its status and body.
 func (r *gateRig) narinfo(path string) (int, string) {
 	r.t.Helper()
-	res, err := http.Get(r.url + "/" + nixkey.HashPart(path) + ".narinfo")
+	res, err := http.Get(r.url + "/" + storepath.HashPart(path) + ".narinfo")
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -207,8 +211,14 @@ func wantIn(t *testing.T, what, got string, wants ...string) {
 // startGate runs `nixpki gate serve` until the test ends.
 func startGate(t *testing.T, dir, listen string, env ...string) string {
 	t.Helper()
+	return startGateArgs(t, []string{"--dir", dir, "--listen", listen}, env...)
+}
+
+// startGateArgs runs `nixpki gate serve ARGS` until the test ends.
+func startGateArgs(t *testing.T, args []string, env ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, nixpkiBin(t), "gate", "serve", "--dir", dir, "--listen", listen)
+	cmd := exec.CommandContext(ctx, nixpkiBin(t), append([]string{"gate", "serve"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
@@ -247,12 +257,12 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inter, err := ca.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(pubFile)
-	pub, err := nixkey.ParsePublicKey(data)
+	pub, err := signing.ParsePublicKey(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,15 +277,32 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
+	os.WriteFile(out, x509util.ChainPEM(leaf, inter), 0o644)
+}
+
+// editGateConfig changes the config.json of a gate that is not running yet.
+func editGateConfig(t *testing.T, dir string, edit func(*gate.Config)) {
+	t.Helper()
+	cfg, err := gate.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&cfg)
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
 
-// newGateRigWith is newGateRig with extra `nixpki init` arguments and a change to the
-// gate's configuration. The gate fetches no CRLs unless the change asks it to: the
-// certificates name a CA that is not running.
-func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config)) *gateRig {
+// newGateRigWith is newGateRig with extra `nixpki init` arguments, a change to the
+// gate's configuration and extra `gate serve` flags. The gate fetches no CRLs unless
+// the change asks it to: the certificates name a CA that is not running.
+func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config), serveArgs ...string) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
@@ -306,19 +333,15 @@ func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config))
 		t.Fatal(err)
 	}
 	r.gatePub = string(pub)
-	cfg, err := gate.LoadConfig(r.gateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
-	cfg.CRLFetchInterval = 0
-	if gateCfg != nil {
-		gateCfg(&cfg)
-	}
-	data, _ := cfg.Marshal()
-	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
+	editGateConfig(t, r.gateDir, func(c *gate.Config) {
+		c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+		c.CRLFetchInterval = 0
+		if gateCfg != nil {
+			gateCfg(c)
+		}
+	})
 	addr := testutil.FreePort(t)
-	startGate(t, r.gateDir, addr)
+	startGateArgs(t, append([]string{"--dir", r.gateDir, "--listen", addr}, serveArgs...))
 	r.url = "http://" + addr
 	return r
 }
@@ -558,25 +581,25 @@ func tamperedNAR(t *testing.T, r *gateRig, path string) {
 	if _, e, err := r.exec(r.env(), "nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+r.p("alice-1.sec"), path); err != nil {
 		t.Fatalf("nix copy to a file cache: %v\n%s", err, e)
 	}
-	niText := mustRead(t, filepath.Join(cache, nixkey.HashPart(path)+".narinfo"))
-	ni, err := nixkey.ParseNarInfo(bytes.NewReader(niText), nixkey.DefaultStoreDir)
+	niText := mustRead(t, filepath.Join(cache, storepath.HashPart(path)+".narinfo"))
+	ni, err := narinfo.Parse(bytes.NewReader(niText), storepath.DefaultStoreDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nar := mustRead(t, filepath.Join(cache, ni.URL))
-	i := bytes.Index(nar, []byte("dep "))
-	nar[i+1] = 'i' // "dep" → "dip"
-	if s, b := r.put("/"+ni.URL, nar); s != 400 || !strings.Contains(b, "but its name says") {
+	narFile := mustRead(t, filepath.Join(cache, ni.URL))
+	i := bytes.Index(narFile, []byte("dep "))
+	narFile[i+1] = 'i' // "dep" → "dip"
+	if s, b := r.put("/"+ni.URL, narFile); s != 400 || !strings.Contains(b, "but its name says") {
 		t.Errorf("tampered NAR under its original name: %d %s", s, b)
 	}
-	sum, _, _ := nixkey.HashNAR(bytes.NewReader(nar))
-	u := "nar/" + nixkey.EncodeBase32(sum[:]) + ".nar"
-	if s, b := r.put("/"+u, nar); s != 200 {
+	sum, _, _ := nar.Hash(bytes.NewReader(narFile))
+	u := "narFile/" + base32.Encode(sum[:]) + ".narFile"
+	if s, b := r.put("/"+u, narFile); s != 200 {
 		t.Fatalf("upload of a well-formed NAR: %d %s", s, b)
 	}
-	ni.URL, ni.FileHash, ni.FileSize = u, &sum, uint64(len(nar))
+	ni.URL, ni.FileHash, ni.FileSize = u, &sum, uint64(len(narFile))
 	text, _ := ni.MarshalText()
-	s, b := r.put("/"+nixkey.HashPart(path)+".narinfo", text)
+	s, b := r.put("/"+storepath.HashPart(path)+".narinfo", text)
 	if s != 400 {
 		t.Fatalf("narinfo over a tampered NAR: %d %s", s, b)
 	}
@@ -656,13 +679,13 @@ func TestGateHTTPS(t *testing.T) {
 
 // fileCacheNarInfo copies path signed by member into a file cache and returns its
 // narinfo and NAR as nix copy wrote them.
-func (r *gateRig) fileCacheNarInfo(member, path string) (*nixkey.NarInfo, []byte) {
+func (r *gateRig) fileCacheNarInfo(member, path string) (*narinfo.NarInfo, []byte) {
 	r.t.Helper()
-	cache := r.p("cache-of-" + member + "-" + nixkey.HashPart(path))
+	cache := r.p("cache-of-" + member + "-" + storepath.HashPart(path))
 	if _, e, err := r.exec(r.env(), "nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+r.p(member+".sec"), path); err != nil {
 		r.t.Fatalf("nix copy to a file cache: %v\n%s", err, e)
 	}
-	ni, err := nixkey.ParseNarInfo(bytes.NewReader(mustRead(r.t, filepath.Join(cache, nixkey.HashPart(path)+".narinfo"))), nixkey.DefaultStoreDir)
+	ni, err := narinfo.Parse(bytes.NewReader(mustRead(r.t, filepath.Join(cache, storepath.HashPart(path)+".narinfo"))), storepath.DefaultStoreDir)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -682,7 +705,7 @@ func TestGateNarInfoFieldsE2E(t *testing.T) {
 	top, dep := r.build("fields")
 	for _, p := range []string{dep, top} {
 		ni, nar := r.fileCacheNarInfo("alice-1", p)
-		ni.Extra = append(ni.Extra, nixkey.NarInfoField{Key: "X-Injected", Value: "1"})
+		ni.Extra = append(ni.Extra, narinfo.Field{Key: "X-Injected", Value: "1"})
 		if s, b := r.put("/"+ni.URL, nar); s != 200 {
 			t.Fatalf("NAR of %s: %d %s", p, s, b)
 		}
@@ -690,7 +713,7 @@ func TestGateNarInfoFieldsE2E(t *testing.T) {
 			// The NAR file vanishes (expiry) before the narinfo comes.
 			os.Remove(filepath.Join(r.gateDir, filepath.FromSlash(ni.URL)))
 			text, _ := ni.MarshalText()
-			s, b := r.put("/"+nixkey.HashPart(p)+".narinfo", text)
+			s, b := r.put("/"+storepath.HashPart(p)+".narinfo", text)
 			if s != 410 {
 				t.Fatalf("narinfo after its NAR vanished: %d %s", s, b)
 			}
@@ -701,7 +724,7 @@ func TestGateNarInfoFieldsE2E(t *testing.T) {
 			}
 		}
 		text, _ := ni.MarshalText()
-		if s, b := r.put("/"+nixkey.HashPart(p)+".narinfo", text); s != 200 {
+		if s, b := r.put("/"+storepath.HashPart(p)+".narinfo", text); s != 200 {
 			t.Fatalf("narinfo of %s: %d %s", p, s, b)
 		}
 		_, served := r.narinfo(p)
@@ -762,11 +785,11 @@ func TestGateRootCRLE2E(t *testing.T) {
 		t.Fatalf("alice's push: %v\n%s", err, out)
 	}
 	r.mustTarget(app)
-	inter, err := ca.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, false, "cert", "revoke", "--dir", r.caDir, ca.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
+	run(t, false, "cert", "revoke", "--dir", r.caDir, x509util.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
 	run(t, false, "nix", "crl", "--dir", r.caDir, "--root", "--out", r.p("root.crl"))
 	status, body := r.put("/nixpki/crl", mustRead(t, r.p("root.crl")))
 	if status != 200 {

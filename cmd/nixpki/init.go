@@ -10,6 +10,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/x509util"
 )
 
 // initFlags are the choices of `nixpki init`; `serve` takes them too, for the first run.
@@ -75,10 +76,13 @@ func runInit(cmd *cobra.Command, dir, passwordFile string, f *initFlags, out io.
 	}
 	fmt.Fprintf(out, "Initialised CA in %s\n", dir)
 	fmt.Fprintf(out, "Root certificate: %s\n", ca.CertPath(dir, ca.IssuerRoot))
-	fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(res.Root))
+	fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", x509util.Fingerprint(res.Root))
 	if res.GeneratedPassword != "" {
 		fmt.Fprintf(out, "The CA keys are encrypted with a generated password in %s (mode 0600).\n", res.GeneratedPassword)
 		fmt.Fprintf(out, "  To keep it elsewhere: move it, then pass --password-file NEWPATH (or set password_file in %s/config.json).\n", dir)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(out, "NOTE: %s\n", w)
 	}
 	if res.OfflineRootKey != "" {
 		fmt.Fprintf(out, "OFFLINE ROOT: the root key is in %s. Carry it away (with its password) and delete it here;\n", res.OfflineRootKey)

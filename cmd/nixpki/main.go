@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,11 +24,20 @@ func main() {
 	stopProfile := startCPUProfile(os.Getenv("NIXPKI_CPUPROFILE"))
 	err := root.ExecuteContext(ctx)
 	stopProfile()
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code)) // the command has said why
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nixpki:", err)
 		os.Exit(1)
 	}
 }
+
+// exitCode ends the program with this status and nothing more printed.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 // startCPUProfile writes a CPU profile of the whole command to file when it is set
 // (NIXPKI_CPUPROFILE=push.pprof, for go tool pprof); the returned function ends it.
@@ -56,7 +66,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd())
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd())
 	return root
 }
 

@@ -14,15 +14,18 @@ import (
 
 	"nixpki/internal/acme"
 	"nixpki/internal/ca"
-	"nixpki/internal/nixcert"
+	"nixpki/internal/config"
+	"nixpki/internal/enroll"
+	"nixpki/internal/monitor"
 	"nixpki/internal/server"
+	"nixpki/internal/x509util"
 )
 
 func newServeCmd() *cobra.Command {
 	var f initFlags
 	var dir, passwordFile, listen, httpListen string
 	var acmeHTTPPort, acmeTLSPort int
-	var acmeResolver string
+	var acmeResolver, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve --dir D",
 		Short: "Run the CA server (HTTPS API and ACME, plain-HTTP CRL/OCSP); initialises D on first run",
@@ -34,6 +37,8 @@ func newServeCmd() *cobra.Command {
 				if err := runInit(cmd, dir, passwordFile, &f, out); err != nil {
 					return err
 				}
+			} else if err := initOnlyFlags(cmd.Flags(), &f, dir); err != nil {
+				return err
 			}
 			log := logger()
 			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
@@ -75,8 +80,12 @@ func newServeCmd() *cobra.Command {
 			}
 			defer acmeSrv.Close()
 			mounts["/acme/"] = acmeSrv
-			mounts["/nix/"] = nixcert.Handler(c, log)
-			srv := &server.Server{CA: c, Log: log, Mounts: mounts}
+			mounts["/nix/"] = enroll.Handler(c, log)
+			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, monitor.ForCA(c).Collector())
+			if err != nil {
+				return err
+			}
+			srv := &server.Server{CA: c, Log: log, Mounts: mounts, Wrap: wrap}
 			return srv.Run(cmd.Context(), c.Config.Listen, c.Config.HTTPListen, func(a server.Addrs) {
 				base := httpsBase(c, a.HTTPS)
 				fmt.Fprintf(out, "nixpki serving %s\n", dir)
@@ -84,9 +93,12 @@ func newServeCmd() *cobra.Command {
 				if a.HTTP != nil {
 					fmt.Fprintf(out, "HTTP (CRL, OCSP, CA certificates): listening on %s, advertised as %s\n", a.HTTP, c.Config.ExternalURL)
 				}
-				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(c.Root))
+				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", x509util.Fingerprint(c.Root))
 				for _, p := range acmeSrv.Provisioners() {
 					fmt.Fprintf(out, "ACME directory: %s/acme/%s/directory\n", base, p)
+				}
+				for _, line := range exposure(c.Config, a.HTTPS) {
+					fmt.Fprintf(out, "NOTE: %s\n", line)
 				}
 				fmt.Fprintf(out, "NixOS: trust this CA with\n%s", ca.NixOSTrustSnippet(c.Root))
 			})
@@ -99,6 +111,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().IntVar(&acmeHTTPPort, "acme-http-port", 0, "port the ACME validator connects to for http-01 (default from config, 80)")
 	cmd.Flags().IntVar(&acmeTLSPort, "acme-tls-port", 0, "port the ACME validator connects to for tls-alpn-01 (default from config, 443)")
 	cmd.Flags().StringVar(&acmeResolver, "acme-resolver", "", "DNS resolver HOST:PORT the ACME validator uses for dns-01 and for resolving names (default from config, the system's)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", metricsListenHelp)
 	f.register(cmd.Flags())
 	return cmd
 }
@@ -143,4 +156,24 @@ func startPprof(addr string, log *slog.Logger) error {
 	log.Warn("serving pprof (NIXPKI_PPROF)", "addr", ln.Addr().String())
 	go http.Serve(ln, mux)
 	return nil
+}
+
+// exposure says who can reach the server and which ACME provisioners anyone who
+// can reach it may use, with the settings that restrict them.
+func exposure(cfg config.Config, https net.Addr) []string {
+	var notes []string
+	if tcp, ok := https.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		notes = append(notes, fmt.Sprintf("listening on loopback only (%s): other machines cannot reach this CA; give --listen and --http-listen (e.g. 0.0.0.0:8443, 0.0.0.0:8080) or listen/http_listen in the configuration", https))
+	}
+	provs := cfg.ACME.Provisioners
+	if len(provs) == 0 {
+		provs = []config.ACMEProvisioner{{Name: acme.DefaultProvisioner}}
+	}
+	for _, p := range provs {
+		if p.RequireEAB || len(p.AllowedDNS)+len(p.AllowedIP) > 0 {
+			continue
+		}
+		notes = append(notes, fmt.Sprintf("ACME provisioner %q issues to anyone who can reach it, for any name within the CA's name constraints: require External Account Binding (require_eab, keys from nixpki acme eab create) or limit names (allowed_dns, allowed_ip); see docs/config.md", p.Name))
+	}
+	return notes
 }

@@ -17,6 +17,7 @@ import (
 
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // The OCSP responder (RFC 6960) is written here rather than with x/crypto/ocsp, which
@@ -212,7 +213,7 @@ func (c *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		single := ocspSingleResponse{
 			CertID: id, ThisUpdate: now, NextUpdate: now.Add(time.Hour),
 		}
-		rec, err := c.DB.GetCert(ctx, SerialHex(id.Serial))
+		rec, err := c.Certs.GetCert(ctx, x509util.SerialHex(id.Serial))
 		switch {
 		case errors.Is(err, store.ErrNotFound), err == nil && rec.Issuer != iss.Name:
 			single.Unknown = true

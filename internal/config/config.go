@@ -48,6 +48,19 @@ type Config struct {
 	Policy      Policy   `json:"policy"`
 	ACME        ACME     `json:"acme"`
 	Nix         Nix      `json:"nix"`
+	Monitor     Monitor  `json:"monitor"`
+}
+
+// Monitor bounds what /metrics and `nixpki doctor` report about renewal.
+type Monitor struct {
+	// Window: names the CA issued for (through ACME or direct issuance) within it
+	// are tracked; their newest certificate's expiry is reported.
+	Window Duration `json:"window"`
+	// MaxNames caps the names reported (the ones expiring soonest are kept).
+	MaxNames int `json:"max_names"`
+	// RenewalWindow: a tracked name whose newest certificate has less than this
+	// left has stopped renewing.
+	RenewalWindow Duration `json:"renewal_window"`
 }
 
 // Database selects the storage backend.
@@ -161,8 +174,8 @@ func Defaults() Config {
 		Name:       "nixpki",
 		KeyType:    "p256",
 		DNSNames:   []string{"localhost"},
-		Listen:     ":8443",
-		HTTPListen: ":8080",
+		Listen:     "127.0.0.1:8443",
+		HTTPListen: "127.0.0.1:8080",
 		Database:   Database{Driver: "sqlite", Path: "nixpki.db"},
 		Policy: Policy{
 			DefaultValidity:    Duration(365 * 24 * time.Hour),
@@ -173,6 +186,7 @@ func Defaults() Config {
 		ACME: ACME{HTTPPort: 80, TLSPort: 443},
 		Nix: Nix{DefaultValidity: Duration(7 * 24 * time.Hour), MaxValidity: Duration(30 * 24 * time.Hour),
 			TokenTTL: Duration(15 * time.Minute), RenewMaxAge: Duration(30 * 24 * time.Hour)},
+		Monitor: Monitor{Window: Duration(180 * 24 * time.Hour), MaxNames: 10000, RenewalWindow: Duration(10 * 24 * time.Hour)},
 	}
 }
 
@@ -215,6 +229,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Nix.DefaultValidity <= 0 || c.Nix.MaxValidity < c.Nix.DefaultValidity {
 		return fmt.Errorf("nix.default_validity %s must be positive and at most nix.max_validity %s", c.Nix.DefaultValidity.D(), c.Nix.MaxValidity.D())
+	}
+	if c.Monitor.Window <= 0 || c.Monitor.MaxNames <= 0 {
+		return fmt.Errorf("monitor.window %s and monitor.max_names %d must be positive", c.Monitor.Window.D(), c.Monitor.MaxNames)
 	}
 	for _, p := range c.ACME.Provisioners {
 		if p.Name == "" || strings.ContainsAny(p.Name, "/?#% ") {

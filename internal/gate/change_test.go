@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/storepath"
 )
 
 // An admission's writes are committed together or not at all: when a write fails
@@ -38,7 +38,7 @@ func TestFailedAdmissionCommitsNothing(t *testing.T) {
 		if _, ok := tg.served(t, p); ok {
 			t.Errorf("%s served after a failed admission", p)
 		}
-		cands, err := tg.db.candidates(ctx, nixkey.HashPart(p))
+		cands, err := tg.db.candidates(ctx, storepath.HashPart(p))
 		if err != nil || len(cands) != 1 || cands[0].State != StatePending {
 			t.Errorf("%s after a failed admission: %+v %v, want it pending as before", p, cands, err)
 		}

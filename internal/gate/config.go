@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"nixpki/internal/config"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // Files in a gate directory.
@@ -104,8 +105,8 @@ func DefaultConfig(name string) Config {
 		KeyName:          name + "-gate-1",
 		PasswordFile:     passwordFile,
 		Listen:           "127.0.0.1:8501",
-		URL:              "https://" + name + ":8501",
-		StoreDir:         nixkey.DefaultStoreDir,
+		URL:              "http://127.0.0.1:8501",
+		StoreDir:         storepath.DefaultStoreDir,
 		Priority:         30,
 		SigsNeeded:       1,
 		MaxCRLAge:        config.Duration(8 * 24 * time.Hour),
@@ -155,10 +156,10 @@ func (c Config) Validate() error {
 	if err := nixcert.ValidateTarget(c.Name); err != nil || strings.ContainsAny(c.Name, "*?[]\\") {
 		return fmt.Errorf("name %q: a gate name is what certificates' targets match: letters, digits, '.', '-', no glob characters", c.Name)
 	}
-	if err := nixkey.ValidateKeyName(c.KeyName); err != nil {
+	if err := signing.ValidateKeyName(c.KeyName); err != nil {
 		return fmt.Errorf("key_name: %w", err)
 	}
-	if err := nixkey.ValidateStoreDir(c.StoreDir); err != nil {
+	if err := storepath.ValidateStoreDir(c.StoreDir); err != nil {
 		return fmt.Errorf("store_dir: %w", err)
 	}
 	if c.SigsNeeded < 1 || c.SigsNeeded > 64 {
@@ -210,7 +211,7 @@ func (c Config) Validate() error {
 // protected path in on fewer.
 func (c Config) SigsNeededFor(storePath string) (int, string) {
 	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
-	names := [...]string{base, base + "-", nixkey.NamePart(base), nixkey.NamePart(base) + "-"}
+	names := [...]string{base, base + "-", storepath.NamePart(base), storepath.NamePart(base) + "-"}
 	n, rule := c.SigsNeeded, fmt.Sprintf("sigs_needed %d", c.SigsNeeded)
 	for _, t := range c.Thresholds {
 		matched := false

@@ -7,15 +7,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/tlog"
+	"nixpki/internal/x509util"
 )
 
 // InitOptions are what `nixpki gate init` takes.
@@ -24,23 +25,40 @@ type InitOptions struct {
 	// PasswordFile encrypts gate.sec; empty generates one in G/secrets/password.
 	PasswordFile string
 	KeyName      string // default "<name>-gate-1"
-	URL          string // default "https://<name>:8501"
+	URL          string // default: http://<listen>, or https://<name>:<port> with TLS
 	Listen       string // default 127.0.0.1:8501
+	// TLSCertFile and TLSKeyFile, or ACMEDirectory, make the gate serve HTTPS.
+	TLSCertFile, TLSKeyFile, ACMEDirectory string
 }
 
 // Init creates a gate directory: config, the gate's Nix key (gate.sec encrypted at
 // rest, gate.pub), the trusted root, the database and the log.
-func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
-	var pub nixkey.PublicKey
+func Init(opts InitOptions) (Config, signing.PublicKey, error) {
+	var pub signing.PublicKey
 	cfg := DefaultConfig(opts.Name)
 	if opts.KeyName != "" {
 		cfg.KeyName = opts.KeyName
 	}
+	if opts.Listen != "" {
+		cfg.Listen = opts.Listen
+	}
+	for _, f := range []*string{&opts.TLSCertFile, &opts.TLSKeyFile} {
+		if *f != "" {
+			abs, err := filepath.Abs(*f)
+			if err != nil {
+				return cfg, pub, err
+			}
+			*f = abs
+		}
+	}
+	cfg.TLS = TLS{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile}
+	cfg.ACME.Directory = opts.ACMEDirectory
+	cfg.URL = defaultURL(cfg)
 	if opts.URL != "" {
 		cfg.URL = strings.TrimRight(opts.URL, "/")
 	}
-	if opts.Listen != "" {
-		cfg.Listen = opts.Listen
+	if !cfg.TLSEnabled() && !IsLoopback(cfg.Listen) {
+		return cfg, pub, fmt.Errorf("--listen %s: plain HTTP is only served on loopback; give --tls-cert and --tls-key, or --acme-directory, to serve HTTPS there", cfg.Listen)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, pub, err
@@ -48,7 +66,7 @@ func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
 	if opts.RootFile == "" {
 		return cfg, pub, errors.New("--root is required: the CA root certificate the gate trusts")
 	}
-	root, err := ca.ReadCertFile(opts.RootFile)
+	root, err := x509util.ReadCertFile(opts.RootFile)
 	if err != nil {
 		return cfg, pub, fmt.Errorf("root: %w", err)
 	}
@@ -81,7 +99,7 @@ func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
 		}
 		cfg.PasswordFile = abs
 	}
-	sec, err := nixkey.GenerateKey(cfg.KeyName)
+	sec, err := signing.GenerateKey(cfg.KeyName)
 	if err != nil {
 		return cfg, pub, err
 	}
@@ -92,7 +110,7 @@ func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
 	if err := os.WriteFile(filepath.Join(opts.Dir, PublicFile), []byte(pub.String()), 0o644); err != nil {
 		return cfg, pub, err
 	}
-	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), ca.ChainPEM(root), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), x509util.ChainPEM(root), 0o644); err != nil {
 		return cfg, pub, err
 	}
 	data, err := cfg.Marshal()
@@ -121,9 +139,22 @@ func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
 	return cfg, pub, err
 }
 
+// defaultURL is how targets reach the gate as configured: plain HTTP on its loopback
+// address, or HTTPS by its name on its port.
+func defaultURL(cfg Config) string {
+	if !cfg.TLSEnabled() {
+		return "http://" + cfg.Listen
+	}
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil || port == "443" {
+		return "https://" + cfg.Name
+	}
+	return "https://" + net.JoinHostPort(cfg.Name, port)
+}
+
 // NixOSSnippet is the NixOS configuration that makes a target substitute from the
 // gate and trust only the gate's key for it.
-func NixOSSnippet(cfg Config, pub nixkey.PublicKey) string {
+func NixOSSnippet(cfg Config, pub signing.PublicKey) string {
 	return fmt.Sprintf(`nix.settings = {
   substituters = [ "%s" ];
   trusted-public-keys = [ "%s" ];
@@ -133,43 +164,43 @@ func NixOSSnippet(cfg Config, pub nixkey.PublicKey) string {
 }
 
 // LoadKey decrypts the gate's key. passwordFile overrides the configured one.
-func LoadKey(dir string, cfg Config, passwordFile string) (nixkey.SecretKey, error) {
+func LoadKey(dir string, cfg Config, passwordFile string) (signing.SecretKey, error) {
 	if passwordFile == "" {
 		passwordFile = config.Resolve(dir, cfg.PasswordFile)
 	}
 	password, err := keys.ReadPassword(passwordFile)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
 	signer, err := keys.LoadSigner(filepath.Join(dir, SecretFile), password)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
 	k, ok := signer.(ed25519.PrivateKey)
 	if !ok {
-		return nixkey.SecretKey{}, fmt.Errorf("%s is a %T key, not Ed25519", SecretFile, signer)
+		return signing.SecretKey{}, fmt.Errorf("%s is a %T key, not Ed25519", SecretFile, signer)
 	}
-	sec := nixkey.SecretKey{Name: cfg.KeyName, Key: k}
+	sec := signing.SecretKey{Name: cfg.KeyName, Key: k}
 	pub, err := ReadPublic(dir)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
 	if !pub.Equal(sec.Public()) {
-		return nixkey.SecretKey{}, fmt.Errorf("%s does not match %s (key name %q in config)", PublicFile, SecretFile, cfg.KeyName)
+		return signing.SecretKey{}, fmt.Errorf("%s does not match %s (key name %q in config)", PublicFile, SecretFile, cfg.KeyName)
 	}
 	return sec, nil
 }
 
 // ReadPublic reads G/gate.pub.
-func ReadPublic(dir string) (nixkey.PublicKey, error) {
+func ReadPublic(dir string) (signing.PublicKey, error) {
 	data, err := os.ReadFile(filepath.Join(dir, PublicFile))
 	if err != nil {
-		return nixkey.PublicKey{}, err
+		return signing.PublicKey{}, err
 	}
-	return nixkey.ParsePublicKey(data)
+	return signing.ParsePublicKey(data)
 }
 
 // ReadRoot reads G/root.crt.
 func ReadRoot(dir string) (*x509.Certificate, error) {
-	return ca.ReadCertFile(filepath.Join(dir, RootFile))
+	return x509util.ReadCertFile(filepath.Join(dir, RootFile))
 }

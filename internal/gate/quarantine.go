@@ -6,7 +6,7 @@ import (
 	"math"
 	"strings"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/narinfo"
 )
 
 // revokedCerts returns the IDs (certID) of the member certificates the CRLs held
@@ -68,7 +68,7 @@ func (g *Gate) quarantine(ctx context.Context, newly map[string]bool) (int, erro
 	for i := range adm {
 		rec := &adm[i]
 		base := rec.StorePath[strings.LastIndexByte(rec.StorePath, '/')+1:]
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+		ni, err := narinfo.Parse(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
 		if err != nil {
 			return 0, fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
 		}

@@ -23,7 +23,9 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/problem"
 )
 
@@ -90,10 +92,10 @@ func (g *Gate) getCacheInfo(w http.ResponseWriter, r *http.Request) error {
 // narinfoHash returns the hash part of "<hash>.narinfo".
 func narinfoHash(file string) (string, bool) {
 	hash, ok := strings.CutSuffix(file, ".narinfo")
-	if !ok || len(hash) != nixkey.StorePathHashLen {
+	if !ok || len(hash) != storepath.HashLen {
 		return "", false
 	}
-	if _, err := nixkey.DecodeBase32(hash); err != nil {
+	if _, err := base32.Decode(hash); err != nil {
 		return "", false
 	}
 	return hash, true
@@ -125,11 +127,12 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return problem.NotFound("PUT %s: the gate takes NARs (nar/…), narinfos (<hash>.narinfo) and /nixpki/ uploads", r.URL.Path)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, nixkey.MaxNarInfoSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, narinfo.MaxSize))
 	if err != nil {
-		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, nixkey.MaxNarInfoSize)
+		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, narinfo.MaxSize)
 	}
 	status, msg, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
+	g.noteVerdict(status, msg, err, remote(r))
 	if err != nil {
 		return err
 	}
@@ -234,7 +237,7 @@ func (g *Gate) postStatus(w http.ResponseWriter, r *http.Request) error {
 		if p == "" {
 			continue
 		}
-		if _, _, err := nixkey.SplitStorePath(p); err != nil {
+		if _, _, err := storepath.Split(p); err != nil {
 			return problem.BadRequest("status: %v", err)
 		}
 		paths = append(paths, p)
@@ -265,6 +268,8 @@ type ServeOptions struct {
 	Listen string
 	// Ready, if set, is called with the bound address once the gate listens.
 	Ready func(addr string)
+	// Wrap, if set, wraps the gate's handler (request metrics).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Serve runs the gate until ctx is done: HTTPS with certificate files or ACME, or
@@ -302,8 +307,12 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
+	h := g.Handler()
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
 	srv := &http.Server{
-		Handler:           g.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 15 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

@@ -16,10 +16,10 @@ import (
 	"sync"
 	"time"
 
-	"nixpki/internal/ca"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/problem"
+	"nixpki/internal/x509util"
 )
 
 // trust holds what the gate knows of the PKI: the root, the Nix-signing
@@ -313,7 +313,7 @@ func (g *Gate) addIntermediate(ctx context.Context, c *x509.Certificate) error {
 
 // addMember keeps a genuine member certificate and says whether it may sign here.
 func (g *Gate) addMember(ctx context.Context, c *x509.Certificate, now time.Time, remote string) (string, error) {
-	serial := ca.SerialHex(c.SerialNumber)
+	serial := x509util.SerialHex(c.SerialNumber)
 	// Genuine: a Nix certificate signed by a Nix-signing intermediate the root signed.
 	// Validity and revocation are judged by usable, now and at each admission, so an
 	// expired or revoked certificate is still recognised and its signatures refused
@@ -383,7 +383,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 	issuer := g.trust.v.IssuedBy(der) // an intermediate, or the root revoking intermediates
 	var revoked []string
 	for _, e := range list.RevokedCertificateEntries {
-		revoked = append(revoked, ca.SerialHex(e.SerialNumber))
+		revoked = append(revoked, x509util.SerialHex(e.SerialNumber))
 	}
 	if err := g.record("crl", map[string]any{"issuer": list.Issuer.CommonName, "number": number,
 		"this_update": list.ThisUpdate.UTC(), "revoked": revoked, "from": remote}); err != nil {
@@ -407,7 +407,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 
 // sigVerdict judges one signature of a path: which certified identity made it, or why
 // it does not count (one clause naming the key and the rule).
-func (g *Gate) sigVerdict(sig nixkey.Signature, fp, storePath string, contentAddressed bool, now time.Time) (Signer, string) {
+func (g *Gate) sigVerdict(sig signing.Signature, fp, storePath string, contentAddressed bool, now time.Time) (Signer, string) {
 	certs := g.trust.certsFor(sig.Name)
 	if len(certs) == 0 {
 		return Signer{}, fmt.Sprintf("key %s: unknown key: no certificate for it was uploaded to the gate", sig.Name)
@@ -416,7 +416,7 @@ func (g *Gate) sigVerdict(sig nixkey.Signature, fp, storePath string, contentAdd
 	verified := false
 	for _, c := range certs {
 		pub, ok := c.PublicKey.(ed25519.PublicKey)
-		if !ok || !(nixkey.PublicKey{Name: sig.Name, Key: pub}).Verify(fp, sig) {
+		if !ok || !(signing.PublicKey{Name: sig.Name, Key: pub}).Verify(fp, sig) {
 			continue
 		}
 		verified = true

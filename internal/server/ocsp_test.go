@@ -18,6 +18,7 @@ import (
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // newCA initialises and opens a CA of the key type in a temporary directory.
@@ -83,7 +84,7 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 					t.Fatalf("%s: not good:\n%s", h, out)
 				}
 			}
-			if _, err := c.Revoke(context.Background(), ca.SerialHex(iss.Cert.SerialNumber), ocsp.KeyCompromise); err != nil {
+			if _, err := c.Revoke(context.Background(), x509util.SerialHex(iss.Cert.SerialNumber), ocsp.KeyCompromise); err != nil {
 				t.Fatal(err)
 			}
 			if out := query("-sha256"); !strings.Contains(out, leaf+": revoked") || !strings.Contains(out, "keyCompromise") {

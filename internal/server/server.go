@@ -24,6 +24,8 @@ type Server struct {
 	// Mounts are extra routes on the HTTPS side (pattern → handler), e.g. the ACME
 	// server at "/acme/".
 	Mounts map[string]http.Handler
+	// Wrap, if set, wraps both listeners' handlers (request metrics).
+	Wrap func(http.Handler) http.Handler
 	// Limits on slow clients; zero means DefaultLimits.
 	Limits Limits
 	certs  *certManager
@@ -57,7 +59,7 @@ func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", listen, err)
 	}
-	https := lim.httpServer(withHSTS(s.HTTPSHandler()))
+	https := lim.httpServer(withHSTS(s.wrap(s.HTTPSHandler())))
 	https.TLSConfig, https.ErrorLog = tlsConf, slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)
 	servers := []*http.Server{https}
 	lns := []net.Listener{tls.NewListener(ln, tlsConf)}
@@ -68,7 +70,7 @@ func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(
 			ln.Close()
 			return fmt.Errorf("--http-listen %s: %w", httpListen, err)
 		}
-		servers = append(servers, lim.httpServer(s.HTTPHandler()))
+		servers = append(servers, lim.httpServer(s.wrap(s.HTTPHandler())))
 		lns = append(lns, hl)
 		addrs.HTTP = hl.Addr()
 	}
@@ -99,3 +101,10 @@ func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(
 
 // CurrentCertificate returns the server's TLS certificate now in use.
 func (s *Server) CurrentCertificate() *tls.Certificate { return s.certs.current() }
+
+func (s *Server) wrap(h http.Handler) http.Handler {
+	if s.Wrap == nil {
+		return h
+	}
+	return s.Wrap(h)
+}

@@ -12,7 +12,10 @@ import (
 	"sync"
 	"testing"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/storepath"
 )
 
 // outcome is what a run produced.
@@ -42,9 +45,19 @@ func verifyStore(t *testing.T, st Store, o Options) outcome {
 	return out
 }
 
-// policy loads a trust policy, failing the test on any problem.
+// testTarget is the machine the tests verify for; their certificates name "*".
+const testTarget = "test-host"
+
+// policy loads a trust policy, failing the test on any problem. Tests that give no
+// CRL and no gate check revocation elsewhere, so they pass NoCRL as a user would.
 func policy(t *testing.T, cfg PolicyConfig) *Policy {
 	t.Helper()
+	if cfg.Target == "" {
+		cfg.Target = testTarget
+	}
+	if len(cfg.CRLs) == 0 && cfg.Gate == "" {
+		cfg.NoCRL = true
+	}
 	return LoadPolicy(cfg, func(err error) { t.Fatalf("policy: %v", err) }, func(err error) { t.Logf("policy: warning: %v", err) })
 }
 
@@ -309,11 +322,11 @@ func TestBinaryCache(t *testing.T) {
 		})
 	}
 	t.Run("damaged NAR", func(t *testing.T) {
-		info, err := os.ReadFile(filepath.Join(cacheDir, nixkey.HashPart(top)+".narinfo"))
+		info, err := os.ReadFile(filepath.Join(cacheDir, storepath.HashPart(top)+".narinfo"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(string(info)), nixkey.DefaultStoreDir)
+		ni, err := narinfo.Parse(strings.NewReader(string(info)), storepath.DefaultStoreDir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +355,7 @@ func TestBadInput(t *testing.T) {
 	c, top, aliceCrt := f.c, f.top, f.aliceCrt
 	_, root := f.n.signedStores(top, f.aliceSec, f.alicePub)
 	p := policy(t, PolicyConfig{Root: c.root, Certs: []string{aliceCrt}})
-	missing := nixkey.DefaultStoreDir + "/00000000000000000000000000000000-missing"
+	missing := storepath.DefaultStoreDir + "/00000000000000000000000000000000-missing"
 
 	t.Run("missing path", func(t *testing.T) {
 		o := verifyStore(t, openLocal(t, root), Options{Args: []string{missing, "/etc/passwd", top}, Policy: p})
@@ -480,12 +493,12 @@ func TestDefaultStore(t *testing.T) {
 		if err := os.WriteFile(fsPath, []byte("changed"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		sum, size, err := nixkey.HashPath(filepath.Join(root, p))
+		sum, size, err := nar.HashPath(filepath.Join(root, p))
 		if err != nil {
 			t.Fatal(err)
 		}
 		db, _ := sql.Open("sqlite", filepath.Join(root, DBPath))
-		if _, err := db.Exec("UPDATE ValidPaths SET hash = ?, narSize = ? WHERE path = ?", nixkey.FormatSHA256(sum), size, p); err != nil {
+		if _, err := db.Exec("UPDATE ValidPaths SET hash = ?, narSize = ? WHERE path = ?", nixhash.FormatSHA256(sum), size, p); err != nil {
 			t.Fatal(err)
 		}
 		db.Close()
