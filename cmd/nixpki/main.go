@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,11 +24,20 @@ func main() {
 	stopProfile := startCPUProfile(os.Getenv("NIXPKI_CPUPROFILE"))
 	err := root.ExecuteContext(ctx)
 	stopProfile()
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code)) // the command has said why
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nixpki:", err)
 		os.Exit(1)
 	}
 }
+
+// exitCode ends the program with this status and nothing more printed.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 // startCPUProfile writes a CPU profile of the whole command to file when it is set
 // (NIXPKI_CPUPROFILE=push.pprof, for go tool pprof); the returned function ends it.
@@ -56,7 +66,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd())
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd())
 	return root
 }
 
@@ -74,4 +84,22 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// explainHangup answers SIGHUP, which would otherwise end the server, with a log line:
+// the configuration is read at start, so a change takes a restart.
+func explainHangup(ctx context.Context, log *slog.Logger, what string) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Warn("SIGHUP: the configuration is read only at start; restart " + what + " to apply changes (systemctl restart, or stop and start it)")
+			}
+		}
+	}()
 }
