@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
-	"nixpki/internal/x509util"
 	"nixpki/internal/keys"
+	"nixpki/internal/x509util"
 )
 
 // doctorRun runs nixpki doctor and returns its exit status and output.

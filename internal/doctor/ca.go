@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
-	"nixpki/internal/x509util"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/monitor"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // CAOptions say which CA to check.
