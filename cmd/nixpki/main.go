@@ -5,11 +5,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -24,9 +26,28 @@ func main() {
 	err := root.ExecuteContext(ctx)
 	stopProfile()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "nixpki:", err)
+		if err != errSilent {
+			fmt.Fprintln(os.Stderr, "nixpki:", err)
+		}
 		os.Exit(1)
 	}
+}
+
+// errSilent fails a command that has already printed why.
+var errSilent = errors.New("failed")
+
+// version is set at build time (-ldflags "-X main.version=1.2.3"); otherwise it is the
+// module version Go recorded, or "devel".
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 // startCPUProfile writes a CPU profile of the whole command to file when it is set
@@ -55,8 +76,10 @@ func newRootCmd() *cobra.Command {
 		Short:         "A private PKI for NixOS fleets: CA, ACME server, certified Nix signing keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 	}
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd())
+	root.SetVersionTemplate("nixpki {{.Version}}\n")
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newConfigCmd())
 	return root
 }
 

@@ -71,7 +71,7 @@ func openDB(cmd *cobra.Command, dir string) (*store.DB, error) {
 }
 
 func openDBCtx(ctx context.Context, dir string) (*store.DB, error) {
-	cfg, err := config.Load(dir)
+	cfg, err := config.LoadDir(dir, settingsFile(""))
 	if err != nil {
 		return nil, err
 	}
