@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark the gate (issue 5): push a closure of at least 200 paths and 200 MiB through
+# Benchmark the gate: push a closure of at least 200 paths and 200 MiB through
 # `nixpki nix push` (its own uploader: NARs dumped from the store, compressed and signed
 # in the client, several uploads in flight, over HTTP on loopback; the gate decompresses,
 # hashes, checks and fsyncs every NAR and logs every admission) against

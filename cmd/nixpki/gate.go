@@ -23,7 +23,7 @@ func newGateCmd() *cobra.Command {
 	}
 	key := &cobra.Command{Use: "key", Short: "The gate's Nix signing key, made before deployment so targets can trust it"}
 	key.AddCommand(newGateKeyGenerateCmd())
-	cmd.AddCommand(newGateInitCmd(), newGateServeCmd(), newGatePendingCmd(), newGateAuditCmd(), key)
+	cmd.AddCommand(newGateInitCmd(), newGateServeCmd(), newGatePendingCmd(), newGateAuditCmd(), newGateCRLCmd(), key)
 	return cmd
 }
 

@@ -24,8 +24,12 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
 )
 
@@ -150,7 +154,7 @@ func (r *gateRig) narinfoStatus(path string) int {
 // narinfo GETs path's narinfo from the gate: its status and body.
 func (r *gateRig) narinfo(path string) (int, string) {
 	r.t.Helper()
-	res, err := http.Get(r.url + "/" + nixkey.HashPart(path) + ".narinfo")
+	res, err := http.Get(r.url + "/" + storepath.HashPart(path) + ".narinfo")
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -252,7 +256,7 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(pubFile)
-	pub, err := nixkey.ParsePublicKey(data)
+	pub, err := signing.ParsePublicKey(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,11 +274,19 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
 }
 
-func newGateRig(t *testing.T) *gateRig {
+func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
+
+// newGateRigWith is newGateRig with extra `nixpki init` arguments and a change to the
+// gate's configuration. The gate fetches no CRLs unless the change asks it to: the
+// certificates name a CA that is not running.
+func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config)) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
-	run(t, false, "init", "--dir", r.caDir, "--name", "GateE2E", "--dns", "ca.internal", "--ip", "127.0.0.1")
+	if initArgs == nil {
+		initArgs = []string{"--dns", "ca.internal", "--ip", "127.0.0.1"}
+	}
+	run(t, false, append([]string{"init", "--dir", r.caDir, "--name", "GateE2E"}, initArgs...)...)
 	certify := func(member, subject, targets, scope string) {
 		n.must("nix-store", "--generate-binary-cache-key", member, r.p(member+".sec"), r.p(member+".pub"))
 		if subject != "" {
@@ -303,6 +315,10 @@ func newGateRig(t *testing.T) *gateRig {
 		t.Fatal(err)
 	}
 	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+	cfg.CRLFetchInterval = 0
+	if gateCfg != nil {
+		gateCfg(&cfg)
+	}
 	data, _ := cfg.Marshal()
 	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
 	addr := testutil.FreePort(t)
@@ -546,25 +562,25 @@ func tamperedNAR(t *testing.T, r *gateRig, path string) {
 	if _, e, err := r.exec(r.env(), "nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+r.p("alice-1.sec"), path); err != nil {
 		t.Fatalf("nix copy to a file cache: %v\n%s", err, e)
 	}
-	niText := mustRead(t, filepath.Join(cache, nixkey.HashPart(path)+".narinfo"))
-	ni, err := nixkey.ParseNarInfo(bytes.NewReader(niText), nixkey.DefaultStoreDir)
+	niText := mustRead(t, filepath.Join(cache, storepath.HashPart(path)+".narinfo"))
+	ni, err := narinfo.Parse(bytes.NewReader(niText), storepath.DefaultStoreDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nar := mustRead(t, filepath.Join(cache, ni.URL))
-	i := bytes.Index(nar, []byte("dep "))
-	nar[i+1] = 'i' // "dep" → "dip"
-	if s, b := r.put("/"+ni.URL, nar); s != 400 || !strings.Contains(b, "but its name says") {
+	narFile := mustRead(t, filepath.Join(cache, ni.URL))
+	i := bytes.Index(narFile, []byte("dep "))
+	narFile[i+1] = 'i' // "dep" → "dip"
+	if s, b := r.put("/"+ni.URL, narFile); s != 400 || !strings.Contains(b, "but its name says") {
 		t.Errorf("tampered NAR under its original name: %d %s", s, b)
 	}
-	sum, _, _ := nixkey.HashNAR(bytes.NewReader(nar))
-	u := "nar/" + nixkey.EncodeBase32(sum[:]) + ".nar"
-	if s, b := r.put("/"+u, nar); s != 200 {
+	sum, _, _ := nar.Hash(bytes.NewReader(narFile))
+	u := "narFile/" + base32.Encode(sum[:]) + ".narFile"
+	if s, b := r.put("/"+u, narFile); s != 200 {
 		t.Fatalf("upload of a well-formed NAR: %d %s", s, b)
 	}
-	ni.URL, ni.FileHash, ni.FileSize = u, &sum, uint64(len(nar))
+	ni.URL, ni.FileHash, ni.FileSize = u, &sum, uint64(len(narFile))
 	text, _ := ni.MarshalText()
-	s, b := r.put("/"+nixkey.HashPart(path)+".narinfo", text)
+	s, b := r.put("/"+storepath.HashPart(path)+".narinfo", text)
 	if s != 400 {
 		t.Fatalf("narinfo over a tampered NAR: %d %s", s, b)
 	}
@@ -644,13 +660,13 @@ func TestGateHTTPS(t *testing.T) {
 
 // fileCacheNarInfo copies path signed by member into a file cache and returns its
 // narinfo and NAR as nix copy wrote them.
-func (r *gateRig) fileCacheNarInfo(member, path string) (*nixkey.NarInfo, []byte) {
+func (r *gateRig) fileCacheNarInfo(member, path string) (*narinfo.NarInfo, []byte) {
 	r.t.Helper()
-	cache := r.p("cache-of-" + member + "-" + nixkey.HashPart(path))
+	cache := r.p("cache-of-" + member + "-" + storepath.HashPart(path))
 	if _, e, err := r.exec(r.env(), "nix", "copy", "--to", "file://"+cache+"?compression=none&secret-key="+r.p(member+".sec"), path); err != nil {
 		r.t.Fatalf("nix copy to a file cache: %v\n%s", err, e)
 	}
-	ni, err := nixkey.ParseNarInfo(bytes.NewReader(mustRead(r.t, filepath.Join(cache, nixkey.HashPart(path)+".narinfo"))), nixkey.DefaultStoreDir)
+	ni, err := narinfo.Parse(bytes.NewReader(mustRead(r.t, filepath.Join(cache, storepath.HashPart(path)+".narinfo"))), storepath.DefaultStoreDir)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -670,7 +686,7 @@ func TestGateNarInfoFieldsE2E(t *testing.T) {
 	top, dep := r.build("fields")
 	for _, p := range []string{dep, top} {
 		ni, nar := r.fileCacheNarInfo("alice-1", p)
-		ni.Extra = append(ni.Extra, nixkey.NarInfoField{Key: "X-Injected", Value: "1"})
+		ni.Extra = append(ni.Extra, narinfo.Field{Key: "X-Injected", Value: "1"})
 		if s, b := r.put("/"+ni.URL, nar); s != 200 {
 			t.Fatalf("NAR of %s: %d %s", p, s, b)
 		}
@@ -678,7 +694,7 @@ func TestGateNarInfoFieldsE2E(t *testing.T) {
 			// The NAR file vanishes (expiry) before the narinfo comes.
 			os.Remove(filepath.Join(r.gateDir, filepath.FromSlash(ni.URL)))
 			text, _ := ni.MarshalText()
-			s, b := r.put("/"+nixkey.HashPart(p)+".narinfo", text)
+			s, b := r.put("/"+storepath.HashPart(p)+".narinfo", text)
 			if s != 410 {
 				t.Fatalf("narinfo after its NAR vanished: %d %s", s, b)
 			}
@@ -689,7 +705,7 @@ func TestGateNarInfoFieldsE2E(t *testing.T) {
 			}
 		}
 		text, _ := ni.MarshalText()
-		if s, b := r.put("/"+nixkey.HashPart(p)+".narinfo", text); s != 200 {
+		if s, b := r.put("/"+storepath.HashPart(p)+".narinfo", text); s != 200 {
 			t.Fatalf("narinfo of %s: %d %s", p, s, b)
 		}
 		_, served := r.narinfo(p)

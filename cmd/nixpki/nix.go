@@ -14,9 +14,10 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/enroll"
 	"nixpki/internal/keys"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/store"
 )
 
@@ -78,17 +79,17 @@ func newNixKeyPublicCmd() *cobra.Command {
 	return cmd
 }
 
-func readSecretKey(path string) (nixkey.SecretKey, error) {
+func readSecretKey(path string) (signing.SecretKey, error) {
 	if path == "" {
-		return nixkey.SecretKey{}, errors.New("--secret is required")
+		return signing.SecretKey{}, errors.New("--secret is required")
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
-	k, err := nixkey.ParseSecretKey(data)
+	k, err := signing.ParseSecretKey(data)
 	if err != nil {
-		return nixkey.SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
+		return signing.SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
 	}
 	return k, nil
 }
@@ -99,7 +100,7 @@ func generateNixKey(name, outSecret, outPublic string) (string, error) {
 	if _, err := os.Lstat(outPublic); err == nil {
 		return "", fmt.Errorf("%s already exists: refusing to overwrite it", outPublic)
 	}
-	k, err := nixkey.GenerateKey(name)
+	k, err := signing.GenerateKey(name)
 	if err != nil {
 		return "", err
 	}
@@ -192,8 +193,8 @@ func newNixCertifyCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			a := nixcert.NewAuthority(c)
-			iss, err := a.Certify(cmd.Context(), nixcert.CertifyRequest{PublicKey: pub, Subject: f.subject, Targets: targets, Scope: scope, Validity: f.valid, Requester: requester})
+			a := enroll.NewAuthority(c)
+			iss, err := a.Certify(cmd.Context(), enroll.CertifyRequest{PublicKey: pub, Subject: f.subject, Targets: targets, Scope: scope, Validity: f.valid, Requester: requester})
 			if err != nil {
 				return fmt.Errorf("%s: %w", public, err)
 			}
@@ -241,7 +242,7 @@ func newNixTokenCreateCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			tok, rec, err := nixcert.NewAuthority(c).CreateToken(cmd.Context(), nixcert.TokenRequest{
+			tok, rec, err := enroll.NewAuthority(c).CreateToken(cmd.Context(), enroll.TokenRequest{
 				Subject: f.subject, KeyName: keyName, Targets: targets, Scope: scope, Validity: f.valid, TTL: ttl, CreatedBy: requester,
 			})
 			if err != nil {
@@ -311,22 +312,22 @@ func (f *memberFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.valid, "valid", 0, "ask for a shorter validity than the default")
 }
 
-func (f *memberFlags) client() (*nixcert.Client, nixkey.SecretKey, error) {
+func (f *memberFlags) client() (*enroll.Client, signing.SecretKey, error) {
 	if f.caURL == "" || f.root == "" {
-		return nil, nixkey.SecretKey{}, errors.New("--ca and --root are required")
+		return nil, signing.SecretKey{}, errors.New("--ca and --root are required")
 	}
 	if !strings.HasPrefix(f.caURL, "https://") {
-		return nil, nixkey.SecretKey{}, fmt.Errorf("--ca %s: use the CA's https:// URL", f.caURL)
+		return nil, signing.SecretKey{}, fmt.Errorf("--ca %s: use the CA's https:// URL", f.caURL)
 	}
 	root, err := ca.ReadCertFile(f.root)
 	if err != nil {
-		return nil, nixkey.SecretKey{}, err
+		return nil, signing.SecretKey{}, err
 	}
 	sec, err := readSecretKey(f.secret)
 	if err != nil {
-		return nil, nixkey.SecretKey{}, err
+		return nil, signing.SecretKey{}, err
 	}
-	return nixcert.NewClient(f.caURL, root), sec, nil
+	return enroll.NewClient(f.caURL, root), sec, nil
 }
 
 func newNixEnrollCmd() *cobra.Command {
@@ -361,8 +362,8 @@ func newNixEnrollCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := nixcert.EnrollOptions{Subject: f.subject, Validity: f.valid}
-			var got *nixcert.Enrolled
+			opts := enroll.EnrollOptions{Subject: f.subject, Validity: f.valid}
+			var got *enroll.Enrolled
 			switch {
 			case token != "":
 				got, err = client.EnrollToken(cmd.Context(), sec, token, opts)
@@ -370,12 +371,12 @@ func newNixEnrollCmd() *cobra.Command {
 				var signer ssh.Signer
 				if useAgent {
 					var closeAgent func() error
-					signer, closeAgent, err = nixcert.AgentSSHSigner(sshCert)
+					signer, closeAgent, err = enroll.AgentSSHSigner(sshCert)
 					if err != nil {
 						return err
 					}
 					defer closeAgent()
-				} else if signer, err = nixcert.LoadSSHSigner(sshKey, sshCert); err != nil {
+				} else if signer, err = enroll.LoadSSHSigner(sshKey, sshCert); err != nil {
 					return err
 				}
 				got, err = client.EnrollSSH(cmd.Context(), sec, signer, opts)
@@ -396,7 +397,7 @@ func newNixEnrollCmd() *cobra.Command {
 	return cmd
 }
 
-func writeEnrolled(cmd *cobra.Command, got *nixcert.Enrolled, out string) error {
+func writeEnrolled(cmd *cobra.Command, got *enroll.Enrolled, out string) error {
 	if err := keys.ReplaceFile(out, got.ChainPEM(), 0o644); err != nil {
 		return err
 	}
@@ -432,7 +433,7 @@ func newNixRenewCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			got, err := client.Renew(cmd.Context(), sec, chain, nixcert.EnrollOptions{Subject: f.subject, Validity: f.valid})
+			got, err := client.Renew(cmd.Context(), sec, chain, enroll.EnrollOptions{Subject: f.subject, Validity: f.valid})
 			if err != nil {
 				return err
 			}
@@ -465,7 +466,7 @@ func newNixRevokeCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			a := nixcert.NewAuthority(c)
+			a := enroll.NewAuthority(c)
 			if subject != "" {
 				recs, err := a.RevokeSubject(cmd.Context(), subject, code)
 				for _, rec := range recs {
@@ -529,7 +530,7 @@ func newNixCRLCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-			} else if der, err = nixcert.NewAuthority(c).CRL(cmd.Context()); err != nil {
+			} else if der, err = enroll.NewAuthority(c).CRL(cmd.Context()); err != nil {
 				return err
 			}
 			data := der

@@ -16,8 +16,11 @@ import (
 	"time"
 
 	"nixpki/internal/config"
+	"nixpki/internal/enroll"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
 )
 
@@ -193,7 +196,7 @@ func TestNixCertificatesEndToEnd(t *testing.T) {
 
 	// Enrollment with a one-time token.
 	token := strings.TrimSpace(run(t, false, "nix", "token", "create", "--dir", dir, "--subject", "alice", "--targets", "lab-*", "--scope", "any"))
-	if !strings.HasPrefix(token, nixcert.TokenPrefix) {
+	if !strings.HasPrefix(token, enroll.TokenPrefix) {
 		t.Fatalf("token %q", token)
 	}
 	enrollArgs := []string{"nix", "enroll", "--ca", caURL, "--root", root}
@@ -268,7 +271,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	cache := p("cache")
 	n.Must("nix", "copy", "--to", "file://"+cache+"?compression=none", app)
 	aliceSec, _ := os.ReadFile(p("alice.sec"))
-	sec, err := nixkey.ParseSecretKey(aliceSec)
+	sec, err := signing.ParseSecretKey(aliceSec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +281,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	}
 	for _, f := range files {
 		raw, _ := os.ReadFile(f)
-		ni, err := nixkey.ParseNarInfo(bytes.NewReader(raw), nixkey.DefaultStoreDir)
+		ni, err := narinfo.Parse(bytes.NewReader(raw), storepath.DefaultStoreDir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +300,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	trusted := id.Key.String()
 	n.Must("nix", "copy", "--from", "file://"+cache, "--to", target, "--option", "trusted-public-keys", trusted, app)
 	n.Must("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", trusted, app)
-	other := nixkey.PublicKey{Name: "alice-1", Key: readChain(t, p("alice2.crt")).Key.Key}
+	other := signing.PublicKey{Name: "alice-1", Key: readChain(t, p("alice2.crt")).Key.Key}
 	if _, e, code := n.Run("nix", "store", "verify", "--store", target, "-r", "--sigs-needed", "1", "--option", "trusted-public-keys", other.String(), app); code == 0 {
 		t.Fatalf("nix store verify passed trusting another key:\n%s", e)
 	}
@@ -306,7 +309,7 @@ in derivation { name = "app"; system = builtins.currentSystem; PATH = "/usr/bin:
 	files, _ = filepath.Glob(filepath.Join(nixSigned, "*.narinfo"))
 	for _, f := range files {
 		raw, _ := os.ReadFile(f)
-		ni, err := nixkey.ParseNarInfo(bytes.NewReader(raw), nixkey.DefaultStoreDir)
+		ni, err := narinfo.Parse(bytes.NewReader(raw), storepath.DefaultStoreDir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"nixpki/internal/nix/nar"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
-
-	"nixpki/internal/nixkey"
 )
 
 // --compression auto: zstd, except for a NAR that looks incompressible, which is sent
@@ -221,7 +220,7 @@ func (u *uploader) zstdBody(in pathInfo, raw []byte, whole bool) (io.ReadCloser,
 // they reach its end.
 func probeNAR(buf []byte, path string, off int64) ([]byte, bool, error) {
 	pw := &prefixWriter{buf: buf[:0]}
-	err := nixkey.DumpPathFrom(pw, path, off)
+	err := nar.DumpPathFrom(pw, path, off)
 	if err != nil && !errors.Is(err, errPrefixFull) {
 		return nil, false, err
 	}
@@ -295,8 +294,8 @@ func (p *prefixWriter) ReadFrom(r io.Reader) (int64, error) {
 // already), and checks its size against the store's database (the gate checks the
 // hash).
 func dumpExactly(w io.Writer, path string, narSize uint64, skip int64) error {
-	cw := &nixkey.CountWriter{W: w}
-	if err := nixkey.DumpPathFrom(cw, path, skip); err != nil {
+	cw := &nar.CountWriter{W: w}
+	if err := nar.DumpPathFrom(cw, path, skip); err != nil {
 		return err
 	}
 	if cw.N+uint64(skip) != narSize {

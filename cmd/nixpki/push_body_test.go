@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	"nixpki/internal/nix/nar"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
-
-	"nixpki/internal/nixkey"
 )
 
 // --compression auto sends a NAR uncompressed only when its start, middle and end
@@ -54,11 +53,11 @@ func testProbedCompression(t *testing.T, mode string, cases []struct {
 				t.Fatal(err)
 			}
 		}
-		var nar bytes.Buffer
-		if err := nixkey.DumpPath(&nar, dir); err != nil {
+		var narBuf bytes.Buffer
+		if err := nar.DumpPath(&narBuf, dir); err != nil {
 			t.Fatal(err)
 		}
-		body, size, stream, comp, err := u.narBody(w, pathInfo{Path: dir, NarSize: uint64(nar.Len())})
+		body, size, stream, comp, err := u.narBody(w, pathInfo{Path: dir, NarSize: uint64(narBuf.Len())})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -88,15 +87,15 @@ func testProbedCompression(t *testing.T, mode string, cases []struct {
 			if got, err = d.DecodeAll(file, nil); err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
-			if !flat && len(file) >= nar.Len() {
-				t.Errorf("%s: zstd did not shrink it (%d of %d bytes)", c.name, len(file), nar.Len())
+			if !flat && len(file) >= narBuf.Len() {
+				t.Errorf("%s: zstd did not shrink it (%d of %d bytes)", c.name, len(file), narBuf.Len())
 			}
-			if flat && len(file) > nar.Len()+nar.Len()/1000+16 {
-				t.Errorf("%s: the raw zstd frame has %d bytes for a NAR of %d", c.name, len(file), nar.Len())
+			if flat && len(file) > narBuf.Len()+narBuf.Len()/1000+16 {
+				t.Errorf("%s: the raw zstd frame has %d bytes for a NAR of %d", c.name, len(file), narBuf.Len())
 			}
 		}
-		if !bytes.Equal(got, nar.Bytes()) {
-			t.Errorf("%s, --compression %s: the body is not the NAR (%d bytes, want %d)", c.name, mode, len(got), nar.Len())
+		if !bytes.Equal(got, narBuf.Bytes()) {
+			t.Errorf("%s, --compression %s: the body is not the NAR (%d bytes, want %d)", c.name, mode, len(got), narBuf.Len())
 		}
 	}
 }

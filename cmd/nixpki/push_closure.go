@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/verify"
 )
 
@@ -40,7 +40,7 @@ func closureFromDB(ctx context.Context, paths []string) ([]pathInfo, error) {
 		if len(pi.BadSigs) > 0 {
 			return nil, fmt.Errorf("%s: malformed signatures in the database", pi.Path)
 		}
-		in := pathInfo{Path: pi.Path, NarHash: nixkey.FormatSHA256(pi.NarHash), NarSize: pi.NarSize, References: pi.References, Deriver: pi.Deriver, CA: pi.CA}
+		in := pathInfo{Path: pi.Path, NarHash: nixhash.FormatSHA256(pi.NarHash), NarSize: pi.NarSize, References: pi.References, Deriver: pi.Deriver, CA: pi.CA}
 		for _, sig := range pi.Sigs {
 			in.Signatures = append(in.Signatures, sig.String())
 		}

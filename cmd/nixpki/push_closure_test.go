@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/testutil"
 )
 
@@ -45,11 +45,11 @@ in derivation { name = "closure-top"; system = builtins.currentSystem; PATH = "/
 	norm := func(in []pathInfo) []pathInfo {
 		out := make([]pathInfo, len(in))
 		for i, p := range in {
-			h, err := nixkey.ParseSHA256(p.NarHash)
+			h, err := nixhash.ParseSHA256(p.NarHash)
 			if err != nil {
 				t.Fatalf("%s: %v", p.Path, err)
 			}
-			p.NarHash = nixkey.FormatSHA256(h)
+			p.NarHash = nixhash.FormatSHA256(h)
 			if len(p.References) == 0 {
 				p.References = nil
 			}

@@ -13,7 +13,12 @@ import (
 	"sync"
 
 	"nixpki/internal/gate"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/contentaddress"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 )
 
 // uploader pushes store paths to a gate as nix copy --to 'URL?secret-key=…' would:
@@ -23,7 +28,7 @@ import (
 type uploader struct {
 	gate        string
 	client      *http.Client
-	sec         nixkey.SecretKey
+	sec         signing.SecretKey
 	compression string
 	level       int // zstd level (--compression-level)
 	say         func(format string, args ...any)
@@ -80,7 +85,7 @@ func (s *narStream) WriteTo(w io.Writer) (int64, error) {
 		return 0, errors.New("NAR upload: body closed")
 	}
 	defer s.busy.Done()
-	cw := &nixkey.CountWriter{W: w}
+	cw := &nar.CountWriter{W: w}
 	err := s.write(cw)
 	s.written = int64(cw.N)
 	return s.written, err
@@ -94,7 +99,7 @@ func (s *narStream) Read(p []byte) (int, error) {
 		s.busy.Add(1)
 		go func() {
 			defer s.busy.Done()
-			cw := &nixkey.CountWriter{W: pw}
+			cw := &nar.CountWriter{W: pw}
 			err := s.write(cw)
 			s.written = int64(cw.N)
 			pw.CloseWithError(err)
@@ -284,11 +289,11 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	// signatures; for a path the gate serves, only the narinfo is sent again, signed
 	// by this key (below), so that every path of the closure carries every pusher's
 	// signature: a threshold holds for the whole closure of the path it protects.
-	narHash, err := nixkey.ParseSHA256(in.NarHash)
+	narHash, err := nixhash.ParseSHA256(in.NarHash)
 	if err != nil {
 		return nil, fmt.Errorf("narHash: %w", err)
 	}
-	ni := &nixkey.NarInfo{StorePath: in.Path, Compression: u.compression, NarHash: narHash, NarSize: in.NarSize}
+	ni := &narinfo.NarInfo{StorePath: in.Path, Compression: u.compression, NarHash: narHash, NarSize: in.NarSize}
 	for _, r := range in.References {
 		ni.References = append(ni.References, filepath.Base(r))
 	}
@@ -296,14 +301,14 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 		ni.Deriver = filepath.Base(in.Deriver)
 	}
 	if in.CA != "" {
-		ca, err := nixkey.ParseContentAddress(in.CA)
+		ca, err := contentaddress.Parse(in.CA)
 		if err != nil {
 			return nil, err
 		}
 		ni.CA = ca.String()
 	}
 	for _, s := range in.Signatures {
-		if sig, err := nixkey.ParseSignature(s); err == nil && sig.Name != u.sec.Name {
+		if sig, err := signing.ParseSignature(s); err == nil && sig.Name != u.sec.Name {
 			ni.Sigs = append(ni.Sigs, sig)
 		}
 	}
@@ -385,7 +390,7 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 }
 
 // putNarInfo sends ni once the references of in were answered.
-func (u *uploader) putNarInfo(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, done map[string]chan struct{}) (int, string, error) {
+func (u *uploader) putNarInfo(ctx context.Context, ni *narinfo.NarInfo, in pathInfo, done map[string]chan struct{}) (int, string, error) {
 	text, err := ni.MarshalText()
 	if err != nil {
 		return 0, "", err
@@ -413,7 +418,7 @@ func (u *uploader) putNarInfo(ctx context.Context, ni *nixkey.NarInfo, in pathIn
 			return 0, "", ctx.Err()
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+nixkey.HashPart(in.Path)+".narinfo", bytes.NewReader(text))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+storepath.HashPart(in.Path)+".narinfo", bytes.NewReader(text))
 	if err != nil {
 		return 0, "", err
 	}
@@ -424,8 +429,8 @@ func (u *uploader) putNarInfo(ctx context.Context, ni *nixkey.NarInfo, in pathIn
 // resign sends again the narinfo of a path the gate serves, signed by this key, so
 // that the gate records this identity's signature on it too. It names the NAR the
 // gate serves (no NAR is uploaded). The gate refuses it if it serves other content.
-func (u *uploader) resign(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, done map[string]chan struct{}) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.gate+"/"+nixkey.HashPart(in.Path)+".narinfo", nil)
+func (u *uploader) resign(ctx context.Context, ni *narinfo.NarInfo, in pathInfo, done map[string]chan struct{}) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.gate+"/"+storepath.HashPart(in.Path)+".narinfo", nil)
 	if err != nil {
 		return err
 	}
@@ -436,13 +441,13 @@ func (u *uploader) resign(ctx context.Context, ni *nixkey.NarInfo, in pathInfo, 
 	if status != http.StatusOK {
 		return fmt.Errorf("the gate served it when the push began, now answers HTTP %d: %s", status, strings.TrimSpace(body))
 	}
-	served, err := nixkey.ParseNarInfo(strings.NewReader(body), filepath.Dir(in.Path))
+	served, err := narinfo.Parse(strings.NewReader(body), filepath.Dir(in.Path))
 	if err != nil {
 		return fmt.Errorf("the gate's narinfo: %w", err)
 	}
 	if served.NarHash != ni.NarHash || served.NarSize != ni.NarSize {
 		return fmt.Errorf("the gate serves other content for it (NarHash %s, %d bytes; the local store has %s, %d bytes)",
-			nixkey.FormatSHA256(served.NarHash), served.NarSize, nixkey.FormatSHA256(ni.NarHash), ni.NarSize)
+			nixhash.FormatSHA256(served.NarHash), served.NarSize, nixhash.FormatSHA256(ni.NarHash), ni.NarSize)
 	}
 	ni.URL, ni.Compression, ni.FileHash, ni.FileSize = served.URL, served.Compression, served.FileHash, served.FileSize
 	status, msg, err := u.putNarInfo(ctx, ni, in, done)

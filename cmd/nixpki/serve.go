@@ -15,7 +15,7 @@ import (
 	"nixpki/internal/acme"
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
-	"nixpki/internal/nixcert"
+	"nixpki/internal/enroll"
 	"nixpki/internal/server"
 )
 
@@ -86,7 +86,7 @@ func newServeCmd() *cobra.Command {
 			}
 			defer acmeSrv.Close()
 			mounts["/acme/"] = acmeSrv
-			mounts["/nix/"] = nixcert.Handler(c, log)
+			mounts["/nix/"] = enroll.Handler(c, log)
 			srv := &server.Server{CA: c, Log: log, Mounts: mounts}
 			return srv.Run(cmd.Context(), c.Config.Listen, c.Config.HTTPListen, func(a server.Addrs) {
 				base := httpsBase(c, a.HTTPS)

@@ -100,7 +100,7 @@ func (s *Server) newAccount(q *request) (*response, error) {
 	} else if q.prov.requireEAB {
 		return nil, acmeErr(http.StatusUnauthorized, errExternalAccount, "provisioner %q requires External Account Binding: create a key with `nixpki acme eab create --provisioner %s`", q.prov.name, q.prov.name)
 	}
-	err = s.db.CreateACMEAccount(q.ctx, a, q.spend())
+	err = s.db.CreateACMEAccount(q.ctx, a, nil)
 	switch {
 	case errors.Is(err, store.ErrConflict): // created concurrently with the same key
 		existing, err := s.db.GetACMEAccountByKey(q.ctx, q.prov.name, q.jwk.thumb)
@@ -170,7 +170,7 @@ func (s *Server) account(q *request) (*response, error) {
 	if contacts == nil && status == "" {
 		return s.currentAccount(q)
 	}
-	a, err := s.db.UpdateACMEAccount(q.ctx, q.account.ID, contacts, status, q.spend())
+	a, err := s.db.UpdateACMEAccount(q.ctx, q.account.ID, contacts, status, nil)
 	s.accounts.drop(q.account.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, unauthorized("the account is no longer valid")

@@ -121,7 +121,7 @@ func (s *Server) authz(q *request) (*response, error) {
 		return nil, malformed("an authorization can only be updated to {\"status\": \"deactivated\"}")
 	}
 	prob := problemJSON(unauthorized("authorization for %s was deactivated by the client", a.Identifier.Value))
-	err = s.db.DeactivateACMEAuthz(q.ctx, a.ID, prob, q.spend())
+	err = s.db.DeactivateACMEAuthz(q.ctx, a.ID, prob, nil)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, unauthorized("the authorization is %s: only pending or valid ones can be deactivated", s.authzStatus(a))
 	}
@@ -152,7 +152,7 @@ func (s *Server) challenge(q *request) (*response, error) {
 			return nil, acmeErr(http.StatusBadRequest, errMalformed, "the authorization is %s: nothing to validate", s.authzStatus(a))
 		}
 		var started bool
-		a, started, err = s.db.StartACMEChallenge(q.ctx, a.ID, typ, s.now(), q.spend())
+		a, started, err = s.db.StartACMEChallenge(q.ctx, a.ID, typ, s.now(), nil)
 		if err != nil {
 			return nil, storeErr(err, "authorization")
 		}

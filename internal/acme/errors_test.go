@@ -18,7 +18,7 @@ import (
 )
 
 // Every malformed request gets its ACME problem type and status, a fresh nonce, and
-// writes nothing (RFC 8555 §6 and the issue's items 2, 5 and 7).
+// writes nothing (RFC 8555 §6).
 
 func TestJWSErrors(t *testing.T) {
 	t.Parallel()
@@ -171,7 +171,7 @@ func TestNonceReplay(t *testing.T) {
 		t.Fatalf("first use: %d %s", r.status, r.body)
 	}
 	e.do("POST", s.kid, "application/jose+json", body).wantProblem(t, 400, "badNonce")
-	// A state change spends its nonce in its own transaction.
+	// A state change spends its nonce too.
 	n = e.nonce()
 	body = s.jws(t, s.header(t, n, e.url("new-order")), []byte(`{"identifiers":[{"type":"dns","value":"n.test"}]}`))
 	if r := e.do("POST", e.url("new-order"), "application/jose+json", body); r.status != 201 {

@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -39,6 +40,9 @@ func (s *Server) finalize(q *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.notAccountKey(q, csr.PublicKey); err != nil {
+		return nil, err
+	}
 	tmpl, validity, err := s.template(q, o, csr)
 	if err != nil {
 		return nil, err
@@ -48,7 +52,7 @@ func (s *Server) finalize(q *request) (*response, error) {
 		return nil, internal("signing", err)
 	}
 	serial := ca.SerialHex(iss.Cert.SerialNumber)
-	if err := s.db.FinalizeACMEOrder(q.ctx, o.ID, serial, q.spend()); err != nil {
+	if err := s.db.FinalizeACMEOrder(q.ctx, o.ID, serial, nil); err != nil {
 		// Another request finalized the order meanwhile: nobody receives this
 		// certificate, so it must not stay valid.
 		if _, rerr := s.db.RevokeCert(q.ctx, serial, s.now(), ocspSuperseded); rerr != nil {
@@ -63,6 +67,19 @@ func (s *Server) finalize(q *request) (*response, error) {
 		"serial", serial, "names", o.Identifiers, "not_after", iss.Cert.NotAfter.Format(time.RFC3339))
 	o.Status, o.CertSerial = "valid", serial
 	return s.orderResponse(q, http.StatusOK, o), nil
+}
+
+// notAccountKey refuses a CSR for the account's own key (RFC 8555 §11.1): the key
+// that controls the account must not also be a certificate's key.
+func (s *Server) notAccountKey(q *request, pub crypto.PublicKey) error {
+	k, err := s.keys.get(q.account.JWK)
+	if err != nil {
+		return internal("parsing the account key", err)
+	}
+	if eq, ok := pub.(interface{ Equal(crypto.PublicKey) bool }); ok && eq.Equal(k.Key) {
+		return acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's public key is this account's key: generate a separate key for the certificate")
+	}
+	return nil
 }
 
 // ocspSuperseded is RFC 5280's reason code 4.

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -221,9 +222,9 @@ func checkAccountKey(pub any) error {
 	return acmeErr(http.StatusBadRequest, errBadPublicKey, "unsupported account key (%T): use ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519", pub)
 }
 
-// verify authenticates a POST: media type, size, JWS envelope, url, key (account
-// or header), nonce, signature. On success q has the payload, the nonce to spend and
-// the account or key.
+// verify authenticates a POST: media type, size, JWS envelope, key (account or
+// header), nonce, signature, then spends the nonce and checks the url. On success q
+// has the payload and the account or key.
 func (s *Server) verify(q *request, kind jwsKind) error {
 	mt, _, _ := mime.ParseMediaType(q.r.Header.Get("Content-Type"))
 	if mt != "application/jose+json" {
@@ -242,9 +243,6 @@ func (s *Server) verify(q *request, kind jwsKind) error {
 		if sig, err = parseJose(body); err != nil {
 			return err
 		}
-	}
-	if want := q.base + q.r.URL.RequestURI(); h.URL != want {
-		return unauthorized("the JWS \"url\" %q is not the URL requested, %q", h.URL, want)
 	}
 	var key *jose.JSONWebKey
 	if h.KID != "" {
@@ -271,7 +269,8 @@ func (s *Server) verify(q *request, kind jwsKind) error {
 	}
 	if q.account != nil {
 		// The account may come from the cache: the nonce is spent only if the account
-		// is still valid with this key, checked in the statement that spends it.
+		// is still valid with this key, checked in the statement that spends it; the
+		// request goes on only then.
 		q.nonce.AccountID, q.nonce.Thumbprint = q.account.ID, q.account.Thumbprint
 	}
 	if sig == nil {
@@ -285,12 +284,29 @@ func (s *Server) verify(q *request, kind jwsKind) error {
 	if err != nil {
 		return malformed("the JWS signature does not verify with the %s", map[bool]string{true: "account key", false: "\"jwk\" key"}[h.KID != ""])
 	}
+	// The nonce is spent now, before any check that could refuse the request (RFC 8555
+	// §6.5): a refused request cannot be replayed later, when it might succeed. A JWS
+	// that does not verify spends nothing: no replay of it can ever succeed.
+	if err := s.spender.spend(q.ctx, q.nonce); err != nil {
+		return nonceError(err)
+	}
+	if want := q.base + q.r.URL.RequestURI(); h.URL != want {
+		return unauthorized("the JWS \"url\" %q is not the URL requested, %q", h.URL, want)
+	}
 	return nil
 }
 
 // accountByKID resolves a kid: an account URL of this provisioner, of a valid account.
 func (s *Server) accountByKID(q *request, kid string) (*store.ACMEAccount, error) {
 	id, ok := strings.CutPrefix(kid, q.url("account")+"/")
+	if !ok {
+		// The account URL as the client got it through another of the CA's names.
+		if u, err := url.Parse(kid); err == nil && u.RawQuery == "" && u.Fragment == "" && u.Scheme+"://"+u.Host+u.Path == kid {
+			if _, own := s.ownHost(u.Host, u.Scheme, portOf(q.base)); own && u.Scheme == s.scheme {
+				id, ok = strings.CutPrefix(u.Path, "/acme/"+q.prov.name+"/account/")
+			}
+		}
+	}
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return nil, acmeErr(http.StatusBadRequest, errAccountDoesNotExist, "kid %q is not an account URL of this directory", kid)
 	}
@@ -314,9 +330,8 @@ func (s *Server) accountByKID(q *request, kid string) (*store.ACMEAccount, error
 // accountCache keeps valid accounts by ID, so that a request's account costs no read.
 // A cached account may be stale — deactivated or rekeyed by another server on the
 // database — but the request's nonce is spent only if the account is still valid
-// with the cached key (store.Nonce.AccountID), in the transaction of the request's
-// state change or, for a request that changes nothing, before its answer is sent. So
-// a stale entry never lets a request through; it is dropped on any failed request and
+// with the cached key (store.Nonce.AccountID), before the request goes on. So a
+// stale entry never lets a request through; it is dropped on any failed request and
 // on this server's own account changes. Handlers that show the account itself
 // (contacts) read it from the database.
 type accountCache struct {

@@ -61,7 +61,7 @@ func (s *Server) keyChange(q *request) (*response, error) {
 	if newKey.thumb == q.account.Thumbprint {
 		return nil, malformed("the new key is the account's current key")
 	}
-	err = s.db.ChangeACMEAccountKey(q.ctx, q.account.ID, q.account.Thumbprint, newKey.thumb, newKey.json, q.spend())
+	err = s.db.ChangeACMEAccountKey(q.ctx, q.account.ID, q.account.Thumbprint, newKey.thumb, newKey.json, nil)
 	s.accounts.drop(q.account.ID)
 	if errors.Is(err, store.ErrConflict) {
 		e := acmeErr(http.StatusConflict, errMalformed, "another account already uses the new key")

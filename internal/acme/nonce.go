@@ -18,9 +18,9 @@ import (
 // Nonces are stateless and sealed: 8 bytes of issue time (Unix milliseconds: whole
 // seconds would cut up to a second off a short lifetime) and 8 random bytes, with a
 // truncated HMAC-SHA256 under a key every server sharing the database reads from it.
-// Any replica can check any nonce; a nonce is spent by recording it in the database,
-// in the transaction of the request's state change or, for requests that change
-// nothing, in a group commit shared by the requests waiting at that moment.
+// Any replica can check any nonce; a nonce is spent by recording it in the database
+// as soon as the request's signature verifies, before anything else is checked, in a
+// group commit shared by the requests waiting at that moment.
 const (
 	nonceRaw    = 16
 	nonceMACLen = 16
@@ -77,7 +77,7 @@ func nonceIssued(v uint64) time.Time {
 	return time.UnixMilli(int64(v))
 }
 
-// spender group-commits nonces of requests that change no other state.
+// spender group-commits the nonces of verified requests.
 type spender struct {
 	db   *store.DB
 	log  *slog.Logger

@@ -122,7 +122,7 @@ func (s *Server) newOrder(q *request) (*response, error) {
 		authzs[i] = a
 		o.AuthzIDs = append(o.AuthzIDs, a.ID)
 	}
-	out, reused, err := s.db.CreateACMEOrder(q.ctx, o, authzs, store.NewOrderOptions{Reuse: true, MaxPerMinute: q.prov.ordersPerMinute, Now: now}, q.spend())
+	out, reused, err := s.db.CreateACMEOrder(q.ctx, o, authzs, store.NewOrderOptions{Reuse: true, MaxPerMinute: q.prov.ordersPerMinute, Now: now}, nil)
 	switch {
 	case errors.Is(err, store.ErrRateLimited):
 		e := acmeErr(http.StatusTooManyRequests, errRateLimited, "account %s created %d orders in the last minute, the limit of provisioner %q", q.account.ID, q.prov.ordersPerMinute, q.prov.name)

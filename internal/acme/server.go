@@ -19,7 +19,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,8 +42,10 @@ type Options struct {
 	DB     *store.DB
 	Log    *slog.Logger
 	Config config.ACME
-	// BaseURL is the https base clients use, e.g. https://ca.internal:8443; empty means
-	// https://<the request's Host>.
+	// BaseURL is the https base clients use, e.g. https://ca.internal:8443. A request
+	// whose Host is another of the CA's names or addresses, on the same port, gets
+	// URLs with that host instead. Empty means https://<first name>:<the port the
+	// request arrived on>.
 	BaseURL string
 	// ValidationAttempts bounds the tries of one challenge validation (default 3), with
 	// RetryDelay (default 1s, doubling) between them.
@@ -55,6 +61,9 @@ type Server struct {
 	db       *store.DB
 	log      *slog.Logger
 	base     string
+	names    []string // the CA's DNS names and addresses, lower case
+	scheme   string   // of base, https when none is configured
+	port     string   // of base, explicit
 	now      func() time.Time
 	provs    map[string]*provisioner
 	nonces   *nonces
@@ -101,11 +110,21 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		ca: opts.CA, db: opts.DB, log: opts.Log, now: opts.Now, provs: provs,
 		base:    strings.TrimRight(opts.BaseURL, "/"),
+		names:   ownNames(&opts.CA.Config),
 		nonces:  &nonces{key: key, now: opts.Now, maxLife: maxLife},
 		spender: newSpender(opts.DB, opts.Log, opts.Now),
 		val:     newValidator(opts),
 		chain:   ca.ChainPEM(opts.CA.TLS.Cert),
 		ctx:     ctx, cancel: cancel,
+	}
+	s.scheme, s.port = "https", ""
+	if s.base != "" {
+		u, err := url.Parse(s.base)
+		if err != nil || u.Host == "" {
+			cancel()
+			return nil, fmt.Errorf("acme: base URL %q is not an absolute URL", opts.BaseURL)
+		}
+		s.scheme, s.port = u.Scheme, portOf(s.base)
 	}
 	s.routes()
 	s.wg.Add(1)
@@ -185,8 +204,7 @@ type request struct {
 	prov    *provisioner
 	base    string // https base URL
 	payload []byte
-	nonce   *store.Nonce
-	spent   bool
+	nonce   *store.Nonce       // spent by verify before the handler runs
 	account *store.ACMEAccount // kid requests
 	jwk     *jwkKey            // jwk requests
 }
@@ -202,12 +220,6 @@ type response struct {
 
 func jsonResponse(status int, v any) *response {
 	return &response{status: status, json: v, header: http.Header{}}
-}
-
-// spend returns the request's nonce for a store method to spend in its transaction.
-func (q *request) spend() *store.Nonce {
-	q.spent = true
-	return q.nonce
 }
 
 // url builds an absolute URL of this provisioner's resources.
@@ -228,8 +240,8 @@ func (q *request) decode(v any) error {
 	return nil
 }
 
-// handle adapts a handler: provisioner, client rate limit, JWS, the handler, spending
-// the nonce if the handler did not, and writing — with a fresh Replay-Nonce, the
+// handle adapts a handler: provisioner, client rate limit, JWS (which spends the
+// nonce), the handler, and writing — with a fresh Replay-Nonce, the
 // directory Link and no-store on every response, errors included.
 func (s *Server) handle(kind jwsKind, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -276,16 +288,13 @@ func (s *Server) serve(q *request, kind jwsKind, h handlerFunc) (*response, erro
 	if err := q.prov.ipLimit.allow(clientIP(q.r), s.now()); err != nil {
 		return nil, err
 	}
+	var res *response
+	var err error
 	if kind != noJWS {
-		if err := s.verify(q, kind); err != nil {
-			return nil, err
-		}
+		err = s.verify(q, kind)
 	}
-	res, err := h(q)
-	if err == nil && q.nonce != nil && !q.spent {
-		if err = s.spender.spend(q.ctx, q.nonce); err != nil {
-			err = nonceError(err)
-		}
+	if err == nil {
+		res, err = h(q)
 	}
 	if err != nil && q.account != nil {
 		// The cached account may be what failed (deactivated or rekeyed by another
@@ -328,12 +337,84 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	}
 }
 
-// baseFor is the configured base URL, or https://<Host> when none is configured.
+// baseFor is the base URL of a request's resources: the host the client used when it
+// is one of the CA's names or addresses on the server's port, so that a client that
+// reached the CA by IP gets URLs it can reach; otherwise the configured base (an
+// unknown Host is never reflected). Without a configured base (a port chosen at
+// listen time), the port is the one the request arrived on.
 func (s *Server) baseFor(r *http.Request) string {
-	if s.base != "" {
-		return s.base
+	scheme, port, fallback := s.scheme, s.port, s.base
+	if s.base == "" {
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			_, port, _ = net.SplitHostPort(la.String())
+		}
+		fallback = scheme + "://" + joinHostPort(s.names[0], port, scheme)
 	}
-	return "https://" + r.Host
+	if host, ok := s.ownHost(r.Host, scheme, port); ok {
+		return scheme + "://" + joinHostPort(host, port, scheme)
+	}
+	return fallback
+}
+
+// ownHost normalizes a Host (host[:port]) that names the CA on the given port.
+func (s *Server) ownHost(hostport, scheme, port string) (string, bool) {
+	host, hport := hostport, defaultPort(scheme)
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host, hport = h, p
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.Unmap().String()
+	}
+	return host, hport == port && slices.Contains(s.names, host)
+}
+
+// ownNames lists the CA's names and addresses in the form ownHost compares.
+func ownNames(c *config.Config) []string {
+	var out []string
+	for _, n := range c.DNSNames {
+		out = append(out, strings.TrimSuffix(strings.ToLower(n), "."))
+	}
+	for _, ip := range c.IPAddresses {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			out = append(out, a.Unmap().String())
+		}
+	}
+	if len(out) == 0 {
+		out = []string{"localhost"}
+	}
+	return out
+}
+
+// portOf is the port of a base URL, explicit or the scheme's default.
+func portOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	if p := u.Port(); p != "" {
+		return p
+	}
+	return defaultPort(u.Scheme)
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
+
+// joinHostPort writes host:port, bracketing IPv6 and leaving out the scheme's default
+// port.
+func joinHostPort(host, port, scheme string) string {
+	if port == defaultPort(scheme) {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func link(url, rel string) string { return "<" + url + `>;rel="` + rel + `"` }

@@ -12,7 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/problem"
 )
 
@@ -28,7 +31,7 @@ type judgement struct {
 }
 
 // judge evaluates sigs over ni's fingerprint at now.
-func (g *Gate) judge(ctx context.Context, d *db, ni *nixkey.NarInfo, sigs []nixkey.Signature, contentAddressed bool, now time.Time) (judgement, error) {
+func (g *Gate) judge(ctx context.Context, d *db, ni *narinfo.NarInfo, sigs []signing.Signature, contentAddressed bool, now time.Time) (judgement, error) {
 	var j judgement
 	j.needed, j.rule = g.Cfg.SigsNeededFor(ni.StorePath)
 	fp, err := ni.Fingerprint()
@@ -95,7 +98,7 @@ func (g *Gate) judge(ctx context.Context, d *db, ni *nixkey.NarInfo, sigs []nixk
 func refCandidates(ctx context.Context, d *db, refs []string) (map[string][]PathRec, error) {
 	hashes := make([]string, len(refs))
 	for i, r := range refs {
-		hashes[i] = nixkey.HashPart(r)
+		hashes[i] = storepath.HashPart(r)
 	}
 	return d.candidatesOf(ctx, hashes)
 }
@@ -105,7 +108,7 @@ func refCandidates(ctx context.Context, d *db, refs []string) (map[string][]Path
 // admitted one if any, and the best state among them: admitted, pending,
 // quarantined, or "" when the gate does not hold it.
 func refState(base string, cands map[string][]PathRec) (*PathRec, string) {
-	cs := cands[nixkey.HashPart(base)]
+	cs := cands[storepath.HashPart(base)]
 	best := ""
 	for i, c := range cs {
 		if c.StorePath[strings.LastIndexByte(c.StorePath, '/')+1:] != base {
@@ -168,7 +171,7 @@ func (g *Gate) closureShort(ctx context.Context, d *db, rec *PathRec, needed int
 		if n := g.validSigners(cur, usable, now); n < needed {
 			return fmt.Sprintf("%s (admitted with %d of the %d distinct signatures this path needs%s: it must be signed by as many identities, e.g. by their nixpki nix push of the whole closure)", base, n, needed, via), nil
 		}
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(cur.NarInfo), g.Cfg.StoreDir)
+		ni, err := narinfo.Parse(strings.NewReader(cur.NarInfo), g.Cfg.StoreDir)
 		if err != nil {
 			return "", fmt.Errorf("stored narinfo of %s: %w", cur.StorePath, err)
 		}
@@ -208,10 +211,10 @@ func sigStrings(signers []Signer) []string {
 	return out
 }
 
-func (j judgement) signerSigs() []nixkey.Signature {
-	out := make([]nixkey.Signature, 0, len(j.signers))
+func (j judgement) signerSigs() []signing.Signature {
+	out := make([]signing.Signature, 0, len(j.signers))
 	for _, s := range j.signers {
-		if sig, err := nixkey.ParseSignature(s.Sig); err == nil {
+		if sig, err := signing.ParseSignature(s.Sig); err == nil {
 			out = append(out, sig)
 		}
 	}
@@ -225,7 +228,7 @@ func (j judgement) signerSigs() []nixkey.Signature {
 // is a 4xx too because Nix retries any other answer than 200, 201 and 204, and it
 // makes nix copy report the reason instead of a success.
 func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote string) (int, string, error) {
-	ni, err := nixkey.ParseNarInfo(bytes.NewReader(body), g.Cfg.StoreDir)
+	ni, err := narinfo.Parse(bytes.NewReader(body), g.Cfg.StoreDir)
 	if err != nil {
 		msg := fmt.Sprintf("rejected %s.narinfo: %v", hash, err)
 		g.reject(ctx, hash, "", msg, remote)
@@ -237,8 +240,8 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 		g.reject(ctx, hash, p, msg, remote)
 		return 0, "", problem.New(status, "", "%s", msg)
 	}
-	if nixkey.HashPart(p) != hash {
-		return fail(http.StatusBadRequest, "uploaded as %s.narinfo, not as %s.narinfo", hash, nixkey.HashPart(p))
+	if storepath.HashPart(p) != hash {
+		return fail(http.StatusBadRequest, "uploaded as %s.narinfo, not as %s.narinfo", hash, storepath.HashPart(p))
 	}
 	if _, _, err := ParseNARURL(ni.URL); err != nil {
 		return fail(http.StatusBadRequest, "%v", err)
@@ -253,10 +256,10 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	case ni.Compression != nar.Compression:
 		return fail(http.StatusBadRequest, "Compression is %s but the uploaded NAR %s is %s", ni.Compression, ni.URL, nar.Compression)
 	case ni.FileHash != nil && (!nar.HasFileHash || *ni.FileHash != nar.FileHash), ni.FileSize != 0 && int64(ni.FileSize) != nar.FileSize:
-		return fail(http.StatusBadRequest, "FileHash/FileSize do not match the uploaded file %s (%s, %d bytes)", ni.URL, nixkey.FormatSHA256(nar.FileHash), nar.FileSize)
+		return fail(http.StatusBadRequest, "FileHash/FileSize do not match the uploaded file %s (%s, %d bytes)", ni.URL, nixhash.FormatSHA256(nar.FileHash), nar.FileSize)
 	case ni.NarHash != nar.NarHash || int64(ni.NarSize) != nar.NarSize:
 		return fail(http.StatusBadRequest, "the NAR does not match the narinfo: NarHash %s, NarSize %d claimed; the uploaded NAR %s is %s, %d bytes (tampered or corrupt)",
-			nixkey.FormatSHA256(ni.NarHash), ni.NarSize, ni.URL, nixkey.FormatSHA256(nar.NarHash), nar.NarSize)
+			nixhash.FormatSHA256(ni.NarHash), ni.NarSize, ni.URL, nixhash.FormatSHA256(nar.NarHash), nar.NarSize)
 	}
 	ni.FileHash, ni.FileSize = nil, uint64(nar.FileSize)
 	if nar.HasFileHash {
@@ -287,7 +290,7 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 }
 
 // admit is PutNarInfo under g.mu, with d the transaction of its batch (batch.go).
-func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *nixkey.NarInfo, contentAddressed bool, caNote, remote string) (int, string, error) {
+func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *narinfo.NarInfo, contentAddressed bool, caNote, remote string) (int, string, error) {
 	p := ni.StorePath
 	fail := func(status int, format string, args ...any) (int, string, error) {
 		msg := "rejected " + p + ": " + fmt.Sprintf(format, args...)
@@ -316,7 +319,7 @@ func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *nixkey.NarInfo
 		c := &cands[i]
 		if c.State == StateAdmitted && c.NarHash != ni.NarHash {
 			return fail(http.StatusConflict, "already admitted with other content (NarHash %s): the first admission fixes an input-addressed path's content",
-				nixkey.FormatSHA256(c.NarHash))
+				nixhash.FormatSHA256(c.NarHash))
 		}
 		if c.NarHash == ni.NarHash {
 			same = c
@@ -372,7 +375,7 @@ func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *nixkey.NarInfo
 // caOf checks a narinfo's CA field: an error (a problem, 4xx) when it does not
 // derive the store path; whether the path counts as content-addressed (its content
 // matches), and if not, why.
-func (g *Gate) caOf(ni *nixkey.NarInfo) (bool, string, error) {
+func (g *Gate) caOf(ni *narinfo.NarInfo) (bool, string, error) {
 	if ni.CA == "" {
 		return false, "", nil
 	}
@@ -394,8 +397,8 @@ func (g *Gate) caOf(ni *nixkey.NarInfo) (bool, string, error) {
 // (the gate checked that it derives the path and matches the content, so it can
 // only be the path's one genuine content address, and a CA-only signer's upload
 // cannot be locked out by whoever uploaded first without it); otherwise 409.
-func (g *Gate) pin(ctx context.Context, d *db, rec *PathRec, ni *nixkey.NarInfo, niCA bool, niNote string, now time.Time) (*nixkey.NarInfo, bool, string, error) {
-	old, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+func (g *Gate) pin(ctx context.Context, d *db, rec *PathRec, ni *narinfo.NarInfo, niCA bool, niNote string, now time.Time) (*narinfo.NarInfo, bool, string, error) {
+	old, err := narinfo.Parse(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
 	}
@@ -469,8 +472,8 @@ func sameSigners(a, b []Signer) bool {
 
 // nixExtra keeps, of a narinfo's lines this package does not interpret, those Nix
 // 2.8 reads (System): the gate serves no key it does not know.
-func nixExtra(extra []nixkey.NarInfoField) []nixkey.NarInfoField {
-	var out []nixkey.NarInfoField
+func nixExtra(extra []narinfo.Field) []narinfo.Field {
+	var out []narinfo.Field
 	for _, f := range extra {
 		if f.Key == "System" {
 			out = append(out, f)
@@ -481,7 +484,7 @@ func nixExtra(extra []nixkey.NarInfoField) []nixkey.NarInfoField {
 
 // decide stores a candidate as admitted or pending according to its judgement.
 // cands are the path's candidates as stored before (all of them, when it is admitted).
-func (g *Gate) decide(ctx context.Context, d *db, ni *nixkey.NarInfo, rec PathRec, j judgement, now time.Time, cands []PathRec) (int, string, error) {
+func (g *Gate) decide(ctx context.Context, d *db, ni *narinfo.NarInfo, rec PathRec, j judgement, now time.Time, cands []PathRec) (int, string, error) {
 	kept := *ni
 	kept.Sigs = j.signerSigs()
 	kept.Extra = nixExtra(ni.Extra)
@@ -512,7 +515,7 @@ func (g *Gate) decide(ctx context.Context, d *db, ni *nixkey.NarInfo, rec PathRe
 		rec.Reason += "; " + j.caNote
 	}
 	if rec.State == StatePending {
-		if err := g.recordIn(d, "pending", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
+		if err := g.recordIn(d, "pending", map[string]any{"path": rec.StorePath, "nar_hash": nixhash.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
 			return 0, "", err
 		}
 		if err := d.putPath(ctx, rec); err != nil {
@@ -523,7 +526,7 @@ func (g *Gate) decide(ctx context.Context, d *db, ni *nixkey.NarInfo, rec PathRe
 	if err := g.syncNARDir(); err != nil {
 		return 0, "", err
 	}
-	if err := g.recordIn(d, "admission", map[string]any{"path": rec.StorePath, "nar_hash": nixkey.FormatSHA256(rec.NarHash), "nar_size": ni.NarSize,
+	if err := g.recordIn(d, "admission", map[string]any{"path": rec.StorePath, "nar_hash": nixhash.FormatSHA256(rec.NarHash), "nar_size": ni.NarSize,
 		"signers": j.signers, "needed": j.needed, "rule": j.rule}); err != nil {
 		return 0, "", err
 	}
@@ -540,7 +543,7 @@ func (g *Gate) decide(ctx context.Context, d *db, ni *nixkey.NarInfo, rec PathRe
 }
 
 // serve renders the narinfo the gate serves: the kept one plus the gate's signature.
-func (g *Gate) serve(kept *nixkey.NarInfo) (string, error) {
+func (g *Gate) serve(kept *narinfo.NarInfo) (string, error) {
 	fp, err := kept.Fingerprint()
 	if err != nil {
 		return "", err
@@ -554,7 +557,7 @@ func (g *Gate) serve(kept *nixkey.NarInfo) (string, error) {
 
 // addSignatures merges new identities into an admitted path. ni is the narinfo pin
 // returned (the admitted one, or with the CA field that made more identities count).
-func (g *Gate) addSignatures(ctx context.Context, d *db, ni *nixkey.NarInfo, rec *PathRec, j judgement, now time.Time) (int, string, error) {
+func (g *Gate) addSignatures(ctx context.Context, d *db, ni *narinfo.NarInfo, rec *PathRec, j judgement, now time.Time) (int, string, error) {
 	have := map[string]bool{}
 	for _, s := range rec.Signers {
 		have[s.Subject] = true
@@ -594,10 +597,10 @@ func (g *Gate) addSignatures(ctx context.Context, d *db, ni *nixkey.NarInfo, rec
 	return http.StatusOK, "already admitted " + rec.StorePath + "; added signatures of " + strings.Join(sigStrings(added), ", "), nil
 }
 
-func mergeSigs(a, b []nixkey.Signature) []nixkey.Signature {
+func mergeSigs(a, b []signing.Signature) []signing.Signature {
 	out := slices.Clone(a)
 	for _, s := range b {
-		if !slices.ContainsFunc(out, func(o nixkey.Signature) bool { return o.String() == s.String() }) {
+		if !slices.ContainsFunc(out, func(o signing.Signature) bool { return o.String() == s.String() }) {
 			out = append(out, s)
 		}
 	}
@@ -630,7 +633,7 @@ func (g *Gate) cascade(ctx context.Context, d *db, admitted string, signed bool,
 		if signed && rec.Needed < 2 {
 			continue
 		}
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+		ni, err := narinfo.Parse(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
 		if err != nil || !signed && !slices.Contains(ni.References, base) {
 			continue
 		}
@@ -694,7 +697,7 @@ func (g *Gate) rejectIn(ctx context.Context, d *db, hash, storePath, reason, rem
 	if err := g.recordIn(d, "rejection", map[string]string{"path": storePath, "reason": reason, "remote": remote}); err != nil {
 		g.Log.Error("logging a rejection", "err", err)
 	}
-	if hash != "" && len(hash) == nixkey.StorePathHashLen {
+	if hash != "" && len(hash) == storepath.HashLen {
 		if err := d.setRejection(ctx, hash, storePath, reason, g.Now()); err != nil {
 			g.Log.Error("storing a rejection", "err", err)
 		}
@@ -713,7 +716,7 @@ func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
 		paths = paths[len(batch):]
 		hashes := make([]string, len(batch))
 		for i, p := range batch {
-			hashes[i] = nixkey.HashPart(p)
+			hashes[i] = storepath.HashPart(p)
 		}
 		cands, err := g.db.candidatesOf(ctx, hashes)
 		if err != nil {

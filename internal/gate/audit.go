@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/tlog"
 )
 
@@ -96,7 +96,7 @@ func Audit(dir, query string) ([]AuditEvent, *tlog.Verified, error) {
 		if query == "" && r.Entry.Type != "admission" {
 			continue
 		}
-		if query != "" && nixkey.HashPart(e.Path) != nixkey.HashPart(query) {
+		if query != "" && storepath.HashPart(e.Path) != storepath.HashPart(query) {
 			continue
 		}
 		ev := AuditEvent{Entry: r.Index, Time: r.Entry.Time, Type: r.Entry.Type, Path: e.Path, Signers: append(e.Signers, e.Added...), Reason: e.Reason}

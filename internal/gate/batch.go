@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/problem"
 )
 
@@ -31,7 +31,7 @@ const maxBatch = 64
 type admitReq struct {
 	ctx              context.Context
 	hash             string
-	ni               *nixkey.NarInfo
+	ni               *narinfo.NarInfo
 	contentAddressed bool
 	caNote, remote   string
 

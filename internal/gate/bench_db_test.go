@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/storepath"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"nixpki/internal/nixkey"
 )
 
 // BenchmarkDBAdmission measures the database's part of one path's push as the gate
@@ -29,8 +29,8 @@ func BenchmarkDBAdmission(b *testing.B) {
 			var prev []string
 			path := func(i int) PathRec {
 				h := sha256.Sum256(fmt.Append(nil, i))
-				hash := nixkey.EncodeBase32(h[:20])
-				return PathRec{Hash: hash, NarHash: h, StorePath: nixkey.DefaultStoreDir + "/" + hash + "-p", NarInfo: "x", URL: fmt.Sprintf("nar/%d.nar.zst", i),
+				hash := base32.Encode(h[:20])
+				return PathRec{Hash: hash, NarHash: h, StorePath: storepath.DefaultStoreDir + "/" + hash + "-p", NarInfo: "x", URL: fmt.Sprintf("nar/%d.nar.zst", i),
 					State: StateAdmitted, FirstSeen: time.Unix(1, 0), UpdatedAt: time.Unix(1, 0), AdmittedAt: time.Unix(1, 0)}
 			}
 			step := func(i int) {

@@ -5,13 +5,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"io"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"nixpki/internal/nixkey"
 )
 
 // BenchmarkReceiveNAR measures the streaming check of one 1 MiB NAR of random bytes.
@@ -150,7 +150,7 @@ func benchAdmit(b *testing.B, size, refs int) {
 		file := compress(b, nar, "zstd")
 		fh, nh := sha256.Sum256(file), sha256.Sum256(nar)
 		path := storePath("bench")
-		ni := &nixkey.NarInfo{StorePath: path, URL: NARURL(fh, "zstd"), Compression: "zstd", FileHash: &fh, FileSize: uint64(len(file)),
+		ni := &narinfo.NarInfo{StorePath: path, URL: NARURL(fh, "zstd"), Compression: "zstd", FileHash: &fh, FileSize: uint64(len(file)),
 			NarHash: nh, NarSize: uint64(len(nar))}
 		for _, r := range prev {
 			ni.References = append(ni.References, r[strings.LastIndexByte(r, '/')+1:])
@@ -169,7 +169,7 @@ func benchAdmit(b *testing.B, size, refs int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		uploads[i] = prepared{"/" + ni.URL, "/" + nixkey.HashPart(path) + ".narinfo", file, text}
+		uploads[i] = prepared{"/" + ni.URL, "/" + storepath.HashPart(path) + ".narinfo", file, text}
 	}
 	b.ResetTimer()
 	defer reportCPU(b)()

@@ -1,10 +1,9 @@
 package gate
 
 import (
+	"nixpki/internal/nix/storepath"
 	"strings"
 	"testing"
-
-	"nixpki/internal/nixkey"
 )
 
 // An admission's writes are committed together or not at all: when a write fails
@@ -38,7 +37,7 @@ func TestFailedAdmissionCommitsNothing(t *testing.T) {
 		if _, ok := tg.served(t, p); ok {
 			t.Errorf("%s served after a failed admission", p)
 		}
-		cands, err := tg.db.candidates(ctx, nixkey.HashPart(p))
+		cands, err := tg.db.candidates(ctx, storepath.HashPart(p))
 		if err != nil || len(cands) != 1 || cands[0].State != StatePending {
 			t.Errorf("%s after a failed admission: %+v %v, want it pending as before", p, cands, err)
 		}

@@ -4,8 +4,11 @@ import (
 	"strings"
 	"testing"
 
+	"nixpki/internal/nix/contentaddress"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // A reference counts only under its full base name, not its hash part alone.
@@ -94,14 +97,14 @@ func TestCAContentChecked(t *testing.T) {
 	tg.enroll(t, dave)
 	genuine := "the genuine source tarball"
 	for _, algo := range []string{"sha256", "sha1"} {
-		h, _ := nixkey.NewHash(algo)
+		h, _ := nixhash.New(algo)
 		h.Write([]byte(genuine))
-		ca := nixkey.ContentAddress{Method: nixkey.CAFixedFlat, Algo: algo, Digest: h.Sum(nil)}
-		path, err := nixkey.StorePathForCA(nixkey.DefaultStoreDir, "src-"+algo+".tar.gz", ca, "", nil)
+		ca := contentaddress.ContentAddress{Method: contentaddress.FixedFlat, Algo: algo, Digest: h.Sum(nil)}
+		path, err := contentaddress.StorePath(storepath.DefaultStoreDir, "src-"+algo+".tar.gz", ca, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		setCA := func(ni *nixkey.NarInfo) { ni.CA = ca.String() }
+		setCA := func(ni *narinfo.NarInfo) { ni.CA = ca.String() }
 		_, s, b := tg.push(t, upload{path: path, contents: "swapped bytes", signers: []member{dave}, mutate: setCA})
 		if s != 403 || !strings.Contains(b, "does not match its CA field") || !strings.Contains(b, "counts as input-addressed") ||
 			!strings.Contains(b, "does not allow an input-addressed path") {

@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"nixpki/internal/config"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // Files in a gate directory.
@@ -73,6 +75,10 @@ type Config struct {
 	// MaxCRLAge: a signature counts only if the newest CRL held for its issuer was
 	// issued at most this long ago (fail closed; 0 = any age, but a CRL is needed).
 	MaxCRLAge config.Duration `json:"max_crl_age"`
+	// CRLURLs are fetched every CRLFetchInterval (0 = never); empty means the CRL
+	// distribution points of the member certificates held.
+	CRLURLs          []string        `json:"crl_urls,omitempty"`
+	CRLFetchInterval config.Duration `json:"crl_fetch_interval"`
 
 	// MaxNARSize bounds a NAR, uncompressed and compressed (bytes).
 	MaxNARSize int64 `json:"max_nar_size"`
@@ -101,20 +107,21 @@ type Config struct {
 // DefaultConfig returns the defaults for a gate called name.
 func DefaultConfig(name string) Config {
 	return Config{
-		Name:            name,
-		KeyName:         name + "-gate-1",
-		PasswordFile:    passwordFile,
-		Listen:          "127.0.0.1:8501",
-		URL:             "https://" + name + ":8501",
-		StoreDir:        nixkey.DefaultStoreDir,
-		Priority:        30,
-		SigsNeeded:      1,
-		MaxCRLAge:       config.Duration(8 * 24 * time.Hour),
-		MaxNARSize:      8 << 30,
-		StagingMaxBytes: 4 << 30,
-		StagingMaxAge:   config.Duration(time.Hour),
-		PendingMaxAge:   config.Duration(14 * 24 * time.Hour),
-		MaxXZDict:       64 << 20,
+		Name:             name,
+		KeyName:          name + "-gate-1",
+		PasswordFile:     passwordFile,
+		Listen:           "127.0.0.1:8501",
+		URL:              "https://" + name + ":8501",
+		StoreDir:         storepath.DefaultStoreDir,
+		Priority:         30,
+		SigsNeeded:       1,
+		MaxCRLAge:        config.Duration(8 * 24 * time.Hour),
+		CRLFetchInterval: config.Duration(5 * time.Minute),
+		MaxNARSize:       8 << 30,
+		StagingMaxBytes:  4 << 30,
+		StagingMaxAge:    config.Duration(time.Hour),
+		PendingMaxAge:    config.Duration(14 * 24 * time.Hour),
+		MaxXZDict:        64 << 20,
 	}
 }
 
@@ -143,10 +150,10 @@ func (c Config) Validate() error {
 	if err := nixcert.ValidateTarget(c.Name); err != nil || strings.ContainsAny(c.Name, "*?[]\\") {
 		return fmt.Errorf("name %q: a gate name is what certificates' targets match: letters, digits, '.', '-', no glob characters", c.Name)
 	}
-	if err := nixkey.ValidateKeyName(c.KeyName); err != nil {
+	if err := signing.ValidateKeyName(c.KeyName); err != nil {
 		return fmt.Errorf("key_name: %w", err)
 	}
-	if err := nixkey.ValidateStoreDir(c.StoreDir); err != nil {
+	if err := storepath.ValidateStoreDir(c.StoreDir); err != nil {
 		return fmt.Errorf("store_dir: %w", err)
 	}
 	if c.SigsNeeded < 1 || c.SigsNeeded > 64 {
@@ -163,6 +170,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxCRLAge < 0:
 		return errors.New("max_crl_age must not be negative")
+	case c.CRLFetchInterval < 0 || (c.CRLFetchInterval > 0 && c.CRLFetchInterval.D() < time.Second):
+		return errors.New("crl_fetch_interval must be 0 (never fetch) or at least 1s")
 	case c.MaxNARSize < 1<<10:
 		return fmt.Errorf("max_nar_size %d is too small", c.MaxNARSize)
 	case c.StagingMaxBytes < 1<<10:
@@ -173,6 +182,11 @@ func (c Config) Validate() error {
 		return errors.New("pending_max_age must be at least 1m")
 	case c.MaxXZDict < 1<<20 || c.MaxXZDict > 1<<30:
 		return fmt.Errorf("max_xz_dict %d must be 1 MiB to 1 GiB", c.MaxXZDict)
+	}
+	for _, u := range c.CRLURLs {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("crl_urls: %q is not an http:// or https:// URL", u)
+		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("tls: give both cert_file and key_file, or neither")
@@ -191,7 +205,7 @@ func (c Config) Validate() error {
 // protected path in on fewer.
 func (c Config) SigsNeededFor(storePath string) (int, string) {
 	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
-	names := [...]string{base, base + "-", nixkey.NamePart(base), nixkey.NamePart(base) + "-"}
+	names := [...]string{base, base + "-", storepath.NamePart(base), storepath.NamePart(base) + "-"}
 	n, rule := c.SigsNeeded, fmt.Sprintf("sigs_needed %d", c.SigsNeeded)
 	for _, t := range c.Thresholds {
 		matched := false

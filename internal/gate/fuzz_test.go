@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"strings"
 	"testing"
-
-	"nixpki/internal/nixkey"
 )
 
 // Seeds live in testdata/fuzz/<FuzzName>/ as well as here.
@@ -51,17 +53,17 @@ func FuzzParseNARURL(f *testing.F) {
 
 // FuzzReceiveNAR feeds arbitrary uploads, in every compression, to the streaming
 // NAR check: it must never panic, and whatever it accepts uncompressed is a NAR
-// nixkey.CheckNAR accepts with the same hash and size.
+// nar.Check accepts with the same hash and size.
 func FuzzReceiveNAR(f *testing.F) {
-	nar := makeNAR(f, "hello")
+	seed := makeNAR(f, "hello")
 	for i, c := range []string{"none", "zstd", "xz", "bzip2"} {
 		if c == "bzip2" {
 			f.Add(uint8(i), []byte("BZh91AY&SY"))
 			continue
 		}
-		f.Add(uint8(i), compress(f, nar, c))
+		f.Add(uint8(i), compress(f, seed, c))
 	}
-	f.Add(uint8(0), nar[:len(nar)-3])
+	f.Add(uint8(0), seed[:len(seed)-3])
 	f.Add(uint8(0), bytes.Repeat([]byte{0xff}, 64))
 	for _, d := range hugeDictXZ(f) { // a later block or stream declares 1 GiB
 		f.Add(uint8(2), d)
@@ -78,9 +80,9 @@ func FuzzReceiveNAR(f *testing.F) {
 			t.Fatal("the stored file differs from the upload")
 		}
 		if c == "none" {
-			sum, size, err := nixkey.CheckNAR(bytes.NewReader(data))
+			sum, size, err := nar.Check(bytes.NewReader(data))
 			if err != nil || sum != res.NarHash || int64(size) != res.NarSize {
-				t.Fatalf("receiveNAR accepted what CheckNAR refuses or reads otherwise: %v", err)
+				t.Fatalf("receiveNAR accepted what nar.Check refuses or reads otherwise: %v", err)
 			}
 		}
 	})
@@ -92,24 +94,24 @@ func FuzzPutNarInfo(f *testing.F) {
 	tg := newTestGate(f, nil)
 	alice := tg.pki.member(f, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
 	tg.enroll(f, alice)
-	nar := makeNAR(f, "fuzz")
-	file := compress(f, nar, "zstd")
+	narData := makeNAR(f, "fuzz")
+	file := compress(f, narData, "zstd")
 	fh := sha256.Sum256(file)
 	url := NARURL(fh, "zstd")
 	if s, b := tg.do(f, "PUT", "/"+url, file); s != 200 {
 		f.Fatalf("NAR: %d %s", s, b)
 	}
 	p := storePath("fuzzed")
-	ni := &nixkey.NarInfo{StorePath: p, URL: url, Compression: "zstd", FileHash: &fh, FileSize: uint64(len(file)), NarHash: sha256.Sum256(nar), NarSize: uint64(len(nar))}
+	ni := &narinfo.NarInfo{StorePath: p, URL: url, Compression: "zstd", FileHash: &fh, FileSize: uint64(len(file)), NarHash: sha256.Sum256(narData), NarSize: uint64(len(narData))}
 	fp, _ := ni.Fingerprint()
-	ni.Sigs = []nixkey.Signature{alice.key.Sign(fp)}
+	ni.Sigs = []signing.Signature{alice.key.Sign(fp)}
 	good, _ := ni.MarshalText()
 	f.Add(good)
 	f.Add(bytes.Replace(good, []byte("NarSize: "), []byte("NarSize: 1"), 1))
 	f.Add(bytes.Replace(good, []byte("References: "), []byte("References: ../../etc"), 1))
 	f.Add([]byte("StorePath: " + p + "\nURL: nar/x\nNarHash: sha256:0\nNarSize: 99999999999999999999\n"))
 	ctx := context.Background()
-	hash := nixkey.HashPart(p)
+	hash := storepath.HashPart(p)
 	gatePub := tg.Key.Public()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		tg.PutNarInfo(ctx, hash, body, "fuzz")
@@ -119,7 +121,7 @@ func FuzzPutNarInfo(f *testing.F) {
 		}
 		// Whatever is served describes the uploaded NAR and carries alice's and the
 		// gate's valid signatures.
-		got, err := nixkey.ParseNarInfo(strings.NewReader(served), nixkey.DefaultStoreDir)
+		got, err := narinfo.Parse(strings.NewReader(served), storepath.DefaultStoreDir)
 		if err != nil || got.NarHash != ni.NarHash || got.NarSize != ni.NarSize || got.URL != url || got.StorePath != p {
 			t.Fatalf("serves a narinfo that does not describe the uploaded NAR (%v):\n%s", err, served)
 		}

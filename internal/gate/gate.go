@@ -36,7 +36,8 @@ import (
 	"syscall"
 	"time"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/problem"
 	"nixpki/internal/tlog"
 )
@@ -45,7 +46,7 @@ import (
 type Gate struct {
 	Dir string
 	Cfg Config
-	Key nixkey.SecretKey
+	Key signing.SecretKey
 	Log *slog.Logger
 	// Now is the clock; tests may replace it before serving.
 	Now func() time.Time
@@ -253,9 +254,9 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 	case err != nil:
 		return fail(http.StatusBadRequest, "%v", err)
 	case naming == NamedByNarHash && res.NarHash != fileHash:
-		return fail(http.StatusBadRequest, "the NAR's SHA-256 is %s but the file's name says %s (corrupt or altered)", nixkey.FormatSHA256(res.NarHash), nixkey.FormatSHA256(fileHash))
+		return fail(http.StatusBadRequest, "the NAR's SHA-256 is %s but the file's name says %s (corrupt or altered)", nixhash.FormatSHA256(res.NarHash), nixhash.FormatSHA256(fileHash))
 	case naming != NamedByNarHash && res.FileHash != fileHash:
-		return fail(http.StatusBadRequest, "the file's SHA-256 is %s but its name says %s (corrupt or altered)", nixkey.FormatSHA256(res.FileHash), nixkey.FormatSHA256(fileHash))
+		return fail(http.StatusBadRequest, "the file's SHA-256 is %s but its name says %s (corrupt or altered)", nixhash.FormatSHA256(res.FileHash), nixhash.FormatSHA256(fileHash))
 	}
 	if err := f.Flush(); err != nil {
 		return "", err
@@ -300,7 +301,7 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 	if err := g.db.insertNAR(ctx, rec); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("received NAR %s: %s, %d bytes (NarHash %s)", u, compression, res.NarSize, nixkey.FormatSHA256(res.NarHash)), nil
+	return fmt.Sprintf("received NAR %s: %s, %d bytes (NarHash %s)", u, compression, res.NarSize, nixhash.FormatSHA256(res.NarHash)), nil
 }
 
 // syncNARDir makes NAR renames durable; admissions call it before they commit, so a
@@ -379,7 +380,7 @@ func (g *Gate) Expire(ctx context.Context) error {
 		if now.Sub(p.UpdatedAt) <= g.Cfg.PendingMaxAge.D() {
 			continue
 		}
-		if err := g.record("expired", map[string]string{"path": p.StorePath, "nar_hash": nixkey.FormatSHA256(p.NarHash), "reason": p.Reason}); err != nil {
+		if err := g.record("expired", map[string]string{"path": p.StorePath, "nar_hash": nixhash.FormatSHA256(p.NarHash), "reason": p.Reason}); err != nil {
 			return err
 		}
 		if err := g.db.deletePath(ctx, p.Hash, p.NarHash); err != nil {

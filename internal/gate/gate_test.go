@@ -16,8 +16,12 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/tlog"
 )
 
@@ -64,9 +68,9 @@ func TestRejectionsAdmitNothing(t *testing.T) {
 	tg := newTestGate(t, func(c *Config) { c.MaxNARSize = 64 << 10 })
 	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
 	tg.enroll(t, alice)
-	mallory := member{key: must(nixkey.GenerateKey("mallory-1"))}
+	mallory := member{key: must(signing.GenerateKey("mallory-1"))}
 	// A key named like alice's but another key: the signature does not verify.
-	impostor := member{key: must(nixkey.GenerateKey("alice-1"))}
+	impostor := member{key: must(signing.GenerateKey("alice-1"))}
 
 	cases := []struct {
 		name   string
@@ -77,12 +81,12 @@ func TestRejectionsAdmitNothing(t *testing.T) {
 		{"unknown key", upload{signers: []member{mallory}}, 403, "key mallory-1: unknown key"},
 		{"no signature", upload{}, 403, "carries no signature"},
 		{"wrong key under a certified name", upload{signers: []member{impostor}}, 403, "does not verify with any of its 1 certified keys"},
-		{"NarHash lie", upload{signers: []member{alice}, mutate: func(ni *nixkey.NarInfo) { ni.NarHash[0] ^= 1 }}, 400, "the NAR does not match the narinfo"},
-		{"NarSize lie", upload{signers: []member{alice}, mutate: func(ni *nixkey.NarInfo) { ni.NarSize++ }}, 400, "the NAR does not match the narinfo"},
-		{"never uploaded NAR", upload{signers: []member{alice}, mutate: func(ni *nixkey.NarInfo) {
+		{"NarHash lie", upload{signers: []member{alice}, mutate: func(ni *narinfo.NarInfo) { ni.NarHash[0] ^= 1 }}, 400, "the NAR does not match the narinfo"},
+		{"NarSize lie", upload{signers: []member{alice}, mutate: func(ni *narinfo.NarInfo) { ni.NarSize++ }}, 400, "the NAR does not match the narinfo"},
+		{"never uploaded NAR", upload{signers: []member{alice}, mutate: func(ni *narinfo.NarInfo) {
 			ni.URL = "nar/" + strings.Repeat("0", 52) + ".nar.zst"
 		}}, 400, "was never uploaded"},
-		{"compression lie", upload{signers: []member{alice}, mutate: func(ni *nixkey.NarInfo) { ni.Compression = "xz"; ni.URL = strings.Replace(ni.URL, ".zst", ".xz", 1) }}, 400, "never uploaded"},
+		{"compression lie", upload{signers: []member{alice}, mutate: func(ni *narinfo.NarInfo) { ni.Compression = "xz"; ni.URL = strings.Replace(ni.URL, ".zst", ".xz", 1) }}, 400, "never uploaded"},
 		{"missing reference", upload{signers: []member{alice}, refs: []string{storePath("absent")}}, 400, "are not in the gate"},
 		{"too large", upload{signers: []member{alice}, contents: strings.Repeat("x", 70<<10)}, 413, "max_nar_size"},
 	}
@@ -116,7 +120,7 @@ func TestRejectionsAdmitNothing(t *testing.T) {
 		"not a NAR":        {NARURL(sha256.Sum256([]byte("junk")), "none"), []byte("junk"), "not a valid none-compressed NAR"},
 		"truncated":        {NARURL(sha256.Sum256(nar[:len(nar)-8]), "none"), nar[:len(nar)-8], "truncated"},
 		"trailing data":    {NARURL(sha256.Sum256(append(append([]byte{}, nar...), 0)), "none"), append(append([]byte{}, nar...), 0), "data after the end"},
-		"bad extension":    {"nar/" + nixkey.EncodeBase32(sum[:]) + ".nar.lz4", nar, "the gate takes xz, zstd, bzip2 or no compression"},
+		"bad extension":    {"nar/" + base32.Encode(sum[:]) + ".nar.lz4", nar, "the gate takes xz, zstd, bzip2 or no compression"},
 		"zstd bomb header": {NARURL(sha256.Sum256([]byte("x")), "zstd"), []byte("\x28\xb5\x2f\xfd\x00\x58"), "NAR"},
 	} {
 		s, b := tg.do(t, "PUT", "/"+c.url, c.body)
@@ -343,7 +347,7 @@ func TestRecoveryAfterCrash(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(tg.dir, tmpDir)); len(ents) != 0 {
 		t.Error("temporary uploads survived a restart")
 	}
-	if s, ok, _ := g.db.served(t.Context(), nixkey.HashPart(p)); !ok || !strings.Contains(s, "Sig: host-a-gate-1:") {
+	if s, ok, _ := g.db.served(t.Context(), storepath.HashPart(p)); !ok || !strings.Contains(s, "Sig: host-a-gate-1:") {
 		t.Error("admitted path lost over a restart")
 	}
 	// A tampered log stops the gate from starting.
@@ -424,8 +428,8 @@ func TestReceiveNARStreams(t *testing.T) {
 	pr, pw := io.Pipe()
 	go func() {
 		zw, _ := zstd.NewWriter(pw, zstd.WithEncoderLevel(zstd.SpeedFastest))
-		w := nixkey.NewNARWriter(zw)
-		w.WriteHeader(&nixkey.NAREntry{Path: "/", Type: nixkey.NARRegular, Size: size})
+		w := nar.NewWriter(zw)
+		w.WriteHeader(&nar.Entry{Path: "/", Type: nar.Regular, Size: size})
 		buf := make([]byte, 1<<20)
 		for i := 0; i < size>>20; i++ {
 			buf[0] = byte(i)

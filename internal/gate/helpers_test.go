@@ -17,6 +17,11 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/testutil"
 	"os"
 	"os/exec"
@@ -29,12 +34,8 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"nixpki/internal/ca"
-	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
-
-func init() { keys.UseFastKDFForTesting() }
 
 // testPKI is a root and a Nix-signing intermediate made with crypto/x509.
 type testPKI struct {
@@ -77,13 +78,13 @@ func newPKI(t testing.TB) *testPKI {
 
 // member is a Nix key and its certificate.
 type member struct {
-	key  nixkey.SecretKey
+	key  signing.SecretKey
 	cert *x509.Certificate
 }
 
 func (p *testPKI) member(t testing.TB, keyName, subject string, targets []string, scope nixcert.Scope, mutate func(*x509.Certificate)) member {
 	t.Helper()
-	k, err := nixkey.GenerateKey(keyName)
+	k, err := signing.GenerateKey(keyName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +198,8 @@ func (tg *testGate) enroll(t testing.TB, m member) {
 func makeNAR(t testing.TB, contents string) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	w := nixkey.NewNARWriter(&b)
-	if err := w.WriteHeader(&nixkey.NAREntry{Path: "/", Type: nixkey.NARRegular, Size: int64(len(contents))}); err != nil {
+	w := nar.NewWriter(&b)
+	if err := w.WriteHeader(&nar.Entry{Path: "/", Type: nar.Regular, Size: int64(len(contents))}); err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(w, contents)
@@ -244,7 +245,7 @@ var hashSeq int
 func storePath(name string) string {
 	hashSeq++
 	h := sha256.Sum256([]byte(fmt.Sprint(name, hashSeq, time.Now().UnixNano())))
-	return nixkey.DefaultStoreDir + "/" + nixkey.EncodeBase32(h[:20]) + "-" + name
+	return storepath.DefaultStoreDir + "/" + base32.Encode(h[:20]) + "-" + name
 }
 
 // upload is what nix copy sends for one path: the NAR, then a narinfo signed by
@@ -255,7 +256,7 @@ type upload struct {
 	compression string
 	refs        []string // full store paths
 	signers     []member
-	mutate      func(*nixkey.NarInfo)
+	mutate      func(*narinfo.NarInfo)
 	byNarHash   bool // named by its NarHash, as nixpki nix push names it (no FileHash)
 }
 
@@ -290,7 +291,7 @@ func prepareNAR(t testing.TB, u upload) *prepared {
 	}
 	nar := makeNAR(t, u.contents)
 	pu := &prepared{file: compress(t, nar, u.compression), narHash: sha256.Sum256(nar), narSize: len(nar), byNarHash: u.byNarHash,
-		narinfoPath: "/" + nixkey.HashPart(u.path) + ".narinfo"}
+		narinfoPath: "/" + storepath.HashPart(u.path) + ".narinfo"}
 	pu.fileHash = sha256.Sum256(pu.file)
 	pu.narURL = NARURL(pu.fileHash, u.compression)
 	if u.byNarHash {
@@ -306,7 +307,7 @@ func (pu *prepared) sign(t testing.TB, u upload) {
 		u.compression = "zstd"
 	}
 	fh := pu.fileHash
-	ni := &nixkey.NarInfo{StorePath: u.path, URL: pu.narURL, Compression: u.compression, FileHash: &fh, FileSize: uint64(len(pu.file)),
+	ni := &narinfo.NarInfo{StorePath: u.path, URL: pu.narURL, Compression: u.compression, FileHash: &fh, FileSize: uint64(len(pu.file)),
 		NarHash: pu.narHash, NarSize: uint64(pu.narSize)}
 	if u.byNarHash {
 		ni.FileHash, ni.FileSize = nil, 0
@@ -338,16 +339,16 @@ func (tg *testGate) putNAR(t testing.TB, pu *prepared) (int, string) {
 	return tg.do(t, "PUT", "/"+pu.narURL, pu.file)
 }
 
-func (tg *testGate) served(t testing.TB, path string) (*nixkey.NarInfo, bool) {
+func (tg *testGate) served(t testing.TB, path string) (*narinfo.NarInfo, bool) {
 	t.Helper()
-	s, b := tg.do(t, "GET", "/"+nixkey.HashPart(path)+".narinfo", nil)
+	s, b := tg.do(t, "GET", "/"+storepath.HashPart(path)+".narinfo", nil)
 	if s == 404 {
 		return nil, false
 	}
 	if s != 200 {
 		t.Fatalf("GET narinfo: %d %s", s, b)
 	}
-	ni, err := nixkey.ParseNarInfo(strings.NewReader(b), nixkey.DefaultStoreDir)
+	ni, err := narinfo.Parse(strings.NewReader(b), storepath.DefaultStoreDir)
 	if err != nil {
 		t.Fatal(err)
 	}

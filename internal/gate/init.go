@@ -15,7 +15,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/tlog"
 )
 
@@ -32,13 +32,13 @@ type InitOptions struct {
 	// the directory then records state.json instead of config.json, written last.
 	settings *Config
 	// key, when set, is the gate's key from key_file; gate.sec is not written.
-	key nixkey.SecretKey
+	key signing.SecretKey
 }
 
 // Init creates a gate directory: config, the gate's Nix key (gate.sec encrypted at
 // rest, gate.pub), the trusted root, the database and the log.
-func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
-	var pub nixkey.PublicKey
+func Init(opts InitOptions) (Config, signing.PublicKey, error) {
+	var pub signing.PublicKey
 	cfg := DefaultConfig(opts.Name)
 	if opts.settings != nil {
 		cfg = *opts.settings
@@ -90,7 +90,7 @@ func Init(opts InitOptions) (Config, nixkey.PublicKey, error) {
 	}
 	sec := opts.key
 	if sec.Key == nil {
-		if sec, err = nixkey.GenerateKey(cfg.KeyName); err != nil {
+		if sec, err = signing.GenerateKey(cfg.KeyName); err != nil {
 			return cfg, pub, err
 		}
 		if err := keys.WriteEncrypted(filepath.Join(opts.Dir, SecretFile), sec.Key, password); err != nil {
@@ -154,7 +154,7 @@ func readRootCert(path string) (*x509.Certificate, error) {
 
 // NixOSSnippet is the NixOS configuration that makes a target substitute from the
 // gate and trust only the gate's key for it.
-func NixOSSnippet(cfg Config, pub nixkey.PublicKey) string {
+func NixOSSnippet(cfg Config, pub signing.PublicKey) string {
 	return fmt.Sprintf(`nix.settings = {
   substituters = [ "%s" ];
   trusted-public-keys = [ "%s" ];
@@ -165,7 +165,7 @@ func NixOSSnippet(cfg Config, pub nixkey.PublicKey) string {
 
 // LoadKey decrypts the gate's key (or reads key_file). passwordFile overrides the
 // configured one.
-func LoadKey(dir string, cfg Config, passwordFile string) (nixkey.SecretKey, error) {
+func LoadKey(dir string, cfg Config, passwordFile string) (signing.SecretKey, error) {
 	if cfg.KeyFile != "" {
 		sec, err := readKeyFile(cfg.KeyFile, cfg.KeyName)
 		if err != nil {
@@ -173,10 +173,10 @@ func LoadKey(dir string, cfg Config, passwordFile string) (nixkey.SecretKey, err
 		}
 		pub, err := ReadPublic(dir)
 		if err != nil {
-			return nixkey.SecretKey{}, err
+			return signing.SecretKey{}, err
 		}
 		if !pub.Equal(sec.Public()) {
-			return nixkey.SecretKey{}, fmt.Errorf("key_file %s holds the key %s, but the gate in %s was created with %s: a gate's key cannot change (restore the key, or start a new gate)", cfg.KeyFile, sec.Public(), dir, pub)
+			return signing.SecretKey{}, fmt.Errorf("key_file %s holds the key %s, but the gate in %s was created with %s: a gate's key cannot change (restore the key, or start a new gate)", cfg.KeyFile, sec.Public(), dir, pub)
 		}
 		return sec, nil
 	}
@@ -185,34 +185,34 @@ func LoadKey(dir string, cfg Config, passwordFile string) (nixkey.SecretKey, err
 	}
 	password, err := keys.ReadPassword(passwordFile)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
 	signer, err := keys.LoadSigner(filepath.Join(dir, SecretFile), password)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
 	k, ok := signer.(ed25519.PrivateKey)
 	if !ok {
-		return nixkey.SecretKey{}, fmt.Errorf("%s is a %T key, not Ed25519", SecretFile, signer)
+		return signing.SecretKey{}, fmt.Errorf("%s is a %T key, not Ed25519", SecretFile, signer)
 	}
-	sec := nixkey.SecretKey{Name: cfg.KeyName, Key: k}
+	sec := signing.SecretKey{Name: cfg.KeyName, Key: k}
 	pub, err := ReadPublic(dir)
 	if err != nil {
-		return nixkey.SecretKey{}, err
+		return signing.SecretKey{}, err
 	}
 	if !pub.Equal(sec.Public()) {
-		return nixkey.SecretKey{}, fmt.Errorf("%s does not match %s (key name %q in config)", PublicFile, SecretFile, cfg.KeyName)
+		return signing.SecretKey{}, fmt.Errorf("%s does not match %s (key name %q in config)", PublicFile, SecretFile, cfg.KeyName)
 	}
 	return sec, nil
 }
 
 // ReadPublic reads G/gate.pub.
-func ReadPublic(dir string) (nixkey.PublicKey, error) {
+func ReadPublic(dir string) (signing.PublicKey, error) {
 	data, err := os.ReadFile(filepath.Join(dir, PublicFile))
 	if err != nil {
-		return nixkey.PublicKey{}, err
+		return signing.PublicKey{}, err
 	}
-	return nixkey.ParsePublicKey(data)
+	return signing.ParsePublicKey(data)
 }
 
 // ReadRoot reads G/root.crt.

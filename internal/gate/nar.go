@@ -16,7 +16,10 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/contentaddress"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/problem"
 )
 
@@ -45,7 +48,7 @@ func ParseNARURL(u string) (fileHash [32]byte, compression string, err error) {
 	if !ok {
 		return fileHash, "", fmt.Errorf("NAR file name %.100q: extension %.20q: the gate takes xz, zstd, bzip2 or no compression (.nar.xz, .nar.zst, .nar.bz2, .nar)", name, ext)
 	}
-	d, err := nixkey.DecodeBase32(name[:hashLen])
+	d, err := base32.Decode(name[:hashLen])
 	if err != nil || len(d) != 32 {
 		return fileHash, "", fmt.Errorf("NAR file name %.100q: the hash part is not a nix32 SHA-256", name)
 	}
@@ -57,7 +60,7 @@ func ParseNARURL(u string) (fileHash [32]byte, compression string, err error) {
 func NARURL(fileHash [32]byte, compression string) string {
 	for ext, c := range extCompression {
 		if c == compression {
-			return "nar/" + nixkey.EncodeBase32(fileHash[:]) + ext
+			return "nar/" + base32.Encode(fileHash[:]) + ext
 		}
 	}
 	return ""
@@ -139,7 +142,7 @@ var zstdPool sync.Pool
 // 256 KiB of fresh memory for nothing.
 type narBufs struct {
 	dec *bufio.Reader // the spool, for the decompressors reading a bufio.Reader (xz, bzip2); nil until one does
-	nar *bufio.Reader // the decompressed NAR, read by nixkey.NARReader
+	nar *bufio.Reader // the decompressed NAR, read by nar.Reader
 }
 
 var narBufPool = sync.Pool{New: func() any {
@@ -288,7 +291,7 @@ func decompress(r io.Reader, compression string, maxXZDict int64) (io.Reader, fu
 
 // receiveNAR reads a compressed NAR from body, writing it unchanged to dst while
 // hashing it, decompresses it as it goes and checks that it is one well-formed NAR
-// (nixkey.NARReader), hashing the NAR too. Memory does not depend on the NAR's size.
+// (nar.Reader), hashing the NAR too. Memory does not depend on the NAR's size.
 func receiveNAR(body io.Reader, dst io.Writer, compression string, maxSize, maxXZDict int64) (narCheck, error) {
 	return receiveNARFile(body, dst, compression, maxSize, maxXZDict, true)
 }
@@ -329,10 +332,10 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 	if compression != "none" {
 		in = io.TeeReader(in, nh)
 	}
-	// A bufio.Reader of at least NARReader's size is used as it is (no second buffer).
+	// A bufio.Reader of at least nar.Reader's size is used as it is (no second buffer).
 	bufs.nar.Reset(in)
 	defer bufs.nar.Reset(nil)
-	nr := nixkey.NewNARReader(bufs.nar)
+	nr := nar.NewReader(bufs.nar)
 	for {
 		_, err := nr.Next()
 		if err == io.EOF {
@@ -376,12 +379,12 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 // (fixed:r:sha256 is the NarHash, already checked). It reports whether the path
 // counts as content-addressed, and when not, why, for the reason. The NAR was
 // verified when received; it is read again from the gate's NAR directory.
-func (g *Gate) checkCAContent(ni *nixkey.NarInfo) (bool, string, error) {
-	ca, err := nixkey.ParseContentAddress(ni.CA)
+func (g *Gate) checkCAContent(ni *narinfo.NarInfo) (bool, string, error) {
+	ca, err := contentaddress.Parse(ni.CA)
 	if err != nil {
 		return false, "", err
 	}
-	if ca.Method == nixkey.CAFixedRecursive && ca.Algo == "sha256" {
+	if ca.Method == contentaddress.FixedRecursive && ca.Algo == "sha256" {
 		return true, "", nil
 	}
 	f, err := os.Open(filepath.Join(g.Dir, filepath.FromSlash(ni.URL)))
@@ -397,9 +400,9 @@ func (g *Gate) checkCAContent(ni *nixkey.NarInfo) (bool, string, error) {
 		return false, "", fmt.Errorf("NAR %s: %w", ni.URL, err)
 	}
 	defer release()
-	err = nixkey.CheckNARContent(&capReader{r: dec, max: g.Cfg.MaxNARSize, what: "the decompressed NAR"}, ca)
+	err = contentaddress.CheckNAR(&capReader{r: dec, max: g.Cfg.MaxNARSize, what: "the decompressed NAR"}, ca)
 	switch {
-	case errors.Is(err, nixkey.ErrCAMismatch):
+	case errors.Is(err, contentaddress.ErrMismatch):
 		return false, fmt.Sprintf("its NAR does not match its CA field (%v): it counts as input-addressed", err), nil
 	case err != nil:
 		return false, "", fmt.Errorf("NAR %s: %w", ni.URL, err)

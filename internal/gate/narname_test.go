@@ -10,8 +10,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // A NAR named by its NarHash (nixpki nix push): the gate checks the name against the
@@ -33,7 +34,7 @@ func TestNARNamedByNarHash(t *testing.T) {
 		}
 		nar := makeNAR(t, contents)
 		if nh := sha256.Sum256(nar); ni.URL != NARURL(nh, c) || ni.NarHash != nh {
-			t.Fatalf("%s: served URL %s, NarHash %s", c, ni.URL, nixkey.FormatSHA256(ni.NarHash))
+			t.Fatalf("%s: served URL %s, NarHash %s", c, ni.URL, nixhash.FormatSHA256(ni.NarHash))
 		}
 		file, err := os.ReadFile(filepath.Join(tg.dir, filepath.FromSlash(ni.URL)))
 		if err != nil {
@@ -46,7 +47,7 @@ func TestNARNamedByNarHash(t *testing.T) {
 		case c == "none" && (ni.FileHash == nil || *ni.FileHash != sha256.Sum256(file)):
 			t.Fatalf("uncompressed: FileHash %v, want the NarHash", ni.FileHash)
 		case c != "none" && ni.FileHash != nil:
-			t.Fatalf("%s: FileHash %s served for a file the gate did not hash", c, nixkey.FormatSHA256(*ni.FileHash))
+			t.Fatalf("%s: FileHash %s served for a file the gate did not hash", c, nixhash.FormatSHA256(*ni.FileHash))
 		}
 		if s, got := tg.do(t, "GET", "/"+ni.URL, nil); s != 200 || got != string(file) {
 			t.Fatalf("%s: GET the NAR: %d, %d bytes", c, s, len(got))
@@ -71,7 +72,7 @@ func TestNARNamedByNarHash(t *testing.T) {
 	// A narinfo claiming a FileHash for a file the gate did not hash is refused: the
 	// gate serves no FileHash it did not check.
 	p := storePath("claims-filehash")
-	_, s, b := tg.push(t, upload{path: p, contents: "claims", signers: []member{alice}, byNarHash: true, mutate: func(ni *nixkey.NarInfo) {
+	_, s, b := tg.push(t, upload{path: p, contents: "claims", signers: []member{alice}, byNarHash: true, mutate: func(ni *narinfo.NarInfo) {
 		fh := sha256.Sum256(compress(t, makeNAR(t, "claims"), "zstd"))
 		ni.FileHash = &fh
 	}})

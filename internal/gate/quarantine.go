@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"nixpki/internal/nix/narinfo"
 	"strings"
-
-	"nixpki/internal/nixkey"
 )
 
 // revokedCerts returns the IDs (certID) of the member certificates the CRLs held
@@ -68,7 +67,7 @@ func (g *Gate) quarantine(ctx context.Context, newly map[string]bool) (int, erro
 	for i := range adm {
 		rec := &adm[i]
 		base := rec.StorePath[strings.LastIndexByte(rec.StorePath, '/')+1:]
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
+		ni, err := narinfo.Parse(strings.NewReader(rec.NarInfo), g.Cfg.StoreDir)
 		if err != nil {
 			return 0, fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
 		}

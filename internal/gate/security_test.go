@@ -9,22 +9,25 @@ import (
 	"testing"
 	"time"
 
+	"nixpki/internal/nix/contentaddress"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // caPath is a flat fixed-output path of contents, and a mutation giving a narinfo
 // its CA field.
-func caPath(t *testing.T, name, contents string) (string, func(*nixkey.NarInfo)) {
+func caPath(t *testing.T, name, contents string) (string, func(*narinfo.NarInfo)) {
 	t.Helper()
-	h, _ := nixkey.NewHash("sha256")
+	h, _ := nixhash.New("sha256")
 	h.Write([]byte(contents))
-	ca := nixkey.ContentAddress{Method: nixkey.CAFixedFlat, Algo: "sha256", Digest: h.Sum(nil)}
-	path, err := nixkey.StorePathForCA(nixkey.DefaultStoreDir, name, ca, "", nil)
+	ca := contentaddress.ContentAddress{Method: contentaddress.FixedFlat, Algo: "sha256", Digest: h.Sum(nil)}
+	path, err := contentaddress.StorePath(storepath.DefaultStoreDir, name, ca, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return path, func(ni *nixkey.NarInfo) { ni.CA = ca.String() }
+	return path, func(ni *narinfo.NarInfo) { ni.CA = ca.String() }
 }
 
 func (tg *testGate) status(t *testing.T, path string) string {
@@ -49,7 +52,7 @@ func TestPendingRecordPinned(t *testing.T) {
 	}
 	src := "the source tarball"
 	path, setCA := caPath(t, "src-1.tar.gz", src)
-	up := func(m member, mutate func(*nixkey.NarInfo)) (int, string) {
+	up := func(m member, mutate func(*narinfo.NarInfo)) (int, string) {
 		_, s, b := tg.push(t, upload{path: path, contents: src, signers: []member{m}, mutate: mutate})
 		return s, b
 	}
@@ -61,9 +64,9 @@ func TestPendingRecordPinned(t *testing.T) {
 	}
 	// Anyone replays alice's narinfo without the CA field, with another Deriver and
 	// an unknown key.
-	replay := func(ni *nixkey.NarInfo) {
+	replay := func(ni *narinfo.NarInfo) {
 		ni.CA, ni.Deriver = "", strings.Repeat("0", 32)+"-evil.drv"
-		ni.Extra = []nixkey.NarInfoField{{Key: "X-Evil", Value: "1"}}
+		ni.Extra = []narinfo.Field{{Key: "X-Evil", Value: "1"}}
 	}
 	if s, b := up(alice, replay); s != 409 || !strings.Contains(b, "rejected "+path) || !strings.Contains(b, "its CA field (none) differs") {
 		t.Fatalf("replay without CA: %d %s", s, b)
@@ -73,7 +76,7 @@ func TestPendingRecordPinned(t *testing.T) {
 	}
 	// A replay with the same CA but another Deriver and an unknown key adds nothing
 	// and changes nothing.
-	if s, b := up(alice, func(ni *nixkey.NarInfo) { setCA(ni); replay(ni); setCA(ni) }); s != 403 || !strings.Contains(b, "has 2 of 3") {
+	if s, b := up(alice, func(ni *narinfo.NarInfo) { setCA(ni); replay(ni); setCA(ni) }); s != 403 || !strings.Contains(b, "has 2 of 3") {
 		t.Fatalf("replay with other unsigned fields: %d %s", s, b)
 	}
 	if s, b := up(carol, setCA); s != 200 {
@@ -201,7 +204,7 @@ func TestNARExpiredBeforeNarInfo(t *testing.T) {
 		{path: caP, contents: "gone", signers: []member{alice}, mutate: setCA},
 	} {
 		mutate := u.mutate
-		u.mutate = func(ni *nixkey.NarInfo) {
+		u.mutate = func(ni *narinfo.NarInfo) {
 			if mutate != nil {
 				mutate(ni)
 			}
@@ -222,7 +225,7 @@ func TestNARExpiredBeforeNarInfo(t *testing.T) {
 	}
 	// Expired from staging the ordinary way: 400, saying so.
 	path := storePath("late")
-	_, s, b := tg.push(t, upload{path: path, contents: "late", signers: []member{alice}, mutate: func(*nixkey.NarInfo) {
+	_, s, b := tg.push(t, upload{path: path, contents: "late", signers: []member{alice}, mutate: func(*narinfo.NarInfo) {
 		tg.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 		if err := tg.Expire(t.Context()); err != nil {
 			t.Fatal(err)
@@ -363,7 +366,7 @@ func TestCascadeAdmitsOneContent(t *testing.T) {
 		t.Fatal("app is not served after its reference was admitted")
 	}
 	if want := sha256.Sum256(makeNAR(t, "app one")); served.NarHash != want {
-		t.Fatalf("app is served with the content pushed second (NarHash %s)", nixkey.FormatSHA256(served.NarHash))
+		t.Fatalf("app is served with the content pushed second (NarHash %s)", nixhash.FormatSHA256(served.NarHash))
 	}
 	// lib's admission and app's: two admissions, nothing more.
 	if n := tg.tlog.Head().Size - before; n != 2 {

@@ -23,7 +23,9 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/problem"
 )
 
@@ -90,10 +92,10 @@ func (g *Gate) getCacheInfo(w http.ResponseWriter, r *http.Request) error {
 // narinfoHash returns the hash part of "<hash>.narinfo".
 func narinfoHash(file string) (string, bool) {
 	hash, ok := strings.CutSuffix(file, ".narinfo")
-	if !ok || len(hash) != nixkey.StorePathHashLen {
+	if !ok || len(hash) != storepath.HashLen {
 		return "", false
 	}
-	if _, err := nixkey.DecodeBase32(hash); err != nil {
+	if _, err := base32.Decode(hash); err != nil {
 		return "", false
 	}
 	return hash, true
@@ -125,9 +127,9 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return problem.NotFound("PUT %s: the gate takes NARs (nar/…), narinfos (<hash>.narinfo) and /nixpki/ uploads", r.URL.Path)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, nixkey.MaxNarInfoSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, narinfo.MaxSize))
 	if err != nil {
-		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, nixkey.MaxNarInfoSize)
+		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, narinfo.MaxSize)
 	}
 	status, msg, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
 	if err != nil {
@@ -234,7 +236,7 @@ func (g *Gate) postStatus(w http.ResponseWriter, r *http.Request) error {
 		if p == "" {
 			continue
 		}
-		if _, _, err := nixkey.SplitStorePath(p); err != nil {
+		if _, _, err := storepath.Split(p); err != nil {
 			return problem.BadRequest("status: %v", err)
 		}
 		paths = append(paths, p)
@@ -330,6 +332,9 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 	}()
 	if err := g.Expire(ctx); err != nil {
 		g.Log.Error("expiring staging and pending", "err", err)
+	}
+	if iv := g.Cfg.CRLFetchInterval.D(); iv > 0 {
+		go g.newCRLFetcher().run(ctx, iv)
 	}
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String())

@@ -14,7 +14,7 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/signing"
 )
 
 // StateFile marks a gate directory created from a settings file (gate serve --config)
@@ -146,17 +146,17 @@ func readSettingsRoot(dir, p string) (*x509.Certificate, error) {
 
 // readKeyFile reads the gate's Nix secret key (nix-store --generate-binary-cache-key
 // format, 0600) named by key_file.
-func readKeyFile(path, keyName string) (nixkey.SecretKey, error) {
+func readKeyFile(path, keyName string) (signing.SecretKey, error) {
 	data, err := keys.ReadPrivateFile(path)
 	if err != nil {
-		return nixkey.SecretKey{}, fmt.Errorf("key_file: %w", err)
+		return signing.SecretKey{}, fmt.Errorf("key_file: %w", err)
 	}
-	sec, err := nixkey.ParseSecretKey(data)
+	sec, err := signing.ParseSecretKey(data)
 	if err != nil {
-		return nixkey.SecretKey{}, fmt.Errorf("key_file %s: not a Nix secret key (make one with nixpki gate key generate): %w", path, err)
+		return signing.SecretKey{}, fmt.Errorf("key_file %s: not a Nix secret key (make one with nixpki gate key generate): %w", path, err)
 	}
 	if sec.Name != keyName {
-		return nixkey.SecretKey{}, fmt.Errorf("key_file %s holds the key %q but key_name is %q: set key_name to the key's name", path, sec.Name, keyName)
+		return signing.SecretKey{}, fmt.Errorf("key_file %s holds the key %q but key_name is %q: set key_name to the key's name", path, sec.Name, keyName)
 	}
 	return sec, nil
 }

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/problem"
 )
 
@@ -149,7 +149,7 @@ func (g *Gate) usable(c *x509.Certificate, at time.Time) (*nixcert.Identity, err
 		return nil, fmt.Errorf("%s: no CRL of %q held by the gate (it fails closed): upload one (nixpki nix push --crl F)", name, issuer.Subject.CommonName)
 	}
 	if max := g.Cfg.MaxCRLAge.D(); max > 0 && at.Sub(this) > max {
-		return nil, fmt.Errorf("%s: the newest CRL of %q held was issued %s, more than max_crl_age %s ago (it fails closed): upload a fresh one (nixpki nix push --crl F)", name, issuer.Subject.CommonName, this.UTC().Format(time.RFC3339), g.Cfg.MaxCRLAge.D())
+		return nil, fmt.Errorf("%s: the newest CRL of %q held was issued %s, more than max_crl_age %s ago (it fails closed): upload a fresh one: nixpki nix crl --dir CA --out nix.crl on the CA, then nixpki gate crl --gate URL nix.crl (or let the gate fetch it: crl_urls)", name, issuer.Subject.CommonName, this.UTC().Format(time.RFC3339), g.Cfg.MaxCRLAge.D())
 	}
 	if !id.AllowsTarget(g.Cfg.Name) {
 		return nil, fmt.Errorf("%s: its targets (%s) do not include this gate %q", name, strings.Join(id.Constraints.Targets, ","), g.Cfg.Name)
@@ -386,7 +386,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 		revoked = append(revoked, ca.SerialHex(e.SerialNumber))
 	}
 	if err := g.record("crl", map[string]any{"issuer": list.Issuer.CommonName, "number": number,
-		"this_update": list.ThisUpdate.UTC(), "revoked": revoked}); err != nil {
+		"this_update": list.ThisUpdate.UTC(), "revoked": revoked, "from": remote}); err != nil {
 		return "", err
 	}
 	if err := g.db.putCRL(ctx, certSum(issuer), der, g.Now()); err != nil {
@@ -407,7 +407,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 
 // sigVerdict judges one signature of a path: which certified identity made it, or why
 // it does not count (one clause naming the key and the rule).
-func (g *Gate) sigVerdict(sig nixkey.Signature, fp, storePath string, contentAddressed bool, now time.Time) (Signer, string) {
+func (g *Gate) sigVerdict(sig signing.Signature, fp, storePath string, contentAddressed bool, now time.Time) (Signer, string) {
 	certs := g.trust.certsFor(sig.Name)
 	if len(certs) == 0 {
 		return Signer{}, fmt.Sprintf("key %s: unknown key: no certificate for it was uploaded to the gate", sig.Name)
@@ -416,7 +416,7 @@ func (g *Gate) sigVerdict(sig nixkey.Signature, fp, storePath string, contentAdd
 	verified := false
 	for _, c := range certs {
 		pub, ok := c.PublicKey.(ed25519.PublicKey)
-		if !ok || !(nixkey.PublicKey{Name: sig.Name, Key: pub}).Verify(fp, sig) {
+		if !ok || !(signing.PublicKey{Name: sig.Name, Key: pub}).Verify(fp, sig) {
 			continue
 		}
 		verified = true

@@ -12,8 +12,6 @@ import (
 	"nixpki/internal/testutil"
 )
 
-func init() { UseFastKDFForTesting() }
-
 func TestEncryptDecryptEveryType(t *testing.T) {
 	for _, kt := range Types {
 		k, err := Generate(kt)

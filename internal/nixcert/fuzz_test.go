@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"testing"
-
-	"nixpki/internal/ca"
 )
 
 // FuzzParseConstraints: the extension parser never panics, accepts only what it
@@ -46,10 +44,10 @@ func FuzzParseConstraints(f *testing.F) {
 func FuzzVerifyChain(f *testing.F) {
 	p := newTestPKI(f)
 	leaf := p.leaf(f, testConstraints(), edKey(f).Public(), nil)
-	f.Add(ca.ChainPEM(leaf, p.nix))
-	f.Add(ca.ChainPEM(leaf))
-	f.Add(ca.ChainPEM(p.nix, leaf))
-	f.Add(ca.ChainPEM(p.tls))
+	f.Add(chainPEM(leaf, p.nix))
+	f.Add(chainPEM(leaf))
+	f.Add(chainPEM(p.nix, leaf))
+	f.Add(chainPEM(p.tls))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"))
 	v := NewVerifier(p.root)
 	if err := v.AddIntermediate(p.nix); err != nil {

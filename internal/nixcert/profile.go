@@ -2,12 +2,10 @@
 // Nix-signing intermediate that certifies one member's Ed25519 Nix key, with a
 // critical extension saying where (targets) and for what (scope) it may be used.
 //
-// The package has two halves. The verification half (profile.go, verify.go) needs
-// no CA directory and runs on gates and clients: it parses the profile and checks
-// certificates against a root and the newest CRLs it was given. The issuance half
-// (certify.go, token.go, enroll.go, sshauth.go, client.go) runs with the CA: offline
-// certification by an admin, one-time tokens, enrollment with an SSH user
-// certificate, and renewal. docs/nix-certificates.md describes the ASN.1.
+// It holds the profile, its constraints and the key-name rule, and the verifier that
+// checks certificates against a root and the newest CRLs it was given. It needs no
+// CA directory or database, so gates and clients use it as they are; issuance lives
+// in internal/enroll. docs/nix-certificates.md describes the ASN.1.
 package nixcert
 
 import (
@@ -17,6 +15,8 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"path"
 	"slices"
 	"strings"
@@ -24,9 +24,6 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-
-	"nixpki/internal/ca"
-	"nixpki/internal/nixkey"
 )
 
 // Limits on the constraints: generous for real use, small enough that hostile input
@@ -131,8 +128,8 @@ func (s Scope) allows(storePath string, contentAddressed bool) bool {
 	if len(s.NamePatterns) == 0 {
 		return true
 	}
-	name := nixkey.NamePart(storePath)
-	if nixkey.ValidateStorePathName(name) != nil {
+	name := storepath.NamePart(storePath)
+	if storepath.ValidateName(name) != nil {
 		return false
 	}
 	for _, p := range s.NamePatterns {
@@ -212,7 +209,7 @@ func validateNamePattern(p string) error {
 // Validate checks every field: a valid Nix key name, subject, 1 to MaxTargets valid
 // targets without duplicates, and the scope.
 func (c Constraints) Validate() error {
-	if err := nixkey.ValidateKeyName(c.KeyName); err != nil {
+	if err := signing.ValidateKeyName(c.KeyName); err != nil {
 		return err
 	}
 	if err := ValidateSubject(c.Subject); err != nil {
@@ -371,7 +368,7 @@ func ParseConstraints(der []byte) (Constraints, error) {
 
 // Template returns the certificate template of the profile for c: subject CN = the
 // subject, digitalSignature, the Nix store-signing EKU, not a CA, and the critical
-// constraints extension. ca.Sign fills in serial, validity and pointers.
+// constraints extension. the CA fills in serial, validity and pointers.
 func Template(c Constraints) (*x509.Certificate, error) {
 	val, err := MarshalConstraints(c)
 	if err != nil {
@@ -380,24 +377,24 @@ func Template(c Constraints) (*x509.Certificate, error) {
 	return &x509.Certificate{
 		Subject:               pkix.Name{CommonName: c.Subject},
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{ca.OIDNixStoreSigning},
+		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{OIDNixStoreSigning},
 		BasicConstraintsValid: true,
-		ExtraExtensions:       []pkix.Extension{{Id: ca.OIDNixConstraints, Critical: true, Value: val}},
+		ExtraExtensions:       []pkix.Extension{{Id: OIDNixConstraints, Critical: true, Value: val}},
 	}, nil
 }
 
 // Identity is a certificate that verified.
 type Identity struct {
 	Cert        *x509.Certificate
-	Key         nixkey.PublicKey // name = Constraints.KeyName, key = the cert's Ed25519 key
+	Key         signing.PublicKey // name = Constraints.KeyName, key = the cert's Ed25519 key
 	Constraints Constraints
 	// Chain is leaf, Nix-signing intermediate, root when Verify made the Identity;
 	// just the leaf from ParseCertificate.
 	Chain []*x509.Certificate
 }
 
-// Serial is the certificate's serial in lowercase hex, like ca.SerialHex.
-func (id *Identity) Serial() string { return ca.SerialHex(id.Cert.SerialNumber) }
+// Serial is the certificate's serial in lowercase hex, like serialHex.
+func (id *Identity) Serial() string { return serialHex(id.Cert.SerialNumber) }
 
 // AllowsTarget reports whether a gate or machine called name is among the targets
 // (exactly or by a glob pattern).
@@ -418,7 +415,7 @@ func (id *Identity) AllowsTarget(name string) bool {
 
 // AllowsPath reports whether the scope admits a store path (a full path or a base
 // name "<hash>-<name>"). contentAddressed is the caller's finding that the path's CA
-// field re-derives it (nixkey.NarInfo.CheckContentAddress), never a claim taken
+// field re-derives it (narinfo.NarInfo.CheckContentAddress), never a claim taken
 // from input.
 func (id *Identity) AllowsPath(storePath string, contentAddressed bool) bool {
 	return id.Constraints.Scope.allows(storePath, contentAddressed)
@@ -427,7 +424,7 @@ func (id *Identity) AllowsPath(storePath string, contentAddressed bool) bool {
 // HasNixEKU reports whether a certificate carries the Nix store-signing extended key
 // usage.
 func HasNixEKU(c *x509.Certificate) bool {
-	return slices.ContainsFunc(c.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(ca.OIDNixStoreSigning) })
+	return slices.ContainsFunc(c.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(OIDNixStoreSigning) })
 }
 
 // ParseCertificate applies the profile checks to a leaf, without any chain: an
@@ -449,14 +446,14 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 		return nil, errors.New("not a Nix signing certificate: its key usage lacks digitalSignature")
 	}
 	if !HasNixEKU(cert) {
-		return nil, fmt.Errorf("not a Nix signing certificate: no Nix store-signing extended key usage (%s)", ca.OIDNixStoreSigning)
+		return nil, fmt.Errorf("not a Nix signing certificate: no Nix store-signing extended key usage (%s)", OIDNixStoreSigning)
 	}
 	if slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return nil, errors.New("not a Nix signing certificate: it carries anyExtendedKeyUsage")
 	}
 	var ext *pkix.Extension
 	for i := range cert.Extensions {
-		if cert.Extensions[i].Id.Equal(ca.OIDNixConstraints) {
+		if cert.Extensions[i].Id.Equal(OIDNixConstraints) {
 			if ext != nil {
 				return nil, errors.New("not a Nix signing certificate: the Nix constraints extension appears twice")
 			}
@@ -464,7 +461,7 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 		}
 	}
 	if ext == nil {
-		return nil, fmt.Errorf("not a Nix signing certificate: no Nix constraints extension (%s)", ca.OIDNixConstraints)
+		return nil, fmt.Errorf("not a Nix signing certificate: no Nix constraints extension (%s)", OIDNixConstraints)
 	}
 	if !ext.Critical {
 		return nil, errors.New("not a Nix signing certificate: the Nix constraints extension is not marked critical")
@@ -478,7 +475,7 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 	}
 	return &Identity{
 		Cert:        cert,
-		Key:         nixkey.PublicKey{Name: cons.KeyName, Key: pub},
+		Key:         signing.PublicKey{Name: cons.KeyName, Key: pub},
 		Constraints: cons,
 		Chain:       []*x509.Certificate{cert},
 	}, nil
@@ -491,7 +488,7 @@ func ParseChainPEM(data []byte) ([]*x509.Certificate, error) {
 	if len(data) > maxChainPEMLen {
 		return nil, fmt.Errorf("certificate file is %d bytes long, at most %d accepted", len(data), maxChainPEMLen)
 	}
-	certs, err := ca.ParseCertsPEM(data)
+	certs, err := parseCertsPEM(data)
 	if err != nil {
 		return nil, err
 	}

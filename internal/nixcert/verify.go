@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
-
-	"nixpki/internal/ca"
 )
 
 // The rules Verify applies; its errors wrap one of these (test with errors.Is).
@@ -72,7 +70,7 @@ func (v *Verifier) checkIntermediate(c *x509.Certificate, at time.Time) error {
 		return fmt.Errorf("%q is not a CA certificate", c.Subject.CommonName)
 	}
 	if !HasNixEKU(c) {
-		return fmt.Errorf("%q lacks the Nix store-signing extended key usage %s", c.Subject.CommonName, ca.OIDNixStoreSigning)
+		return fmt.Errorf("%q lacks the Nix store-signing extended key usage %s", c.Subject.CommonName, OIDNixStoreSigning)
 	}
 	if err := c.CheckSignatureFrom(v.root); err != nil {
 		return fmt.Errorf("%q is not signed by the root %q: %v", c.Subject.CommonName, v.root.Subject.CommonName, err)
@@ -141,7 +139,7 @@ func (v *Verifier) AddCRL(der []byte) (accepted bool, err error) {
 	h := &heldCRL{issuer: issuer, list: list, revoked: make(map[string]x509.RevocationListEntry, len(list.RevokedCertificateEntries))}
 	for _, e := range list.RevokedCertificateEntries {
 		if e.SerialNumber != nil {
-			h.revoked[ca.SerialHex(e.SerialNumber)] = e
+			h.revoked[serialHex(e.SerialNumber)] = e
 		}
 	}
 	if issuer == v.root {
@@ -201,7 +199,7 @@ func (v *Verifier) CRL(issuer *x509.Certificate) (*x509.RevocationList, bool) {
 func (v *Verifier) revocation(cert *x509.Certificate) (*heldCRL, x509.RevocationListEntry, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	serial := ca.SerialHex(cert.SerialNumber)
+	serial := serialHex(cert.SerialNumber)
 	for _, h := range v.crls {
 		if !bytes.Equal(cert.RawIssuer, h.issuer.RawSubject) {
 			continue
@@ -216,7 +214,7 @@ func (v *Verifier) revocation(cert *x509.Certificate) (*heldCRL, x509.Revocation
 			return r, e, true
 		}
 		for _, in := range v.inters {
-			e, ok := r.revoked[ca.SerialHex(in.SerialNumber)]
+			e, ok := r.revoked[serialHex(in.SerialNumber)]
 			if ok && bytes.Equal(cert.RawIssuer, in.RawSubject) && cert.CheckSignatureFrom(in) == nil {
 				return r, e, true
 			}
@@ -248,7 +246,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 	if leaf == nil {
 		return nil, fmt.Errorf("%w: no certificate", ErrProfile)
 	}
-	name := "nix certificate " + ca.SerialHex(leaf.SerialNumber)
+	name := "nix certificate " + serialHex(leaf.SerialNumber)
 	fail := func(rule error, format string, args ...any) (*Identity, error) {
 		return nil, fmt.Errorf("%s: %w: %s", name, rule, fmt.Sprintf(format, args...))
 	}
@@ -288,7 +286,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 	// verifier so on a copy, leaving the caller's certificate untouched.
 	cp := *leaf
 	cp.UnhandledCriticalExtensions = slices.DeleteFunc(slices.Clone(leaf.UnhandledCriticalExtensions), func(o asn1.ObjectIdentifier) bool {
-		return ca.OIDNixConstraints.Equal(o)
+		return OIDNixConstraints.Equal(o)
 	})
 	chains, err := cp.Verify(x509.VerifyOptions{
 		Roots:         v.roots,
@@ -319,7 +317,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 	held, rootCRL := v.crls[issuerKey(issuer)], v.rootCRL
 	v.mu.RUnlock()
 	if rootCRL != nil {
-		if e, ok := rootCRL.revoked[ca.SerialHex(issuer.SerialNumber)]; ok {
+		if e, ok := rootCRL.revoked[serialHex(issuer.SerialNumber)]; ok {
 			return fail(ErrRevoked, "its intermediate %q was revoked at %s (%s) by CRL %s of the root", issuer.Subject.CommonName, e.RevocationTime.UTC().Format(time.RFC3339), reasonName(e.ReasonCode), crlNumber(rootCRL.list))
 		}
 	}
@@ -327,7 +325,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 		return fail(ErrNoCRL, "no CRL of %q has been loaded", issuer.Subject.CommonName)
 	}
 	if held != nil {
-		if e, ok := held.revoked[ca.SerialHex(leaf.SerialNumber)]; ok {
+		if e, ok := held.revoked[serialHex(leaf.SerialNumber)]; ok {
 			return fail(ErrRevoked, "revoked at %s (%s) by CRL %s of %q", e.RevocationTime.UTC().Format(time.RFC3339), reasonName(e.ReasonCode), crlNumber(held.list), issuer.Subject.CommonName)
 		}
 	}

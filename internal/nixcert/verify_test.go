@@ -6,13 +6,11 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"nixpki/internal/nix/signing"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"nixpki/internal/ca"
-	"nixpki/internal/nixkey"
 )
 
 func TestScopeParseAndString(t *testing.T) {
@@ -160,11 +158,11 @@ func TestParseCertificateProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sk := nixkey.SecretKey{Name: "alice-1", Key: k}
+	sk := signing.SecretKey{Name: "alice-1", Key: k}
 	if !id.Key.Equal(sk.Public()) {
 		t.Errorf("identity key %v, want %v", id.Key, sk.Public())
 	}
-	if id.Serial() != ca.SerialHex(id.Cert.SerialNumber) || id.Cert.Subject.CommonName != "alice" {
+	if id.Serial() != serialHex(id.Cert.SerialNumber) || id.Cert.Subject.CommonName != "alice" {
 		t.Errorf("serial %s, CN %q", id.Serial(), id.Cert.Subject.CommonName)
 	}
 	cons := testConstraints()
@@ -268,7 +266,7 @@ func TestVerifyRules(t *testing.T) {
 		t.Errorf("not yet valid: %v", err)
 	}
 	// An intermediate that is expired at `at` (leaf valid) fails the chain.
-	shortInter := caTemplate("Short Nix CA", p.now, []asn1.ObjectIdentifier{ca.OIDNixStoreSigning})
+	shortInter := caTemplate("Short Nix CA", p.now, []asn1.ObjectIdentifier{OIDNixStoreSigning})
 	shortInter.NotAfter = p.now.Add(time.Hour)
 	sk := ecKey(t)
 	short := mustCert(t, shortInter, p.root, sk.Public(), p.rootKey)
@@ -397,7 +395,7 @@ func TestVerifyConcurrent(t *testing.T) {
 func TestParseChainPEM(t *testing.T) {
 	p := newTestPKI(t)
 	leaf := p.leaf(t, testConstraints(), edKey(t).Public(), nil)
-	data := append(ca.ChainPEM(leaf, p.nix), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})...)
+	data := append(chainPEM(leaf, p.nix), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})...)
 	certs, err := ParseChainPEM(data)
 	if err != nil || len(certs) != 2 || !certs[0].Equal(leaf) {
 		t.Fatalf("ParseChainPEM: %v %d", err, len(certs))
@@ -410,7 +408,7 @@ func TestParseChainPEM(t *testing.T) {
 	}
 	var many []byte
 	for range MaxChainCerts + 1 {
-		many = append(many, ca.ChainPEM(p.nix)...)
+		many = append(many, chainPEM(p.nix)...)
 	}
 	if _, err := ParseChainPEM(many); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("too many: %v", err)

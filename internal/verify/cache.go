@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,8 +21,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
-
-	"nixpki/internal/nixkey"
 )
 
 // errAbsent is a cache's "no such file" (404 and 403 over HTTP, as Nix reads them).
@@ -53,7 +54,7 @@ func OpenCache(ctx context.Context, rawURL string, client *http.Client) (*CacheS
 	}
 	u.RawQuery, u.Fragment = "", "" // Nix's store parameters (?compression=…) do not matter to readers
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	c := &CacheStore{base: u, client: client, storeDir: nixkey.DefaultStoreDir}
+	c := &CacheStore{base: u, client: client, storeDir: storepath.DefaultStoreDir}
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
@@ -78,7 +79,7 @@ func OpenCache(ctx context.Context, rawURL string, client *http.Client) (*CacheS
 	sc := bufio.NewScanner(io.LimitReader(rc, 64<<10))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "StoreDir: "); ok {
-			if err := nixkey.ValidateStoreDir(v); err != nil {
+			if err := storepath.ValidateStoreDir(v); err != nil {
 				return nil, fmt.Errorf("binary cache %s: nix-cache-info: %w", c, err)
 			}
 			c.storeDir = v
@@ -145,13 +146,13 @@ func (c *CacheStore) Resolve(arg string) (string, error) {
 
 // Info fetches and parses the path's narinfo.
 func (c *CacheStore) Info(ctx context.Context, p string) (*PathInfo, error) {
-	if _, err := nixkey.ParseStorePath(c.storeDir, p); err != nil {
+	if _, err := storepath.Parse(c.storeDir, p); err != nil {
 		return nil, err
 	}
 	var rc io.ReadCloser
 	var err error
 	for attempt := 0; ; attempt++ {
-		rc, err = c.get(ctx, nixkey.HashPart(p)+".narinfo")
+		rc, err = c.get(ctx, storepath.HashPart(p)+".narinfo")
 		if err == nil || errors.Is(err, errAbsent) || attempt == 2 || ctx.Err() != nil {
 			break
 		}
@@ -164,7 +165,7 @@ func (c *CacheStore) Info(ctx context.Context, p string) (*PathInfo, error) {
 		return nil, fmt.Errorf("fetching the narinfo of '%s': %w", p, err)
 	}
 	defer rc.Close()
-	ni, err := nixkey.ParseNarInfo(rc, c.storeDir)
+	ni, err := narinfo.Parse(rc, c.storeDir)
 	if err != nil {
 		return nil, fmt.Errorf("the narinfo of '%s': %w", p, err)
 	}
@@ -196,8 +197,8 @@ func (c *CacheStore) Contents(ctx context.Context, pi *PathInfo, ca *caHash) (su
 	if ca != nil && ca.recursive {
 		w = io.MultiWriter(h, ca.h)
 	}
-	cw := &nixkey.CountWriter{W: w}
-	nr := nixkey.NewNARReader(io.TeeReader(&readErrMarker{r: r}, cw))
+	cw := &nar.CountWriter{W: w}
+	nr := nar.NewReader(io.TeeReader(&readErrMarker{r: r}, cw))
 	first := true
 	for {
 		e, err := nr.Next()
@@ -212,7 +213,7 @@ func (c *CacheStore) Contents(ctx context.Context, pi *PathInfo, ca *caHash) (su
 			return sum, 0, corruptf("its NAR %s is damaged: %v", pi.URL, err)
 		}
 		if first && ca != nil && !ca.recursive {
-			if e.Type != nixkey.NARRegular && e.Type != nixkey.NARExecutable {
+			if e.Type != nar.Regular && e.Type != nar.Executable {
 				return sum, 0, corruptf("its content address covers a single file, but its NAR holds a %s", e.Type)
 			}
 			if _, err := io.Copy(ca.h, nr); err != nil {

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // maxConfigFile bounds the key, certificate and CRL files read.
@@ -37,14 +37,14 @@ func readSmall(name string) ([]byte, error) {
 
 // ParseTrustedKeys reads public keys as trusted-public-keys lists them: one or
 // more "NAME:base64" separated by whitespace.
-func ParseTrustedKeys(text string) ([]nixkey.PublicKey, error) {
+func ParseTrustedKeys(text string) ([]signing.PublicKey, error) {
 	fields := strings.Fields(text)
 	if len(fields) == 0 {
 		return nil, errors.New("no public key")
 	}
-	var out []nixkey.PublicKey
+	var out []signing.PublicKey
 	for _, f := range fields {
-		k, err := nixkey.ParsePublicKey([]byte(f))
+		k, err := signing.ParsePublicKey([]byte(f))
 		if err != nil {
 			return nil, err
 		}
@@ -55,7 +55,7 @@ func ParseTrustedKeys(text string) ([]nixkey.PublicKey, error) {
 
 // LoadTrustedKey reads a --trusted-key argument: key text ("NAME:base64", several
 // separated by whitespace), or the name of a file holding such text.
-func LoadTrustedKey(arg string) ([]nixkey.PublicKey, error) {
+func LoadTrustedKey(arg string) ([]signing.PublicKey, error) {
 	keys, textErr := ParseTrustedKeys(arg)
 	if textErr == nil {
 		return keys, nil

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/contentaddress"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/testutil"
 )
 
@@ -24,7 +27,7 @@ func FuzzParseDBRow(f *testing.F) {
 	f.Add(seedRef, "sha256-0QRDK8y6h9qwqKIRmawBEVtyNCjIrlW0wlyRNKowxbQ=", int64(-1), int64(0), "", "text:sha256:0q1mydgxh5sps5dg5b37wnc8iy430qh8v484l9a91aw871jlrpdn", seedPath+" ../x")
 	f.Add("/nix/store/x", "md5:00", int64(1), int64(2), "\t\n", "fixed:", "/tmp/x")
 	f.Fuzz(func(t *testing.T, path, hash string, narSize, ultimate int64, sigs, ca, refs string) {
-		pi, err := parseDBRow(nixkey.DefaultStoreDir, dbRow{Path: path, Hash: hash, NarSize: narSize, Ultimate: ultimate, Sigs: sigs, CA: ca, Refs: strings.Fields(refs)})
+		pi, err := parseDBRow(storepath.DefaultStoreDir, dbRow{Path: path, Hash: hash, NarSize: narSize, Ultimate: ultimate, Sigs: sigs, CA: ca, Refs: strings.Fields(refs)})
 		if err != nil {
 			return
 		}
@@ -32,13 +35,13 @@ func FuzzParseDBRow(f *testing.F) {
 			t.Fatalf("row %q %q %q → %+v", path, sigs, refs, pi)
 		}
 		for _, s := range pi.Sigs {
-			back, err := nixkey.ParseSignature(s.String())
+			back, err := signing.ParseSignature(s.String())
 			if err != nil || back.String() != s.String() {
 				t.Fatalf("signature %q does not round-trip: %v", s, err)
 			}
 		}
 		if pi.CA != "" {
-			if _, err := nixkey.ParseContentAddress(pi.CA); err != nil {
+			if _, err := contentaddress.Parse(pi.CA); err != nil {
 				t.Fatalf("canonical CA %q does not parse: %v", pi.CA, err)
 			}
 		}
@@ -67,7 +70,7 @@ func FuzzParseTrustedKeys(f *testing.F) {
 		}
 		var p Policy
 		for _, k := range keys {
-			back, err := nixkey.ParsePublicKey([]byte(k.String()))
+			back, err := signing.ParsePublicKey([]byte(k.String()))
 			if err != nil || !back.Equal(k) {
 				t.Fatalf("key %q does not round-trip: %v", k, err)
 			}
@@ -77,11 +80,11 @@ func FuzzParseTrustedKeys(f *testing.F) {
 }
 
 // FuzzHashPath builds a file tree from the input (testutil.BuildTree) and checks
-// that hashPath with multi-buffer SHA-256 and nixkey.HashPath (cross-checked with
+// that hashPath with multi-buffer SHA-256 and nar.HashPath (cross-checked with
 // real Nix in its own tests) agree.
 func FuzzHashPath(f *testing.F) {
 	testutil.FuzzTrees(f, func(t *testing.T, root string) {
-		want, wantSize, wantErr := nixkey.HashPath(root)
+		want, wantSize, wantErr := nar.HashPath(root)
 		for name, hash := range hashPaths() {
 			got, gotSize, gotErr := hash(root)
 			if (wantErr == nil) != (gotErr == nil) || want != got || wantSize != gotSize {

@@ -7,8 +7,8 @@ import (
 	"fmt"
 
 	"nixpki/internal/gate"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // GateLog is a gate's admission log, verified (internal/gate's Audit checks the
@@ -67,7 +67,7 @@ func (g *GateLog) Paths() int { return len(g.admissions) }
 
 // admittedUnder finds an admission of exactly this signature (so of this path's
 // fingerprint: same contents) under the certificate c.
-func admittedUnder(admissions []Admission, c *x509.Certificate, sig nixkey.Signature) (Admission, bool) {
+func admittedUnder(admissions []Admission, c *x509.Certificate, sig signing.Signature) (Admission, bool) {
 	sum := sha256.Sum256(c.Raw)
 	id := hex.EncodeToString(sum[:])
 	text := sig.String()

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/contentaddress"
+	"nixpki/internal/nix/nixhash"
 )
 
 // errCorrupt marks a contents error that shows the data is damaged (as opposed to
@@ -28,7 +28,7 @@ func corruptf(format string, args ...any) error {
 // computes: the flat file (text: and fixed: addresses) or the NAR under another
 // algorithm than sha256 (fixed:r:sha1 and the like).
 type caHash struct {
-	ca        nixkey.ContentAddress
+	ca        contentaddress.ContentAddress
 	recursive bool
 	h         hash.Hash
 }
@@ -37,18 +37,18 @@ type caHash struct {
 // NarHash, or nil when checking NarHash is enough (fixed:r:sha256, whose digest
 // CheckContentAddress compares with NarHash) or ca does not parse.
 func newCAHash(caText string) *caHash {
-	ca, err := nixkey.ParseContentAddress(caText)
+	ca, err := contentaddress.Parse(caText)
 	if err != nil {
 		return nil
 	}
-	if ca.Method == nixkey.CAFixedRecursive && ca.Algo == "sha256" {
+	if ca.Method == contentaddress.FixedRecursive && ca.Algo == "sha256" {
 		return nil
 	}
-	h, err := nixkey.NewHash(ca.Algo)
+	h, err := nixhash.New(ca.Algo)
 	if err != nil {
 		return nil
 	}
-	return &caHash{ca: ca, recursive: ca.Method == nixkey.CAFixedRecursive, h: h}
+	return &caHash{ca: ca, recursive: ca.Method == contentaddress.FixedRecursive, h: h}
 }
 
 // check compares what was hashed with the content address.
@@ -58,7 +58,7 @@ func (c *caHash) check() error {
 		if c.recursive {
 			what = "its NAR"
 		}
-		got := nixkey.ContentAddress{Method: c.ca.Method, Algo: c.ca.Algo, Digest: got}
+		got := contentaddress.ContentAddress{Method: c.ca.Method, Algo: c.ca.Algo, Digest: got}
 		return corruptf("does not match its content address '%s': %s hashes to '%s'", c.ca, what, got)
 	}
 	return nil

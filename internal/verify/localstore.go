@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/storepath"
 	"os"
 	"path/filepath"
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
-
-	"nixpki/internal/nixkey"
 )
 
 // DBPath is where Nix keeps its database, relative to the store's root.
@@ -43,7 +43,7 @@ func OpenLocalStore(ctx context.Context, root string) *LocalStore {
 	if root == "" {
 		root = "/"
 	}
-	s := &LocalStore{root: filepath.Clean(root), storeDir: nixkey.DefaultStoreDir}
+	s := &LocalStore{root: filepath.Clean(root), storeDir: storepath.DefaultStoreDir}
 	s.db, s.dbErr = openNixDB(ctx, filepath.Join(s.root, DBPath))
 	return s
 }
@@ -272,8 +272,8 @@ func (s *LocalStore) Contents(ctx context.Context, pi *PathInfo, ca *caHash) (su
 	}
 	if ca != nil && ca.recursive {
 		h := sha256.New()
-		cw := &nixkey.CountWriter{W: io.MultiWriter(h, ca.h)}
-		if err := nixkey.DumpPath(cw, fsPath); err != nil {
+		cw := &nar.CountWriter{W: io.MultiWriter(h, ca.h)}
+		if err := nar.DumpPath(cw, fsPath); err != nil {
 			return sum, 0, err
 		}
 		copy(sum[:], h.Sum(nil))
@@ -319,7 +319,7 @@ func resolveArg(arg, storeDir, realStoreDir string) (string, error) {
 		for _, dir := range []string{storeDir, realStoreDir} {
 			if rest, ok := strings.CutPrefix(p, dir+"/"); ok {
 				base, _, _ := strings.Cut(rest, "/")
-				return storeDir + "/" + base, nil == nixkey.ValidateBaseName(base)
+				return storeDir + "/" + base, nil == storepath.ValidateBaseName(base)
 			}
 		}
 		return "", false

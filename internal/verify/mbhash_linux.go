@@ -6,14 +6,14 @@ import (
 	"runtime"
 	"sync"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/nar"
 	"nixpki/internal/sha256x16"
 )
 
 // Multi-buffer NAR hashing: one driver goroutine per core hashes the NARs of up
 // to sixteen paths at once with sha256x16, several times the throughput of one
 // crypto/sha256 stream (see internal/keys/primitives.go). Each path's walk
-// (nixkey.DumpPath) runs as a coroutine of the driver (iter.Pull) and writes its NAR into
+// (nar.DumpPath) runs as a coroutine of the driver (iter.Pull) and writes its NAR into
 // its lane's buffer; when the buffer is full the walk yields. Once every busy lane
 // has yielded (a full block) or finished (its last bytes, padded), the driver
 // hashes all sixteen in one call, whose cost is that of the longest block, and
@@ -84,7 +84,7 @@ func (l *mbLane) start(j *mbJob) {
 	l.job, l.n, l.size, l.finished = j, 0, 0, false
 	l.next, l.stop = iter.Pull(func(yield func(struct{}) bool) {
 		l.yield = yield
-		j.err = nixkey.DumpPath(l, j.fsPath)
+		j.err = nar.DumpPath(l, j.fsPath)
 	})
 }
 

@@ -11,14 +11,14 @@ import (
 	"syscall"
 	"testing"
 
-	"nixpki/internal/nixkey"
+	"nixpki/internal/nix/nar"
 	"nixpki/internal/sha256x16"
 )
 
 // TestHashPathsAgree hashes many trees at once — more than there are lanes, so
 // lanes are reused, with files whose sizes straddle SHA-256's block, its padding
 // and the lane's block — with every implementation, and compares each NAR hash
-// and size with nixkey.HashPath's. A tree that cannot be hashed (a FIFO inside)
+// and size with nar.HashPath's. A tree that cannot be hashed (a FIFO inside)
 // and a missing one fail alone.
 func TestHashPathsAgree(t *testing.T) {
 	sizes := []int{0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 4096, mbBlock - 1, mbBlock, mbBlock + 1, 2*mbBlock - 40, 3<<20 + 5}
@@ -57,7 +57,7 @@ func TestHashPathsAgree(t *testing.T) {
 			var wg sync.WaitGroup
 			for _, root := range roots {
 				wg.Go(func() {
-					want, wantSize, wantErr := nixkey.HashPath(root)
+					want, wantSize, wantErr := nar.HashPath(root)
 					got, gotSize, err := hash(root)
 					switch {
 					case wantErr != nil && err == nil:

@@ -1,15 +1,15 @@
 package verify
 
-import "nixpki/internal/nixkey"
+import "nixpki/internal/nix/nar"
 
-// hashPath is nixkey.HashPath: the sha256 and size of a path's NAR, streamed, the
+// hashPath is nar.HashPath: the sha256 and size of a path's NAR, streamed, the
 // tree walked with few system calls per file (nixkey's dumpfs_linux.go). With
 // multi, the NARs of many paths are hashed at once (mbhash_linux.go).
 func hashPath(fsPath string, multi bool) ([32]byte, uint64, error) {
 	if multi {
 		return mbHashPath(fsPath)
 	}
-	return nixkey.HashPath(fsPath)
+	return nar.HashPath(fsPath)
 }
 
 // multiBufferOS says that hashPath can use multi-buffer SHA-256 here.

@@ -2,10 +2,10 @@
 
 package verify
 
-import "nixpki/internal/nixkey"
+import "nixpki/internal/nix/nar"
 
 // hashPath is the sha256 and size of a path's NAR (see the Linux version).
-func hashPath(fsPath string, _ bool) ([32]byte, uint64, error) { return nixkey.HashPath(fsPath) }
+func hashPath(fsPath string, _ bool) ([32]byte, uint64, error) { return nar.HashPath(fsPath) }
 
 // multiBufferOS says that hashPath cannot use multi-buffer SHA-256 here.
 const multiBufferOS = false

@@ -18,13 +18,11 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
-	"nixpki/internal/keys"
+	"nixpki/internal/enroll"
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 	"nixpki/internal/testutil"
 )
-
-func init() { keys.UseFastKDFForTesting() }
 
 // nixT runs Nix commands with a configuration and narinfo cache of the test's own.
 type nixT struct {
@@ -82,9 +80,9 @@ func (n *nixT) closurePaths(store, p string) []string {
 }
 
 // key makes a Nix signing key and writes NAME.sec and NAME.pub.
-func (n *nixT) key(name string) (nixkey.SecretKey, string, string) {
+func (n *nixT) key(name string) (signing.SecretKey, string, string) {
 	n.t.Helper()
-	k, err := nixkey.GenerateKey(name)
+	k, err := signing.GenerateKey(name)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -113,7 +111,7 @@ func (n *nixT) signedStores(p, sec, pub string) (cacheDir, root string) {
 type testCA struct {
 	t    *testing.T
 	ca   *ca.CA
-	auth *nixcert.Authority
+	auth *enroll.Authority
 	dir  string
 	root string // root.crt
 }
@@ -134,7 +132,7 @@ func newTestCA(t *testing.T) *testCA {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &testCA{t: t, ca: c, auth: nixcert.NewAuthority(c), dir: dir, root: ca.CertPath(dir, ca.IssuerRoot)}
+	return &testCA{t: t, ca: c, auth: enroll.NewAuthority(c), dir: dir, root: ca.CertPath(dir, ca.IssuerRoot)}
 }
 
 // certify certifies a public key for subject and writes the chain next to it;
@@ -149,7 +147,7 @@ func (c *testCA) certify(pubFile, subject, scope string, validity time.Duration)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	iss, err := c.auth.Certify(context.Background(), nixcert.CertifyRequest{PublicKey: pub, Subject: subject, Targets: []string{"*"}, Scope: sc, Validity: validity, Requester: "test"})
+	iss, err := c.auth.Certify(context.Background(), enroll.CertifyRequest{PublicKey: pub, Subject: subject, Targets: []string{"*"}, Scope: sc, Validity: validity, Requester: "test"})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -3,10 +3,13 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"nixpki/internal/nix/contentaddress"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"slices"
 	"strings"
-
-	"nixpki/internal/nixkey"
 )
 
 // ErrNotValid marks a path the store does not hold (Nix: "path '…' is not valid").
@@ -19,7 +22,7 @@ type PathInfo struct {
 	NarHash    [32]byte
 	NarSize    uint64   // 0 if the store does not know it (old databases)
 	References []string // full store paths, sorted, unique
-	Sigs       []nixkey.Signature
+	Sigs       []signing.Signature
 	// BadSigs are signature texts that do not parse, each with the reason.
 	BadSigs []string
 	// CA is the content address in Nix's canonical rendering, or "".
@@ -36,26 +39,26 @@ type PathInfo struct {
 
 // narInfo returns the fields that fingerprints and content addresses use, in
 // the form nixkey checks.
-func (pi *PathInfo) narInfo() *nixkey.NarInfo {
+func (pi *PathInfo) narInfo() *narinfo.NarInfo {
 	refs := make([]string, len(pi.References))
 	for i, r := range pi.References {
 		refs[i] = r[strings.LastIndexByte(r, '/')+1:]
 	}
-	return &nixkey.NarInfo{StorePath: pi.Path, NarHash: pi.NarHash, NarSize: pi.NarSize, References: refs, CA: pi.CA}
+	return &narinfo.NarInfo{StorePath: pi.Path, NarHash: pi.NarHash, NarSize: pi.NarSize, References: refs, CA: pi.CA}
 }
 
 // fingerprint is the message signatures of the path sign.
 func (pi *PathInfo) fingerprint() (string, error) {
-	return nixkey.Fingerprint(pi.Path, pi.NarHash, pi.NarSize, pi.References)
+	return signing.Fingerprint(pi.Path, pi.NarHash, pi.NarSize, pi.References)
 }
 
 // parseSigs splits a space-separated list of signatures (the database's sigs
 // column) into well-formed signatures, without duplicates, and the texts that
 // do not parse, each with the reason.
-func parseSigs(field string) (sigs []nixkey.Signature, bad []string) {
+func parseSigs(field string) (sigs []signing.Signature, bad []string) {
 	seen := map[string]bool{}
 	for _, s := range strings.Fields(field) {
-		sig, err := nixkey.ParseSignature(s)
+		sig, err := signing.ParseSignature(s)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%.100q: %v", s, err))
 			continue
@@ -84,10 +87,10 @@ type dbRow struct {
 // PathInfo. Malformed signatures do not fail the row (they are kept in
 // BadSigs); a malformed path, hash, size, content address or reference does.
 func parseDBRow(storeDir string, r dbRow) (*PathInfo, error) {
-	if _, err := nixkey.ParseStorePath(storeDir, r.Path); err != nil {
+	if _, err := storepath.Parse(storeDir, r.Path); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	h, err := nixkey.ParseSHA256(r.Hash)
+	h, err := nixhash.ParseSHA256(r.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("database record of '%s': NarHash: %w", r.Path, err)
 	}
@@ -95,19 +98,19 @@ func parseDBRow(storeDir string, r dbRow) (*PathInfo, error) {
 		return nil, fmt.Errorf("database record of '%s': negative NarSize %d", r.Path, r.NarSize)
 	}
 	pi := &PathInfo{Path: r.Path, NarHash: h, NarSize: uint64(r.NarSize), Ultimate: r.Ultimate != 0}
-	if _, err := nixkey.ParseStorePath(storeDir, r.Deriver); err == nil {
+	if _, err := storepath.Parse(storeDir, r.Deriver); err == nil {
 		pi.Deriver = r.Deriver // informative only: a malformed one is left out
 	}
 	pi.Sigs, pi.BadSigs = parseSigs(r.Sigs)
 	if r.CA != "" {
-		ca, err := nixkey.ParseContentAddress(r.CA)
+		ca, err := contentaddress.Parse(r.CA)
 		if err != nil {
 			return nil, fmt.Errorf("database record of '%s': %w", r.Path, err)
 		}
 		pi.CA = ca.String()
 	}
 	for _, ref := range r.Refs {
-		if _, err := nixkey.ParseStorePath(storeDir, ref); err != nil {
+		if _, err := storepath.Parse(storeDir, ref); err != nil {
 			return nil, fmt.Errorf("database record of '%s': reference: %w", r.Path, err)
 		}
 	}
@@ -116,7 +119,7 @@ func parseDBRow(storeDir string, r dbRow) (*PathInfo, error) {
 }
 
 // fromNarInfo turns a parsed narinfo into a PathInfo.
-func fromNarInfo(storeDir string, ni *nixkey.NarInfo) *PathInfo {
+func fromNarInfo(storeDir string, ni *narinfo.NarInfo) *PathInfo {
 	refs := make([]string, len(ni.References))
 	for i, r := range ni.References {
 		refs[i] = storeDir + "/" + r

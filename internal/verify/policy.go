@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/nixkey"
 )
 
 // Signer is a signature that counts: who vouches for the path, and why that is
@@ -57,9 +57,9 @@ type Chain struct {
 // certificate chains to the root (valid now, or when the gate admitted the path).
 // It is safe for concurrent use once built.
 type Policy struct {
-	TrustedKeys map[string]nixkey.PublicKey // by name
-	Verifier    *nixcert.Verifier           // nil: no root, no certificate counts
-	Gate        AdmissionLog                // nil: no gate
+	TrustedKeys map[string]signing.PublicKey // by name
+	Verifier    *nixcert.Verifier            // nil: no root, no certificate counts
+	Gate        AdmissionLog                 // nil: no gate
 	Now         time.Time
 
 	certs map[string][]*Chain // by key name
@@ -80,9 +80,9 @@ type certStatus struct {
 
 // AddTrustedKey trusts a plain Nix public key. Nix looks keys up by name, so two
 // different keys with one name are refused.
-func (p *Policy) AddTrustedKey(k nixkey.PublicKey) error {
+func (p *Policy) AddTrustedKey(k signing.PublicKey) error {
 	if p.TrustedKeys == nil {
-		p.TrustedKeys = map[string]nixkey.PublicKey{}
+		p.TrustedKeys = map[string]signing.PublicKey{}
 	}
 	if old, ok := p.TrustedKeys[k.Name]; ok && !old.Equal(k) {
 		return fmt.Errorf("two different trusted keys are named %q", k.Name)

@@ -24,14 +24,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"nixpki/internal/nix/nixhash"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"nixpki/internal/nixkey"
 )
 
 // Exit status bits, as `nix store verify` has them.
@@ -310,7 +309,7 @@ func closure(ctx context.Context, o Options, roots []string, emit func(*Result))
 
 // check decides one path.
 func check(ctx context.Context, o Options, pi *PathInfo) *Result {
-	r := &Result{Path: pi.Path, NarHash: nixkey.FormatSHA256(pi.NarHash), NarSize: pi.NarSize, Ultimate: pi.Ultimate}
+	r := &Result{Path: pi.Path, NarHash: nixhash.FormatSHA256(pi.NarHash), NarSize: pi.NarSize, Ultimate: pi.Ultimate}
 	for _, b := range pi.BadSigs {
 		r.Error = true
 		r.problem("path '%s' has a malformed signature %s", pi.Path, b)
@@ -341,7 +340,7 @@ func check(ctx context.Context, o Options, pi *PathInfo) *Result {
 			r.problem("path '%s': cannot check its contents: %v", pi.Path, err)
 		case got != pi.NarHash:
 			r.Corrupt = true
-			r.problem("path '%s' was modified! expected hash '%s', got '%s'", pi.Path, nixkey.FormatSHA256(pi.NarHash), nixkey.FormatSHA256(got))
+			r.problem("path '%s' was modified! expected hash '%s', got '%s'", pi.Path, nixhash.FormatSHA256(pi.NarHash), nixhash.FormatSHA256(got))
 		case pi.NarSize != 0 && size != pi.NarSize:
 			r.Corrupt = true
 			r.problem("path '%s' was modified! expected NAR size %d, got %d", pi.Path, pi.NarSize, size)

@@ -9,14 +9,15 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"fmt"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"nixpki/internal/nixkey"
 )
 
 // memStore holds records and, for each, the NAR hash its contents have.
@@ -25,7 +26,7 @@ type memStore struct {
 	contents map[string][32]byte
 }
 
-func (m *memStore) StoreDir() string { return nixkey.DefaultStoreDir }
+func (m *memStore) StoreDir() string { return storepath.DefaultStoreDir }
 func (m *memStore) String() string   { return "memory" }
 func (m *memStore) Close() error     { return nil }
 func (m *memStore) Resolve(arg string) (string, error) {
@@ -43,11 +44,11 @@ func (m *memStore) Contents(_ context.Context, pi *PathInfo, _ *caHash) ([32]byt
 
 func storePathOf(name string) string {
 	h := sha256.Sum256([]byte(name))
-	return nixkey.DefaultStoreDir + "/" + nixkey.EncodeBase32(h[:20]) + "-" + name
+	return storepath.DefaultStoreDir + "/" + base32.Encode(h[:20]) + "-" + name
 }
 
 // add records a path signed by keys; its contents match unless corrupt.
-func (m *memStore) add(t *testing.T, name string, refs []string, ultimate, corrupt bool, keys ...nixkey.SecretKey) string {
+func (m *memStore) add(t *testing.T, name string, refs []string, ultimate, corrupt bool, keys ...signing.SecretKey) string {
 	t.Helper()
 	p := storePathOf(name)
 	pi := &PathInfo{Path: p, NarHash: sha256.Sum256([]byte(p)), NarSize: 100, References: refs, Ultimate: ultimate}
@@ -68,8 +69,8 @@ func (m *memStore) add(t *testing.T, name string, refs []string, ultimate, corru
 func TestTrustRules(t *testing.T) {
 	c := newTestCA(t)
 	dir := t.TempDir()
-	mk := func(name string) (nixkey.SecretKey, string) {
-		k, _ := nixkey.GenerateKey(name)
+	mk := func(name string) (signing.SecretKey, string) {
+		k, _ := signing.GenerateKey(name)
 		pub := filepath.Join(dir, name+".pub")
 		os.WriteFile(pub, []byte(k.Public().String()), 0o644)
 		return k, pub
@@ -121,7 +122,7 @@ func TestTrustRules(t *testing.T) {
 
 	// A certificate's key must have made the signature: alice-1's certificate does
 	// not cover a signature by another key that took the name alice-1.
-	impostor, _ := nixkey.GenerateKey("alice-1")
+	impostor, _ := signing.GenerateKey("alice-1")
 	fake := m.add(t, "fake", nil, false, false, impostor)
 	o = verifyStore(t, m, Options{Args: []string{fake}, Policy: pol})
 	wantMessage(t, o, "alice-1: does not verify with the key of certificate")
@@ -216,13 +217,13 @@ func TestResolveArg(t *testing.T) {
 		filepath.Join(dir, "result2"): p,
 		filepath.Join(real, filepath.Base(p), "bin"): p,
 	} {
-		got, err := resolveArg(arg, nixkey.DefaultStoreDir, real)
+		got, err := resolveArg(arg, storepath.DefaultStoreDir, real)
 		if err != nil || got != want {
 			t.Errorf("resolveArg(%q) = %q, %v; want %q", arg, got, err, want)
 		}
 	}
 	for _, arg := range []string{dir, "/nix/store", "/nix/store/short", "/etc"} {
-		if got, err := resolveArg(arg, nixkey.DefaultStoreDir, real); err == nil {
+		if got, err := resolveArg(arg, storepath.DefaultStoreDir, real); err == nil {
 			t.Errorf("resolveArg(%q) = %q, want an error", arg, got)
 		}
 	}
@@ -242,7 +243,7 @@ func TestCacheRefusals(t *testing.T) {
 		}
 	}
 	p := storePathOf("x")
-	os.WriteFile(filepath.Join(dir, nixkey.HashPart(p)+".narinfo"), []byte("StorePath: "+storePathOf("y")+"\nURL: nar/x.nar\nNarHash: sha256:1mipikk4wn2q5x555z8k48k2zb6vf5za8cy6i7wwh5cswyrcwpg8\nNarSize: 1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, storepath.HashPart(p)+".narinfo"), []byte("StorePath: "+storePathOf("y")+"\nURL: nar/x.nar\nNarHash: sha256:1mipikk4wn2q5x555z8k48k2zb6vf5za8cy6i7wwh5cswyrcwpg8\nNarSize: 1\n"), 0o644)
 	if _, err := c.Info(context.Background(), p); err == nil || !strings.Contains(err.Error(), "describes") {
 		t.Errorf("narinfo of another path: %v", err)
 	}

@@ -5,14 +5,16 @@ import (
 	"database/sql"
 	"net/http"
 	"net/http/httptest"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/storepath"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-
-	"nixpki/internal/nixkey"
 )
 
 // outcome is what a run produced.
@@ -108,7 +110,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// TestLocalStore is the acceptance list on a chroot store that real Nix
+// TestLocalStore checks what a member relies on, on a chroot store that real Nix
 // filled: a signed closure verifies; --sigs-needed 2 with one signer fails;
 // identities are counted once per subject; an uncertified or revoked key is
 // untrusted; a changed byte is corrupt. Each verdict is compared with
@@ -309,11 +311,11 @@ func TestBinaryCache(t *testing.T) {
 		})
 	}
 	t.Run("damaged NAR", func(t *testing.T) {
-		info, err := os.ReadFile(filepath.Join(cacheDir, nixkey.HashPart(top)+".narinfo"))
+		info, err := os.ReadFile(filepath.Join(cacheDir, storepath.HashPart(top)+".narinfo"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ni, err := nixkey.ParseNarInfo(strings.NewReader(string(info)), nixkey.DefaultStoreDir)
+		ni, err := narinfo.Parse(strings.NewReader(string(info)), storepath.DefaultStoreDir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +344,7 @@ func TestBadInput(t *testing.T) {
 	c, top, aliceCrt := f.c, f.top, f.aliceCrt
 	_, root := f.n.signedStores(top, f.aliceSec, f.alicePub)
 	p := policy(t, PolicyConfig{Root: c.root, Certs: []string{aliceCrt}})
-	missing := nixkey.DefaultStoreDir + "/00000000000000000000000000000000-missing"
+	missing := storepath.DefaultStoreDir + "/00000000000000000000000000000000-missing"
 
 	t.Run("missing path", func(t *testing.T) {
 		o := verifyStore(t, openLocal(t, root), Options{Args: []string{missing, "/etc/passwd", top}, Policy: p})
@@ -480,12 +482,12 @@ func TestDefaultStore(t *testing.T) {
 		if err := os.WriteFile(fsPath, []byte("changed"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		sum, size, err := nixkey.HashPath(filepath.Join(root, p))
+		sum, size, err := nar.HashPath(filepath.Join(root, p))
 		if err != nil {
 			t.Fatal(err)
 		}
 		db, _ := sql.Open("sqlite", filepath.Join(root, DBPath))
-		if _, err := db.Exec("UPDATE ValidPaths SET hash = ?, narSize = ? WHERE path = ?", nixkey.FormatSHA256(sum), size, p); err != nil {
+		if _, err := db.Exec("UPDATE ValidPaths SET hash = ?, narSize = ? WHERE path = ?", nixhash.FormatSHA256(sum), size, p); err != nil {
 			t.Fatal(err)
 		}
 		db.Close()

@@ -1,0 +1,175 @@
+package acme
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	xacme "golang.org/x/crypto/acme"
+
+	"nixpki/internal/config"
+)
+
+// rawOrder creates an order for names as s; it returns the order, finalize and
+// authorization URLs.
+func (e *testEnv) rawOrder(s *signer, names ...string) (orderURL, finalize string, authzs []string) {
+	e.t.Helper()
+	r := e.post(s, e.url("new-order"), map[string]any{"identifiers": ids(names...)})
+	if r.status != http.StatusCreated {
+		e.t.Fatalf("newOrder: %d %s", r.status, r.body)
+	}
+	var o struct {
+		Authorizations []string
+		Finalize       string
+	}
+	jsonBody(e.t, r.body, &o)
+	return r.header.Get("Location"), o.Finalize, o.Authorizations
+}
+
+// answerHTTP01 publishes and accepts the http-01 challenge of each authorization.
+func (e *testEnv) answerHTTP01(s *signer, authzs []string) {
+	e.t.Helper()
+	for _, az := range authzs {
+		var z struct {
+			Challenges []struct{ Type, URL, Token string }
+		}
+		jsonBody(e.t, e.post(s, az, nil).body, &z)
+		for _, c := range z.Challenges {
+			if c.Type == http01 {
+				e.http01.Store(c.Token, c.Token+"."+thumb(e.t, s))
+				e.post(s, c.URL, map[string]any{})
+			}
+		}
+	}
+}
+
+// A nonce is spent by the request that first carries it, whatever its outcome
+// (RFC 8555 §6.5): a finalize refused with orderNotReady, replayed byte for byte once
+// the order is ready, is refused with badNonce and issues nothing.
+func TestNonceSpentByRefusedRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := &signer{key: newKey(t), alg: "ES256"}
+	e.register(a)
+	orderURL, fin, authzs := e.rawOrder(a, "replay.test")
+	der, _ := csr(t, "replay.test")
+	body := a.jws(t, a.header(t, e.nonce(), fin), []byte(`{"csr":"`+b64(der)+`"}`))
+	e.do("POST", fin, "application/jose+json", body).wantProblem(t, 403, "orderNotReady")
+
+	e.answerHTTP01(a, authzs)
+	waitStatus(t, e, a, orderURL, "ready")
+	before := e.rowCounts()
+	e.do("POST", fin, "application/jose+json", body).wantProblem(t, 400, "badNonce")
+	if after := e.rowCounts(); after != before {
+		t.Fatalf("the replayed finalize wrote state:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// The same for a refusal in the JWS checks after the signature: a wrong "url".
+	n := e.nonce()
+	wrong := a.jws(t, a.header(t, n, e.url("new-order")), nil)
+	e.do("POST", orderURL, "application/jose+json", wrong).wantProblem(t, 403, "unauthorized")
+	e.do("POST", e.url("new-order"), "application/jose+json", wrong).wantProblem(t, 400, "badNonce")
+
+	// A refused newOrder (bad identifier) cannot be replayed either.
+	bad := a.jws(t, a.header(t, e.nonce(), e.url("new-order")), []byte(`{"identifiers":[{"type":"email","value":"a@b.test"}]}`))
+	e.do("POST", e.url("new-order"), "application/jose+json", bad).wantProblem(t, 400, "unsupportedIdentifier")
+	e.do("POST", e.url("new-order"), "application/jose+json", bad).wantProblem(t, 400, "badNonce")
+}
+
+// A CSR for the account's own key is refused with badCSR (RFC 8555 §11.1), for every
+// key type, and nothing is issued.
+func TestCSRWithAccountKeyRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withProvisioner(config.ACMEProvisioner{Name: "acme"}))
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, ek, _ := ed25519.GenerateKey(rand.Reader)
+	for _, a := range []*signer{{key: newKey(t), alg: "ES256"}, {key: rk, alg: "RS256"}, {key: ek, alg: "EdDSA"}} {
+		e.register(a)
+		orderURL, fin, authzs := e.rawOrder(a, "self.test")
+		e.answerHTTP01(a, authzs)
+		waitStatus(t, e, a, orderURL, "ready")
+		before := e.rowCounts()
+		der, _ := csrWithKey(t, a.key, "self.test")
+		r := e.post(a, fin, map[string]any{"csr": b64(der)})
+		r.wantProblem(t, 400, "badCSR")
+		if !strings.Contains(r.prob.Detail, "account") {
+			t.Fatalf("%s: detail %q does not say why", a.alg, r.prob.Detail)
+		}
+		if after := e.rowCounts(); after != before {
+			t.Fatalf("%s: the refused CSR wrote state:\nbefore %s\nafter  %s", a.alg, before, after)
+		}
+		// A separate key is fine.
+		der, _ = csr(t, "self.test")
+		if r := e.post(a, fin, map[string]any{"csr": b64(der)}); r.status != 200 {
+			t.Fatalf("%s: finalize with a separate key: %d %s", a.alg, r.status, r.body)
+		}
+	}
+}
+
+// Resource URLs use the host the client used when it is one of the CA's names or
+// addresses on the server's port; any other Host gets the configured base, never a
+// reflection of itself. The JWS "url" and "kid" checks follow.
+func TestURLsFollowTheClientsHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(_ *config.Config, o *Options) {
+		o.BaseURL = strings.Replace(o.BaseURL, "127.0.0.1", "localhost", 1) // as `serve` configures it
+	})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(e.base, "http://"))
+	configured := "http://localhost:" + port
+	dir := func(host string) map[string]any {
+		req, _ := http.NewRequest("GET", e.dirURL("acme"), nil)
+		req.Host = host
+		res, err := e.hs.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var d map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for host, want := range map[string]string{
+		"127.0.0.1:" + port:          "http://127.0.0.1:" + port,
+		"LocalHost:" + port:          configured,
+		"evil.example:" + port:       configured,
+		"127.0.0.1:1":                configured,
+		"[::ffff:127.0.0.1]:" + port: "http://127.0.0.1:" + port,
+	} {
+		if got := dir(host)["newOrder"]; got != want+"/acme/acme/new-order" {
+			t.Errorf("Host %s: newOrder %v, want base %s", host, got, want)
+		}
+	}
+
+	// A client of the CA by IP completes an order with the URLs it was given.
+	cl := &xacme.Client{Key: newKey(t), DirectoryURL: e.dirURL("acme"), HTTPClient: e.hs.Client()}
+	acct, err := cl.Register(context.Background(), &xacme.Account{}, xacme.AcceptTOS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(acct.URI, e.base+"/") {
+		t.Fatalf("account URL %s is not under %s", acct.URI, e.base)
+	}
+	chain, o := e.issue(cl, http01, "host.test")
+	if len(chain) == 0 || !strings.HasPrefix(o.URI, e.base+"/") || !strings.HasPrefix(o.FinalizeURL, e.base+"/") {
+		t.Fatalf("order %s, finalize %s: not under %s", o.URI, o.FinalizeURL, e.base)
+	}
+
+	// The same account signs by its URL under the other name too; a JWS "url" naming
+	// another host than the one requested is refused.
+	s := &signer{key: newKey(t), alg: "ES256"}
+	e.register(s)
+	s.kid = strings.Replace(s.kid, e.base, configured, 1)
+	if r := e.post(s, e.url("new-order"), map[string]any{"identifiers": ids("kid.test")}); r.status != 201 {
+		t.Fatalf("kid under the configured name: %d %s", r.status, r.body)
+	}
+	body := s.jws(t, s.header(t, e.nonce(), configured+"/acme/acme/new-order"), []byte(`{"identifiers":[{"type":"dns","value":"kid.test"}]}`))
+	e.do("POST", e.url("new-order"), "application/jose+json", body).wantProblem(t, 403, "unauthorized")
+}
