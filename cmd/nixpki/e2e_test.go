@@ -84,6 +84,13 @@ func serve(t *testing.T, dir string, extra ...string) (httpsAddr, httpAddr strin
 // waited for when the test ends.
 func serveOn(t *testing.T, dir, httpsAddr, httpAddr string, extra ...string) string {
 	t.Helper()
+	serveBanner(t, dir, httpsAddr, httpAddr, extra...)
+	return httpsAddr
+}
+
+// serveBanner is serveOn returning what serve printed up to its NixOS snippet.
+func serveBanner(t *testing.T, dir, httpsAddr, httpAddr string, extra ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	args := append([]string{"serve", "--dir", dir, "--listen", httpsAddr, "--http-listen", httpAddr}, extra...)
 	cmd := exec.CommandContext(ctx, nixpkiBin(t), args...)
@@ -111,10 +118,11 @@ func serveOn(t *testing.T, dir, httpsAddr, httpAddr string, extra ...string) str
 		if !strings.Contains(out, "Root SHA-256 fingerprint:") || !strings.Contains(out, "security.pki.certificates") {
 			t.Fatalf("serve output lacks the fingerprint or the NixOS snippet:\n%s", out)
 		}
+		return out
 	case <-time.After(30 * time.Second):
 		t.Fatal("nixpki serve did not start within 30s")
 	}
-	return httpsAddr
+	return ""
 }
 
 func fetch(t *testing.T, url, out string) {
@@ -328,7 +336,13 @@ func TestKeyPermissionsRefused(t *testing.T) {
 
 func TestServeInitialisesOnFirstRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "fresh")
-	_, httpAddr := serve(t, dir)
+	httpAddr := testutil.FreePort(t)
+	banner := serveBanner(t, dir, testutil.FreePort(t), httpAddr)
+	// The first start says what is exposed: loopback only, and an ACME provisioner
+	// open to anyone who reaches it, with the settings that restrict it.
+	wantIn(t, "first-start banner", banner, "listening on loopback only", "--listen",
+		`ACME provisioner "acme" issues to anyone who can reach it`, "require_eab", "allowed_dns",
+		"only this machine can fetch them", "--dns ca.example.internal")
 	resp, err := http.Get("http://" + httpAddr + "/health")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("health: %v %v", resp, err)
@@ -336,4 +350,10 @@ func TestServeInitialisesOnFirstRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "root.crt")); err != nil {
 		t.Fatal(err)
 	}
+	// Flags that only init uses are refused on an initialised directory, naming the
+	// recorded value, instead of being ignored.
+	wantIn(t, "serve --name on an initialised directory", run(t, true, "serve", "--dir", dir, "--name", "other"),
+		`--name "other"`, `initialised with "nixpki"`)
+	wantIn(t, "serve --key-type on an initialised directory", run(t, true, "serve", "--dir", dir, "--key-type", "ed25519"),
+		`--key-type "ed25519"`, `initialised with "p256"`)
 }

@@ -85,6 +85,9 @@ func reportInit(out io.Writer, dir string, res *ca.InitResult) {
 		fmt.Fprintf(out, "The CA keys are encrypted with a generated password in %s (mode 0600).\n", res.GeneratedPassword)
 		fmt.Fprintf(out, "  To keep it elsewhere: move it, then pass --password-file NEWPATH (or set password_file in the settings).\n")
 	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(out, "NOTE: %s\n", w)
+	}
 	if res.OfflineRootKey != "" {
 		fmt.Fprintf(out, "OFFLINE ROOT: the root key is in %s. Carry it away (with its password) and delete it here;\n", res.OfflineRootKey)
 		fmt.Fprintf(out, "  the server needs only the intermediates.\n")

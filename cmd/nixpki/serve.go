@@ -45,6 +45,8 @@ func newServeCmd() *cobra.Command {
 				if err := runInit(cmd, dir, passwordFile, &f, out); err != nil {
 					return err
 				}
+			} else if err := initOnlyFlags(cmd.Flags(), &f, dir); err != nil {
+				return err
 			}
 			log := logger()
 			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
@@ -98,6 +100,9 @@ func newServeCmd() *cobra.Command {
 				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(c.Root))
 				for _, p := range acmeSrv.Provisioners() {
 					fmt.Fprintf(out, "ACME directory: %s/acme/%s/directory\n", base, p)
+				}
+				for _, line := range exposure(c.Config, a.HTTPS) {
+					fmt.Fprintf(out, "NOTE: %s\n", line)
 				}
 				fmt.Fprintf(out, "NixOS: trust this CA with\n%s", ca.NixOSTrustSnippet(c.Root))
 			})
@@ -155,4 +160,24 @@ func startPprof(addr string, log *slog.Logger) error {
 	log.Warn("serving pprof (NIXPKI_PPROF)", "addr", ln.Addr().String())
 	go http.Serve(ln, mux)
 	return nil
+}
+
+// exposure says who can reach the server and which ACME provisioners anyone who
+// can reach it may use, with the settings that restrict them.
+func exposure(cfg config.Config, https net.Addr) []string {
+	var notes []string
+	if tcp, ok := https.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		notes = append(notes, fmt.Sprintf("listening on loopback only (%s): other machines cannot reach this CA; give --listen and --http-listen (e.g. 0.0.0.0:8443, 0.0.0.0:8080) or listen/http_listen in the configuration", https))
+	}
+	provs := cfg.ACME.Provisioners
+	if len(provs) == 0 {
+		provs = []config.ACMEProvisioner{{Name: acme.DefaultProvisioner}}
+	}
+	for _, p := range provs {
+		if p.RequireEAB || len(p.AllowedDNS)+len(p.AllowedIP) > 0 {
+			continue
+		}
+		notes = append(notes, fmt.Sprintf("ACME provisioner %q issues to anyone who can reach it, for any name within the CA's name constraints: require External Account Binding (require_eab, keys from nixpki acme eab create) or limit names (allowed_dns, allowed_ip); see docs/config.md", p.Name))
+	}
+	return notes
 }

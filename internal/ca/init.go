@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +45,7 @@ type InitResult struct {
 	GeneratedPassword string // path of the generated password file, if any
 	OfflineRootKey    string // path of the root key to carry away, if --offline-root
 	Config            config.Config
+	Warnings          []string
 }
 
 // Init creates a new CA in opts.Dir: a root and two intermediates (TLS, Nix signing),
@@ -80,6 +83,9 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	}
 
 	res := &InitResult{}
+	if loopbackOnly(&cfg) {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("certificates will name %s for CRL, OCSP and CA certificates: only this machine can fetch them. For a CA other machines use, init with their name for it: --dns ca.example.internal (and --external-url http://ca.example.internal:8080 if it differs).", cfg.ExternalURL))
+	}
 	var password []byte
 	if opts.PasswordFile != "" {
 		abs, err := filepath.Abs(opts.PasswordFile)
@@ -238,6 +244,9 @@ func prepare(cfg *config.Config) (keys.Type, []string, []*net.IPNet, error) {
 	if err != nil {
 		return "", nil, nil, err
 	}
+	if err := serverNamesPermitted(cfg, permDNS, permIP); err != nil {
+		return "", nil, nil, err
+	}
 	if cfg.ExternalURL == "" {
 		cfg.ExternalURL = defaultExternalURL(cfg)
 	}
@@ -355,15 +364,55 @@ func validateServerNames(cfg *config.Config) error {
 	return nil
 }
 
-// defaultExternalURL builds http://<first name>:<http port>.
+// serverNamesPermitted refuses server names outside the CA's own name constraints:
+// the server could not issue its own HTTPS certificate.
+func serverNamesPermitted(cfg *config.Config, permDNS []string, permIP []*net.IPNet) error {
+	sans, err := ParseSANs(append(slices.Clone(cfg.DNSNames), cfg.IPAddresses...), false)
+	if err != nil {
+		return err
+	}
+	iss := &Issuer{Cert: &x509.Certificate{PermittedDNSDomains: permDNS, PermittedIPRanges: permIP}}
+	if err := CheckNameConstraints(iss, sans); err != nil {
+		return fmt.Errorf("server name %w: the CA could not issue its own HTTPS certificate; add it to --permitted-dns/--permitted-ip or leave it out of --dns/--ip", err)
+	}
+	return nil
+}
+
+// isLoopbackHost reports whether host names this machine only.
+func isLoopbackHost(host string) bool {
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// loopbackOnly reports whether the external URL names this machine only: every
+// certificate's CRL and OCSP URLs are then unreachable from other machines.
+func loopbackOnly(cfg *config.Config) bool {
+	u, err := url.Parse(cfg.ExternalURL)
+	return err == nil && isLoopbackHost(u.Hostname())
+}
+
+func hostForURL(n string) string {
+	if strings.Contains(n, ":") {
+		return "[" + strings.Trim(n, "[]") + "]"
+	}
+	return n
+}
+
+// defaultExternalURL builds http://<first name>:<http port>, preferring a name other
+// machines can reach.
 func defaultExternalURL(cfg *config.Config) string {
 	host := "localhost"
-	if len(cfg.DNSNames) > 0 {
-		host = cfg.DNSNames[0]
-	} else if len(cfg.IPAddresses) > 0 {
-		host = cfg.IPAddresses[0]
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
+	names := append(slices.Clone(cfg.DNSNames), cfg.IPAddresses...)
+	if len(names) > 0 {
+		host = hostForURL(names[0])
+	}
+	for _, n := range names {
+		if !isLoopbackHost(n) {
+			host = hostForURL(n)
+			break
 		}
 	}
 	_, port, err := net.SplitHostPort(cfg.HTTPListen)

@@ -158,8 +158,8 @@ func Defaults() Config {
 		Name:       "nixpki",
 		KeyType:    "p256",
 		DNSNames:   []string{"localhost"},
-		Listen:     ":8443",
-		HTTPListen: ":8080",
+		Listen:     "127.0.0.1:8443",
+		HTTPListen: "127.0.0.1:8080",
 		Database:   Database{Driver: "sqlite", Path: "nixpki.db"},
 		Policy: Policy{
 			DefaultValidity:    Duration(365 * 24 * time.Hour),
