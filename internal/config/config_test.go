@@ -11,7 +11,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "Lab" || c.Policy.DefaultValidity.D() != 720*time.Hour || c.ACME.HTTPPort != 5002 || c.ACME.TLSPort != 443 || c.Listen != ":8443" {
+	if c.Name != "Lab" || c.Policy.DefaultValidity.D() != 720*time.Hour || c.ACME.HTTPPort != 5002 || c.ACME.TLSPort != 443 || c.Listen != "127.0.0.1:8443" {
 		t.Fatalf("parsed %+v", c)
 	}
 	for _, tc := range []struct{ in, want string }{
