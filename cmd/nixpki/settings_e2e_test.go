@@ -230,12 +230,7 @@ func TestGateServeFromSettings(t *testing.T) {
 	caDir := filepath.Join(tmp, "ca")
 	run(t, false, "init", "--dir", caDir, "--name", "GateLab")
 	creds := filepath.Join(tmp, "creds")
-	os.Mkdir(creds, 0o700)
-	out := run(t, false, "gate", "key", "generate", "--gate", "host-a", "--out-secret", filepath.Join(creds, "gate-key"), "--out-public", filepath.Join(tmp, "gate.pub"))
-	pub, _ := os.ReadFile(filepath.Join(tmp, "gate.pub"))
-	if !strings.HasPrefix(string(pub), "host-a-gate-1:") || !strings.Contains(out, string(pub)) {
-		t.Fatalf("gate key generate: %s (pub %s)", out, pub)
-	}
+	pub := gateKey(t, creds, "gate-key")
 	addr := testutil.FreePort(t)
 	sf := filepath.Join(tmp, "gate.json")
 	writeJSON(t, sf, map[string]any{"name": "host-a", "listen": addr, "root_file": filepath.Join(caDir, "root.crt"),
@@ -246,7 +241,7 @@ func TestGateServeFromSettings(t *testing.T) {
 	gdir := filepath.Join(tmp, "gate")
 	env := []string{"CREDENTIALS_DIRECTORY=" + creds}
 	o := startUntil(t, []string{nixpkiBin(t), "gate", "serve", "--config", sf, "--dir", gdir}, env, "serving on")
-	wantIn(t, "gate first start", o, "Gate host-a created in "+gdir, string(pub))
+	wantIn(t, "gate first start", o, "Gate host-a created in "+gdir, pub)
 	if _, err := os.Stat(filepath.Join(gdir, "gate.sec")); err == nil {
 		t.Error("the gate stored a key although key_file gave it")
 	}
@@ -260,11 +255,23 @@ func TestGateServeFromSettings(t *testing.T) {
 	}
 	// Another key for the same gate.
 	other := filepath.Join(tmp, "creds2")
-	os.Mkdir(other, 0o700)
-	run(t, false, "gate", "key", "generate", "--gate", "host-a", "--out-secret", filepath.Join(other, "gate-key"), "--out-public", filepath.Join(tmp, "other.pub"))
+	gateKey(t, other, "gate-key")
 	o, ok := runOK(t, []string{"CREDENTIALS_DIRECTORY=" + other}, "gate", "serve", "--config", sf, "--dir", gdir, "--listen", testutil.FreePort(t))
 	if ok {
 		t.Fatal("gate serve accepted a different key")
 	}
-	wantIn(t, "gate with another key", o, "created with "+strings.TrimSpace(string(pub)), "a gate's key cannot change")
+	wantIn(t, "gate with another key", o, "created with "+pub, "a gate's key cannot change")
+}
+
+// gateKey makes a key for gate host-a with `nixpki gate key generate`: the secret as
+// dir/name (dir created 0700), the public half returned.
+func gateKey(t *testing.T, dir, name string) string {
+	t.Helper()
+	os.Mkdir(dir, 0o700)
+	out := run(t, false, "gate", "key", "generate", "--gate", "host-a", "--out-secret", filepath.Join(dir, name), "--out-public", filepath.Join(dir, name+".pub"))
+	pub, _ := os.ReadFile(filepath.Join(dir, name+".pub"))
+	if !strings.HasPrefix(string(pub), "host-a-gate-1:") || !strings.Contains(out, string(pub)) {
+		t.Fatalf("gate key generate: %s (pub %s)", out, pub)
+	}
+	return strings.TrimSpace(string(pub))
 }

@@ -29,7 +29,7 @@ func newNixOSCmd() *cobra.Command {
 		},
 	}
 	trust.Flags().StringVar(&dir, "dir", "./nixpki-data", "CA data directory")
-	cmd.AddCommand(trust)
+	cmd.AddCommand(trust, newNixOSModuleSnippetCmd())
 	return cmd
 }
 
