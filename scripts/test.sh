@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. Keep this list the single source of truth.
-PACKAGES=(nix-bin lego openssl pebble ca-certificates openssh-client xz-utils zstd bzip2 curl)
+PACKAGES=(nix-bin lego openssl pebble ca-certificates openssh-client openssh-server xz-utils zstd bzip2 curl prometheus postgresql)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -17,6 +17,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Install without starting the packages' services (openssh-server would listen on
+    # every address): the tests start their own daemons on loopback.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+      trap 'rm -f "$policy"' EXIT
+    fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2

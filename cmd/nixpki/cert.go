@@ -16,6 +16,7 @@ import (
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 func newCertCmd() *cobra.Command {
@@ -106,7 +107,7 @@ func newCertIssueCmd() *cobra.Command {
 			for _, n := range iss.Notes {
 				fmt.Fprintln(cmd.ErrOrStderr(), "note:", n)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Issued %s for %s, valid until %s\n", strings.ToUpper(ca.SerialHex(iss.Cert.SerialNumber)),
+			fmt.Fprintf(cmd.OutOrStdout(), "Issued %s for %s, valid until %s\n", strings.ToUpper(x509util.SerialHex(iss.Cert.SerialNumber)),
 				strings.Join(sanList(iss.Cert), ", "), iss.Cert.NotAfter.Format(time.RFC3339))
 			return nil
 		},
@@ -237,7 +238,7 @@ func newCertShowCmd() *cobra.Command {
 		Short: "Show one certificate's record (or its PEM with --pem)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			serial, err := ca.ParseSerial(args[0])
+			serial, err := x509util.ParseSerial(args[0])
 			if err != nil {
 				return err
 			}

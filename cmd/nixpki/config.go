@@ -41,7 +41,7 @@ func newConfigCmd() *cobra.Command {
 				for _, line := range strings.Split(err.Error(), "\n") {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", file, line)
 				}
-				return errSilent
+				return exitCode(1)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", file)
 			return nil

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/gate"
 	"nixpki/internal/tlog"
+	"nixpki/internal/x509util"
 )
 
 func newGateCmd() *cobra.Command {
@@ -44,7 +48,7 @@ func newGateInitCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Gate %s created in %s\nKey: %s (public half in %s)\n\n", cfg.Name, o.Dir, pub, filepath.Join(o.Dir, gate.PublicFile))
 			fmt.Fprintf(out, "NixOS configuration of the targets behind this gate:\n\n%s", gate.NixOSSnippet(cfg, pub))
-			return nil
+			return gateInitNotes(out, o, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&o.Dir, "dir", "", "gate directory to create")
@@ -52,13 +56,56 @@ func newGateInitCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.RootFile, "root", "", "the CA root certificate (PEM) to trust")
 	cmd.Flags().StringVar(&o.PasswordFile, "password-file", "", "password file encrypting gate.sec (default: generate G/secrets/password)")
 	cmd.Flags().StringVar(&o.KeyName, "key-name", "", "the gate key's Nix name (default <name>-gate-1)")
-	cmd.Flags().StringVar(&o.URL, "url", "", "URL targets use to reach the gate (default https://<name>:8501)")
-	cmd.Flags().StringVar(&o.Listen, "listen", "", "address to serve on (default 127.0.0.1:8501)")
+	cmd.Flags().StringVar(&o.URL, "url", "", "URL targets use to reach the gate (default http://<listen> for plain HTTP, https://<name>:<port> with TLS)")
+	cmd.Flags().StringVar(&o.Listen, "listen", "", "address to serve on (default 127.0.0.1:8501; plain HTTP only on loopback)")
+	cmd.Flags().StringVar(&o.TLSCertFile, "tls-cert", "", "serve HTTPS with this certificate chain (PEM), re-read when it changes")
+	cmd.Flags().StringVar(&o.TLSKeyFile, "tls-key", "", "the key of --tls-cert (PEM, plain or encrypted with the gate's password)")
+	cmd.Flags().StringVar(&o.ACMEDirectory, "acme-directory", "", "serve HTTPS with a certificate from this ACME directory (e.g. https://ca:8443/acme/acme/directory), validated by tls-alpn-01")
 	return cmd
 }
 
+// gateInitNotes adds what the targets need besides the substituter: trust in the
+// CA's root when the gate's HTTPS certificate comes from it, and for ACME the port
+// the CA validates on.
+func gateInitNotes(out io.Writer, o gate.InitOptions, cfg gate.Config) error {
+	if !cfg.TLSEnabled() {
+		fmt.Fprintf(out, "\nThe gate serves plain HTTP on %s (loopback): run it on the target itself, or give it\n--tls-cert/--tls-key or --acme-directory to serve other machines over HTTPS.\n", cfg.Listen)
+		return nil
+	}
+	root, err := x509util.ReadCertFile(filepath.Join(o.Dir, gate.RootFile))
+	if err != nil {
+		return err
+	}
+	fromCA := cfg.ACME.Directory != ""
+	if cfg.TLS.CertFile != "" {
+		data, err := os.ReadFile(cfg.TLS.CertFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert: %w", err)
+		}
+		chain, err := x509util.ParseCertsPEM(data)
+		if err != nil {
+			return fmt.Errorf("--tls-cert %s: %w", cfg.TLS.CertFile, err)
+		}
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(root)
+		_, err = chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		fromCA = err == nil
+	}
+	if fromCA {
+		fmt.Fprintf(out, "\nThe gate's HTTPS certificate comes from this CA: the targets trust its root with\n%s", ca.NixOSTrustSnippet(root))
+	}
+	if cfg.ACME.Directory != "" {
+		fmt.Fprintf(out, "\nACME: the CA validates the gate's names with tls-alpn-01, connecting to port 443 of\neach name (nixpki serve --acme-tls-port changes it): the gate must answer there, by\nlistening on :443 or by a forward from 443 to %s.\n", cfg.Listen)
+	}
+	return nil
+}
+
 func newGateServeCmd() *cobra.Command {
-	var dir, listen, passwordFile, settingsFlag string
+	var dir, listen, passwordFile, settingsFlag, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve --dir G [--config FILE] [--listen ADDR]",
 		Short: "Serve the gate: the Nix HTTP binary-cache protocol (HTTPS, or plain HTTP on loopback only); with --config, creates G on first run",
@@ -80,7 +127,11 @@ func newGateServeCmd() *cobra.Command {
 			if g.Cfg.TLSEnabled() {
 				scheme = "https"
 			}
-			return g.Serve(cmd.Context(), gate.ServeOptions{Listen: listen, Ready: func(addr string) {
+			wrap, err := startGateMetrics(cmd.Context(), metricsListen, g, log)
+			if err != nil {
+				return err
+			}
+			return g.Serve(cmd.Context(), gate.ServeOptions{Listen: listen, Wrap: wrap, Ready: func(addr string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "Gate %s serving on %s://%s (key %s)\n", g.Cfg.Name, scheme, addr, g.Key.Public())
 			}})
 		},
@@ -89,6 +140,7 @@ func newGateServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&settingsFlag, "config", "", "settings file (JSON, read-only, e.g. in /nix/store; default $"+config.EnvConfig+"); G then holds only state")
 	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (default: listen in the settings)")
 	cmd.Flags().StringVar(&passwordFile, "password-file", "", "password file for gate.sec (default: the configured one)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", metricsListenHelp)
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }

@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
 	"nixpki/internal/nix/base32"
@@ -31,6 +30,7 @@ import (
 	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // gateRig is a CA, a running gate and the helpers to drive Nix against them.
@@ -211,8 +211,14 @@ func wantIn(t *testing.T, what, got string, wants ...string) {
 // startGate runs `nixpki gate serve` until the test ends.
 func startGate(t *testing.T, dir, listen string, env ...string) string {
 	t.Helper()
+	return startGateArgs(t, []string{"--dir", dir, "--listen", listen}, env...)
+}
+
+// startGateArgs runs `nixpki gate serve ARGS` until the test ends.
+func startGateArgs(t *testing.T, args []string, env ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, nixpkiBin(t), "gate", "serve", "--dir", dir, "--listen", listen)
+	cmd := exec.CommandContext(ctx, nixpkiBin(t), append([]string{"gate", "serve"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
@@ -251,7 +257,7 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inter, err := ca.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,15 +277,32 @@ func certifyExpired(t *testing.T, caDir, pubFile, out string) {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	os.WriteFile(out, ca.ChainPEM(leaf, inter), 0o644)
+	os.WriteFile(out, x509util.ChainPEM(leaf, inter), 0o644)
+}
+
+// editGateConfig changes the config.json of a gate that is not running yet.
+func editGateConfig(t *testing.T, dir string, edit func(*gate.Config)) {
+	t.Helper()
+	cfg, err := gate.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&cfg)
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func newGateRig(t *testing.T) *gateRig { return newGateRigWith(t, nil, nil) }
 
-// newGateRigWith is newGateRig with extra `nixpki init` arguments and a change to the
-// gate's configuration. The gate fetches no CRLs unless the change asks it to: the
-// certificates name a CA that is not running.
-func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config)) *gateRig {
+// newGateRigWith is newGateRig with extra `nixpki init` arguments, a change to the
+// gate's configuration and extra `gate serve` flags. The gate fetches no CRLs unless
+// the change asks it to: the certificates name a CA that is not running.
+func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config), serveArgs ...string) *gateRig {
 	n := newNixTool(t)
 	r := &gateRig{t: t, n: n, tmp: t.TempDir()}
 	r.caDir, r.gateDir = r.p("ca"), r.p("gate")
@@ -310,19 +333,15 @@ func newGateRigWith(t *testing.T, initArgs []string, gateCfg func(*gate.Config))
 		t.Fatal(err)
 	}
 	r.gatePub = string(pub)
-	cfg, err := gate.LoadConfig(r.gateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
-	cfg.CRLFetchInterval = 0
-	if gateCfg != nil {
-		gateCfg(&cfg)
-	}
-	data, _ := cfg.Marshal()
-	os.WriteFile(filepath.Join(r.gateDir, "config.json"), data, 0o600)
+	editGateConfig(t, r.gateDir, func(c *gate.Config) {
+		c.Thresholds = []gate.Threshold{{Pattern: "*-sudo-*", SigsNeeded: 2}}
+		c.CRLFetchInterval = 0
+		if gateCfg != nil {
+			gateCfg(c)
+		}
+	})
 	addr := testutil.FreePort(t)
-	startGate(t, r.gateDir, addr)
+	startGateArgs(t, append([]string{"--dir", r.gateDir, "--listen", addr}, serveArgs...))
 	r.url = "http://" + addr
 	return r
 }
@@ -766,11 +785,11 @@ func TestGateRootCRLE2E(t *testing.T) {
 		t.Fatalf("alice's push: %v\n%s", err, out)
 	}
 	r.mustTarget(app)
-	inter, err := ca.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
+	inter, err := x509util.ReadCertFile(filepath.Join(r.caDir, "nix-intermediate.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, false, "cert", "revoke", "--dir", r.caDir, ca.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
+	run(t, false, "cert", "revoke", "--dir", r.caDir, x509util.SerialHex(inter.SerialNumber), "--reason", "cACompromise")
 	run(t, false, "nix", "crl", "--dir", r.caDir, "--root", "--out", r.p("root.crl"))
 	status, body := r.put("/nixpki/crl", mustRead(t, r.p("root.crl")))
 	if status != 200 {

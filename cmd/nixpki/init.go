@@ -10,6 +10,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/x509util"
 )
 
 // initFlags are the choices of `nixpki init`; `serve` takes them too, for the first run.
@@ -80,7 +81,7 @@ func runInit(cmd *cobra.Command, dir, passwordFile string, f *initFlags, out io.
 func reportInit(out io.Writer, dir string, res *ca.InitResult) {
 	fmt.Fprintf(out, "Initialised CA in %s\n", dir)
 	fmt.Fprintf(out, "Root certificate: %s\n", ca.CertPath(dir, ca.IssuerRoot))
-	fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(res.Root))
+	fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", x509util.Fingerprint(res.Root))
 	if res.GeneratedPassword != "" {
 		fmt.Fprintf(out, "The CA keys are encrypted with a generated password in %s (mode 0600).\n", res.GeneratedPassword)
 		fmt.Fprintf(out, "  To keep it elsewhere: move it, then pass --password-file NEWPATH (or set password_file in the settings).\n")

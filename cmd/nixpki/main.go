@@ -25,16 +25,15 @@ func main() {
 	stopProfile := startCPUProfile(os.Getenv("NIXPKI_CPUPROFILE"))
 	err := root.ExecuteContext(ctx)
 	stopProfile()
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code)) // the command has said why
+	}
 	if err != nil {
-		if err != errSilent {
-			fmt.Fprintln(os.Stderr, "nixpki:", err)
-		}
+		fmt.Fprintln(os.Stderr, "nixpki:", err)
 		os.Exit(1)
 	}
 }
-
-// errSilent fails a command that has already printed why.
-var errSilent = errors.New("failed")
 
 // version is set at build time (-ldflags "-X main.version=1.2.3"); otherwise it is the
 // module version Go recorded, or "devel".
@@ -49,6 +48,11 @@ func buildVersion() string {
 	}
 	return "devel"
 }
+
+// exitCode ends the program with this status and nothing more printed.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 // startCPUProfile writes a CPU profile of the whole command to file when it is set
 // (NIXPKI_CPUPROFILE=push.pprof, for go tool pprof); the returned function ends it.
@@ -79,7 +83,7 @@ func newRootCmd() *cobra.Command {
 		Version:       buildVersion(),
 	}
 	root.SetVersionTemplate("nixpki {{.Version}}\n")
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newConfigCmd())
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd(), newConfigCmd())
 	return root
 }
 

@@ -19,6 +19,7 @@ import (
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 func newNixCmd() *cobra.Command {
@@ -201,7 +202,7 @@ func newNixCertifyCmd() *cobra.Command {
 			if err := writeNew(out, iss.ChainPEM(), 0o644); err != nil {
 				return err
 			}
-			printIssued(cmd, iss.Notes, ca.SerialHex(iss.Cert.SerialNumber), iss.Cert.NotAfter, f.subject, out)
+			printIssued(cmd, iss.Notes, x509util.SerialHex(iss.Cert.SerialNumber), iss.Cert.NotAfter, f.subject, out)
 			return nil
 		},
 	}
@@ -319,7 +320,7 @@ func (f *memberFlags) client() (*enroll.Client, signing.SecretKey, error) {
 	if !strings.HasPrefix(f.caURL, "https://") {
 		return nil, signing.SecretKey{}, fmt.Errorf("--ca %s: use the CA's https:// URL", f.caURL)
 	}
-	root, err := ca.ReadCertFile(f.root)
+	root, err := x509util.ReadCertFile(f.root)
 	if err != nil {
 		return nil, signing.SecretKey{}, err
 	}

@@ -23,8 +23,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/spf13/cobra"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/nixcert"
+	"nixpki/internal/x509util"
 )
 
 // pushFlags are what `nixpki nix push` takes.
@@ -130,7 +130,7 @@ func (f *pushFlags) run(cmd *cobra.Command, paths []string) error {
 	// 1. Certificates and CRLs: self-authenticating, so the gate takes them from anyone.
 	// They go up while the closure is read and its NARs start to go up (a NAR is only
 	// staged); no narinfo is sent before the gate took them (certsTaken).
-	bundle := ca.ChainPEM(chain...)
+	bundle := x509util.ChainPEM(chain...)
 	for _, c := range f.crls {
 		der, err := readCRL(c)
 		if err != nil {

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"nixpki/internal/nix/nar"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"nixpki/internal/nix/nar"
 )
 
 // --compression auto: zstd, except for a NAR that looks incompressible, which is sent

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
-	"nixpki/internal/nix/nar"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"nixpki/internal/nix/nar"
 )
 
 // --compression auto sends a NAR uncompressed only when its start, middle and end

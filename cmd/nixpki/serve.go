@@ -16,14 +16,16 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
+	"nixpki/internal/monitor"
 	"nixpki/internal/server"
+	"nixpki/internal/x509util"
 )
 
 func newServeCmd() *cobra.Command {
 	var f initFlags
 	var dir, passwordFile, listen, httpListen, settingsFlag string
 	var acmeHTTPPort, acmeTLSPort int
-	var acmeResolver string
+	var acmeResolver, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve --dir D [--config FILE]",
 		Short: "Run the CA server (HTTPS API and ACME, plain-HTTP CRL/OCSP); initialises D on first run",
@@ -89,7 +91,11 @@ func newServeCmd() *cobra.Command {
 			defer acmeSrv.Close()
 			mounts["/acme/"] = acmeSrv
 			mounts["/nix/"] = enroll.Handler(c, log)
-			srv := &server.Server{CA: c, Log: log, Mounts: mounts}
+			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, monitor.ForCA(c).Collector())
+			if err != nil {
+				return err
+			}
+			srv := &server.Server{CA: c, Log: log, Mounts: mounts, Wrap: wrap}
 			return srv.Run(cmd.Context(), c.Config.Listen, c.Config.HTTPListen, func(a server.Addrs) {
 				base := httpsBase(c, a.HTTPS)
 				fmt.Fprintf(out, "nixpki serving %s\n", dir)
@@ -97,7 +103,7 @@ func newServeCmd() *cobra.Command {
 				if a.HTTP != nil {
 					fmt.Fprintf(out, "HTTP (CRL, OCSP, CA certificates): listening on %s, advertised as %s\n", a.HTTP, c.Config.ExternalURL)
 				}
-				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", ca.Fingerprint(c.Root))
+				fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", x509util.Fingerprint(c.Root))
 				for _, p := range acmeSrv.Provisioners() {
 					fmt.Fprintf(out, "ACME directory: %s/acme/%s/directory\n", base, p)
 				}
@@ -116,6 +122,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().IntVar(&acmeHTTPPort, "acme-http-port", 0, "port the ACME validator connects to for http-01 (default from config, 80)")
 	cmd.Flags().IntVar(&acmeTLSPort, "acme-tls-port", 0, "port the ACME validator connects to for tls-alpn-01 (default from config, 443)")
 	cmd.Flags().StringVar(&acmeResolver, "acme-resolver", "", "DNS resolver HOST:PORT the ACME validator uses for dns-01 and for resolving names (default from config, the system's)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", metricsListenHelp)
 	f.register(cmd.Flags())
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 func newNixOSCmd() *cobra.Command {
@@ -20,7 +21,7 @@ func newNixOSCmd() *cobra.Command {
 		Short: "Print the NixOS snippet that makes a host trust the root (security.pki.certificates)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			root, err := ca.ReadCertFile(ca.CertPath(dir, ca.IssuerRoot))
+			root, err := x509util.ReadCertFile(ca.CertPath(dir, ca.IssuerRoot))
 			if err != nil {
 				return err
 			}
@@ -42,7 +43,7 @@ func newTrustCmd() *cobra.Command {
 		Short: "Write a CA bundle for containers (SSL_CERT_FILE, REQUESTS_CA_BUNDLE): the root, plus system roots with --with-system",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			root, err := ca.ReadCertFile(ca.CertPath(dir, ca.IssuerRoot))
+			root, err := x509util.ReadCertFile(ca.CertPath(dir, ca.IssuerRoot))
 			if err != nil {
 				return err
 			}

@@ -64,7 +64,7 @@ func (s *Server) checkEAB(q *request, raw json.RawMessage) (string, error) {
 
 // NewEABKey creates an External Account Binding key for a provisioner: give the
 // client its KID and base64url(Key) (lego --eab --kid K --hmac H).
-func NewEABKey(ctx context.Context, db *store.DB, provisioner, note string, now func() time.Time) (*store.ACMEEABKey, error) {
+func NewEABKey(ctx context.Context, db Store, provisioner, note string, now func() time.Time) (*store.ACMEEABKey, error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	k := &store.ACMEEABKey{KID: newID(), Provisioner: provisioner, Key: key, Note: note, CreatedAt: now().UTC()}

@@ -34,6 +34,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/x509util"
 )
 
 // testEnv is a CA in a temporary directory with its ACME server on loopback, an
@@ -481,7 +482,7 @@ type joseKey = jose.JSONWebKey
 
 // decodePEMChain returns the first certificate's DER of a PEM chain.
 func decodePEMChain(t testing.TB, b []byte) ([]byte, int) {
-	certs, err := ca.ParseCertsPEM(b)
+	certs, err := x509util.ParseCertsPEM(b)
 	if err != nil {
 		t.Fatal(err)
 	}

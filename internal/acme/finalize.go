@@ -14,6 +14,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // finalize issues the certificate of a ready order from the client's CSR (RFC 8555
@@ -51,7 +52,7 @@ func (s *Server) finalize(q *request) (*response, error) {
 	if err != nil {
 		return nil, internal("signing", err)
 	}
-	serial := ca.SerialHex(iss.Cert.SerialNumber)
+	serial := x509util.SerialHex(iss.Cert.SerialNumber)
 	if err := s.db.FinalizeACMEOrder(q.ctx, o.ID, serial, nil); err != nil {
 		// Another request finalized the order meanwhile: nobody receives this
 		// certificate, so it must not stay valid.

@@ -17,6 +17,7 @@ import (
 	"nixpki/internal/config"
 	"nixpki/internal/server"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // TestLego runs Debian's lego (the client NixOS's security.acme uses) against the
@@ -93,11 +94,11 @@ func TestLego(t *testing.T) {
 			t.Fatalf("%s: lifetime %s, want 90 days", tc.name, d)
 		}
 		lego("revoke")
-		rec, err := c.DB.GetCert(ctx, ca.SerialHex(second.SerialNumber))
+		rec, err := c.DB.GetCert(ctx, x509util.SerialHex(second.SerialNumber))
 		if err != nil || !rec.Revoked() {
 			t.Fatalf("%s: the renewed certificate is not revoked: %+v %v", tc.name, rec, err)
 		}
-		t.Logf("%s: obtained %s, renewed %s, revoked it", tc.name, ca.SerialHex(first.SerialNumber), ca.SerialHex(second.SerialNumber))
+		t.Logf("%s: obtained %s, renewed %s, revoked it", tc.name, x509util.SerialHex(first.SerialNumber), x509util.SerialHex(second.SerialNumber))
 	}
 }
 
@@ -110,7 +111,7 @@ func freePort(t *testing.T) int {
 
 func readLeaf(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	c, err := ca.ReadCertFile(path)
+	c, err := x509util.ReadCertFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

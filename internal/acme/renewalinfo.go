@@ -11,6 +11,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // ARI (RFC 9773): a certificate is named by base64url(authority key ID) "."
@@ -29,7 +30,7 @@ func parseCertID(id string) (aki []byte, serial string, err error) {
 	if err1 != nil || err2 != nil || len(aki) == 0 || len(sb) == 0 {
 		return nil, "", malformed("%q is not an ARI certificate ID (base64url(AKI).base64url(serial))", id)
 	}
-	return aki, ca.SerialHex(new(big.Int).SetBytes(sb)), nil
+	return aki, x509util.SerialHex(new(big.Int).SetBytes(sb)), nil
 }
 
 // certID names a certificate of the TLS intermediate by its serial (hex).

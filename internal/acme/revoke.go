@@ -11,6 +11,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // revokeCert revokes a certificate this CA issued (RFC 8555 §7.6), signed either by
@@ -39,7 +40,7 @@ func (s *Server) revokeCert(q *request) (*response, error) {
 	if reason < 0 || reason > 10 || reason == 6 || reason == 7 {
 		return nil, acmeErr(http.StatusBadRequest, errBadRevocationReason, "revocation reason %d is not allowed: use 0-5, 8, 9 or 10 (RFC 5280)", reason)
 	}
-	serial := ca.SerialHex(cert.SerialNumber)
+	serial := x509util.SerialHex(cert.SerialNumber)
 	rec, err := s.db.GetCert(q.ctx, serial)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (rec.Issuer != ca.IssuerTLS || string(rec.DER) != string(der))) {
 		return nil, acmeErr(http.StatusNotFound, errMalformed, "this CA did not issue that certificate")

@@ -33,13 +33,14 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // Options configure the ACME server.
 type Options struct {
 	CA *ca.CA
 	// DB defaults to CA.DB.
-	DB     *store.DB
+	DB     Store
 	Log    *slog.Logger
 	Config config.ACME
 	// BaseURL is the https base clients use, e.g. https://ca.internal:8443. A request
@@ -58,7 +59,7 @@ type Options struct {
 // Server is the ACME HTTP handler; Close stops its background work.
 type Server struct {
 	ca       *ca.CA
-	db       *store.DB
+	db       Store
 	log      *slog.Logger
 	base     string
 	names    []string // the CA's DNS names and addresses, lower case
@@ -114,7 +115,7 @@ func New(opts Options) (*Server, error) {
 		nonces:  &nonces{key: key, now: opts.Now, maxLife: maxLife},
 		spender: newSpender(opts.DB, opts.Log, opts.Now),
 		val:     newValidator(opts),
-		chain:   ca.ChainPEM(opts.CA.TLS.Cert),
+		chain:   x509util.ChainPEM(opts.CA.TLS.Cert),
 		ctx:     ctx, cancel: cancel,
 	}
 	s.scheme, s.port = "https", ""

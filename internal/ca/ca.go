@@ -7,17 +7,15 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // Issuer is one signing CA key with its certificate.
@@ -35,8 +33,11 @@ type CA struct {
 	Root   *x509.Certificate
 	TLS    *Issuer
 	Nix    *Issuer
-	DB     *store.DB
-	Log    *slog.Logger
+	// DB is the database the CA opened (closed by Close); Certs is the part of it
+	// the CA itself uses.
+	DB    *store.DB
+	Certs Certs
+	Log   *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -63,7 +64,7 @@ func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, l
 		return nil, err
 	}
 	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now}
-	if c.Root, err = ReadCertFile(CertPath(dir, IssuerRoot)); err != nil {
+	if c.Root, err = x509util.ReadCertFile(CertPath(dir, IssuerRoot)); err != nil {
 		return nil, err
 	}
 	for _, name := range []string{IssuerTLS, IssuerNix} {
@@ -83,6 +84,7 @@ func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, l
 	if c.DB, err = store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
 		return nil, err
 	}
+	c.Certs = c.DB
 	return c, nil
 }
 
@@ -90,7 +92,7 @@ func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, l
 func (c *CA) Close() error { return c.DB.Close() }
 
 func loadIssuer(dir, name string, password []byte) (*Issuer, error) {
-	cert, err := ReadCertFile(CertPath(dir, name))
+	cert, err := x509util.ReadCertFile(CertPath(dir, name))
 	if err != nil {
 		return nil, err
 	}
@@ -120,58 +122,12 @@ func (c *CA) Issuer(name string) (*Issuer, error) {
 	return nil, fmt.Errorf("unknown issuer %q: use tls or nix", name)
 }
 
-// ReadCertFile reads the first PEM certificate in path.
-func ReadCertFile(path string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	certs, err := ParseCertsPEM(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return certs[0], nil
-}
-
-// ParseCertsPEM parses every CERTIFICATE block in data; at least one is required.
-func ParseCertsPEM(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("bad certificate: %w", err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
-	}
-	return out, nil
-}
-
-// ChainPEM renders certificates as concatenated PEM blocks.
-func ChainPEM(certs ...*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
-}
-
 // RootPEM is the root certificate in PEM.
-func (c *CA) RootPEM() []byte { return ChainPEM(c.Root) }
+func (c *CA) RootPEM() []byte { return x509util.ChainPEM(c.Root) }
 
-func recordCert(ctx context.Context, db *store.DB, cert *x509.Certificate, issuer, requester, method string) error {
+func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, requester, method string) error {
 	return db.PutCert(ctx, &store.Cert{
-		Serial:    SerialHex(cert.SerialNumber),
+		Serial:    x509util.SerialHex(cert.SerialNumber),
 		Issuer:    issuer,
 		Subject:   cert.Subject.String(),
 		SANs:      sanStrings(cert),

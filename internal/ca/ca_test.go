@@ -23,6 +23,7 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
+	"nixpki/internal/x509util"
 )
 
 func testConfig() config.Config {
@@ -129,10 +130,10 @@ func TestIntermediatesCannotMintEachOthersKind(t *testing.T) {
 	if _, err := iss.Cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
 		t.Fatal("a TLS certificate from the Nix intermediate verified for serverAuth")
 	}
-	if !hasEKU(c.Nix.Cert, OIDNixStoreSigning) || len(c.Nix.Cert.ExtKeyUsage) != 0 {
+	if !hasEKU(c.Nix.Cert, x509util.OIDNixStoreSigning) || len(c.Nix.Cert.ExtKeyUsage) != 0 {
 		t.Fatalf("Nix intermediate EKUs: %v %v", c.Nix.Cert.ExtKeyUsage, c.Nix.Cert.UnknownExtKeyUsage)
 	}
-	if hasEKU(c.TLS.Cert, OIDNixStoreSigning) {
+	if hasEKU(c.TLS.Cert, x509util.OIDNixStoreSigning) {
 		t.Fatal("TLS intermediate allows Nix store signing")
 	}
 }
@@ -256,19 +257,7 @@ func TestValidityClampedToIssuer(t *testing.T) {
 	}
 }
 
-func TestSerials(t *testing.T) {
-	n, _ := new(big.Int).SetString("4a3f00ff", 16)
-	for _, s := range []string{"4A3F00FF", "4a:3f:00:ff", "serial=4A3F00FF", "0x4a3f00ff", "004a3f00ff"} {
-		got, err := ParseSerial(s)
-		if err != nil || got != SerialHex(n) {
-			t.Errorf("ParseSerial(%q) = %q, %v", s, got, err)
-		}
-	}
-	for _, s := range []string{"", "xyz", "-1", "0"} {
-		if _, err := ParseSerial(s); err == nil {
-			t.Errorf("ParseSerial(%q) accepted", s)
-		}
-	}
+func TestNewSerial(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
 		s, _ := newSerial()
@@ -289,10 +278,10 @@ func TestRevocationCRLAndOCSP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Revoke(ctx, strings.ToUpper(SerialHex(bad.Cert.SerialNumber)), ocsp.KeyCompromise); err != nil {
+	if _, err := c.Revoke(ctx, strings.ToUpper(x509util.SerialHex(bad.Cert.SerialNumber)), ocsp.KeyCompromise); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Revoke(ctx, SerialHex(bad.Cert.SerialNumber), 0); err == nil || !strings.Contains(err.Error(), "already revoked") {
+	if _, err := c.Revoke(ctx, x509util.SerialHex(bad.Cert.SerialNumber), 0); err == nil || !strings.Contains(err.Error(), "already revoked") {
 		t.Fatalf("second revoke: %v", err)
 	}
 	if _, err := c.Revoke(ctx, "abcdef", 0); err == nil || !strings.Contains(err.Error(), "no certificate with serial abcdef") {
@@ -377,7 +366,7 @@ func TestConcurrentProcesses(t *testing.T) {
 					errs <- err
 					return
 				}
-				serials <- SerialHex(iss.Cert.SerialNumber)
+				serials <- x509util.SerialHex(iss.Cert.SerialNumber)
 				if _, err := c.CRL(ctx, IssuerTLS); err != nil {
 					errs <- err
 				}
@@ -417,13 +406,13 @@ func TestTrustSnippetAndBundle(t *testing.T) {
 	}
 	sys := filepath.Join(t.TempDir(), "sys.pem")
 	other := newCA(t, nil)
-	os.WriteFile(sys, ChainPEM(other.Root), 0o644)
+	os.WriteFile(sys, x509util.ChainPEM(other.Root), 0o644)
 	t.Setenv("SSL_CERT_FILE", sys)
 	b, err := Bundle(c.Root, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := ParseCertsPEM(b)
+	certs, err := x509util.ParseCertsPEM(b)
 	if err != nil || len(certs) != 2 || !certs[0].Equal(c.Root) || !certs[1].Equal(other.Root) {
 		t.Fatalf("bundle: %d certs, %v", len(certs), err)
 	}

@@ -41,21 +41,6 @@ func FuzzParseSANs(f *testing.F) {
 	})
 }
 
-func FuzzParseSerial(f *testing.F) {
-	for _, s := range []string{"4A3F", "4a:3f", "serial=00FF", "0x1", "", "-1", "zz"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		h, err := ParseSerial(s)
-		if err != nil {
-			return
-		}
-		if h2, err := ParseSerial(h); err != nil || h2 != h || len(h)%2 != 0 || strings.ToLower(h) != h {
-			t.Fatalf("ParseSerial(%q) = %q, not canonical (%q, %v)", s, h, h2, err)
-		}
-	})
-}
-
 func FuzzParseCSR(f *testing.F) {
 	k := leafKeyF(f)
 	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "a.internal"}, DNSNames: []string{"a.internal"}}, k)

@@ -21,6 +21,7 @@ import (
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // Lifetimes of the CA's own certificates.
@@ -146,7 +147,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		constrain  bool
 	}{
 		{IssuerTLS, cfg.Name + " TLS Intermediate CA", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, nil, true},
-		{IssuerNix, cfg.Name + " Nix Signing Intermediate CA", nil, []asn1.ObjectIdentifier{OIDNixStoreSigning}, false},
+		{IssuerNix, cfg.Name + " Nix Signing Intermediate CA", nil, []asn1.ObjectIdentifier{x509util.OIDNixStoreSigning}, false},
 	}
 	for _, in := range inter {
 		k, err := keys.Generate(kt)

@@ -13,6 +13,7 @@ import (
 
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // Meta says who asked for a certificate and how; it is recorded with it.
@@ -30,7 +31,7 @@ type Issued struct {
 }
 
 // ChainPEM is the leaf followed by its intermediate, as nginx and Caddy want.
-func (i *Issued) ChainPEM() []byte { return ChainPEM(i.Chain...) }
+func (i *Issued) ChainPEM() []byte { return x509util.ChainPEM(i.Chain...) }
 
 // Sign completes tmpl (serial, backdated notBefore, notAfter clamped to the issuer's,
 // CRL and OCSP pointers), signs it for pub with the issuer and records it. It is the
@@ -66,7 +67,7 @@ func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub 
 		if err != nil {
 			return nil, err
 		}
-		err = recordCert(ctx, c.DB, cert, iss.Name, meta.Requester, meta.Method)
+		err = recordCert(ctx, c.Certs, cert, iss.Name, meta.Requester, meta.Method)
 		if errors.Is(err, store.ErrConflict) && attempt < 3 {
 			continue // a 2^-126 event: draw another serial
 		}

@@ -15,6 +15,7 @@ import (
 
 	"nixpki/internal/keys"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // URLs in issued certificates, under the configured external (plain-HTTP) base.
@@ -45,11 +46,11 @@ func ParseReason(s string) (int, error) {
 // Revoke revokes the certificate with the given serial (any hex form). It shows in
 // the next CRL and OCSP answer at once, from any server sharing the database.
 func (c *CA) Revoke(ctx context.Context, serial string, reason int) (*store.Cert, error) {
-	s, err := ParseSerial(serial)
+	s, err := x509util.ParseSerial(serial)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := c.DB.RevokeCert(ctx, s, c.Now(), reason)
+	rec, err := c.Certs.RevokeCert(ctx, s, c.Now(), reason)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("no certificate with serial %s was issued by this CA (see `nixpki cert list`)", s)
@@ -71,7 +72,7 @@ func (c *CA) CRL(ctx context.Context, issuer string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.DB.GetCRL(ctx, iss.Name)
+	st, err := c.Certs.GetCRL(ctx, iss.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func (c *CA) rebuildCRL(ctx context.Context, iss *Issuer) ([]byte, error) {
 	if validity <= 0 {
 		validity = 7 * 24 * time.Hour
 	}
-	st, err := c.DB.RebuildCRL(ctx, iss.Name, func(number int64, revoked []store.RevokedEntry) ([]byte, time.Time, time.Time, error) {
+	st, err := c.Certs.RebuildCRL(ctx, iss.Name, func(number int64, revoked []store.RevokedEntry) ([]byte, time.Time, time.Time, error) {
 		tmpl := &x509.RevocationList{
 			Number:     big.NewInt(number),
 			ThisUpdate: now.UTC().Add(-time.Minute).Truncate(time.Second),
@@ -153,7 +154,7 @@ func (c *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		Status:       ocsp.Unknown,
 	}
 
-	rec, err := c.DB.GetCert(ctx, SerialHex(req.SerialNumber))
+	rec, err := c.Certs.GetCert(ctx, x509util.SerialHex(req.SerialNumber))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:

@@ -7,26 +7,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"nixpki/internal/x509util"
 )
 
 // NixOSTrustSnippet is the NixOS configuration that makes a host trust the root.
 func NixOSTrustSnippet(root *x509.Certificate) string {
-	pemText := strings.TrimRight(string(ChainPEM(root)), "\n")
-	return fmt.Sprintf("# %s (SHA-256 %s)\nsecurity.pki.certificates = [ ''\n%s\n'' ];\n", root.Subject.CommonName, Fingerprint(root), pemText)
-}
-
-// Fingerprint is the SHA-256 fingerprint of a certificate as openssl prints it
-// (uppercase hex pairs joined by colons).
-func Fingerprint(c *x509.Certificate) string {
-	sum := sha256Sum(c.Raw)
-	var b strings.Builder
-	for i, x := range sum {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		fmt.Fprintf(&b, "%02X", x)
-	}
-	return b.String()
+	pemText := strings.TrimRight(string(x509util.ChainPEM(root)), "\n")
+	return fmt.Sprintf("# %s (SHA-256 %s)\nsecurity.pki.certificates = [ ''\n%s\n'' ];\n", root.Subject.CommonName, x509util.Fingerprint(root), pemText)
 }
 
 // systemBundles are the places distributions keep their CA bundle (Debian, NixOS,
@@ -43,7 +31,7 @@ var systemBundles = []string{
 func Bundle(root *x509.Certificate, withSystem bool) ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# %s\n", root.Subject.CommonName)
-	b.Write(ChainPEM(root))
+	b.Write(x509util.ChainPEM(root))
 	if !withSystem {
 		return b.Bytes(), nil
 	}
@@ -56,7 +44,7 @@ func Bundle(root *x509.Certificate, withSystem bool) ([]byte, error) {
 		if err != nil {
 			continue
 		}
-		if _, err := ParseCertsPEM(data); err != nil {
+		if _, err := x509util.ParseCertsPEM(data); err != nil {
 			return nil, fmt.Errorf("system bundle %s: %w", p, err)
 		}
 		b.WriteString("\n")

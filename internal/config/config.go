@@ -45,6 +45,19 @@ type Config struct {
 	Policy      Policy   `json:"policy"`
 	ACME        ACME     `json:"acme"`
 	Nix         Nix      `json:"nix"`
+	Monitor     Monitor  `json:"monitor"`
+}
+
+// Monitor bounds what /metrics and `nixpki doctor` report about renewal.
+type Monitor struct {
+	// Window: names the CA issued for (through ACME or direct issuance) within it
+	// are tracked; their newest certificate's expiry is reported.
+	Window Duration `json:"window"`
+	// MaxNames caps the names reported (the ones expiring soonest are kept).
+	MaxNames int `json:"max_names"`
+	// RenewalWindow: a tracked name whose newest certificate has less than this
+	// left has stopped renewing.
+	RenewalWindow Duration `json:"renewal_window"`
 }
 
 // Database selects the storage backend.
@@ -170,6 +183,7 @@ func Defaults() Config {
 		ACME: ACME{HTTPPort: 80, TLSPort: 443},
 		Nix: Nix{DefaultValidity: Duration(7 * 24 * time.Hour), MaxValidity: Duration(30 * 24 * time.Hour),
 			TokenTTL: Duration(15 * time.Minute), RenewMaxAge: Duration(30 * 24 * time.Hour)},
+		Monitor: Monitor{Window: Duration(180 * 24 * time.Hour), MaxNames: 10000, RenewalWindow: Duration(10 * 24 * time.Hour)},
 	}
 }
 
@@ -200,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if err := CheckSecretPath("password_file", c.PasswordFile); err != nil {
 		return err
+	}
+	if c.Monitor.Window <= 0 || c.Monitor.MaxNames <= 0 {
+		return fmt.Errorf("monitor.window %s and monitor.max_names %d must be positive", c.Monitor.Window.D(), c.Monitor.MaxNames)
 	}
 	for _, p := range c.ACME.Provisioners {
 		if p.Name == "" || strings.ContainsAny(p.Name, "/?#% ") {

@@ -16,9 +16,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
+	"nixpki/internal/x509util"
 )
 
 // Client talks to a nixpki CA's enrollment endpoints over HTTPS, trusting only the
@@ -51,7 +51,7 @@ type Enrolled struct {
 }
 
 // ChainPEM renders the chain as the CA sent it.
-func (e *Enrolled) ChainPEM() []byte { return ca.ChainPEM(e.Chain...) }
+func (e *Enrolled) ChainPEM() []byte { return x509util.ChainPEM(e.Chain...) }
 
 // CreateCSR makes the enrollment CSR: common name = the Nix key name, signed by the
 // Nix key (Ed25519). Signing DER can never be mistaken for a Nix signature, whose
@@ -165,7 +165,7 @@ func (c *Client) Renew(ctx context.Context, sec signing.SecretKey, chain []*x509
 		return nil, err
 	}
 	req := o.json(csr)
-	req.Certificate = string(ca.ChainPEM(chain...))
+	req.Certificate = string(x509util.ChainPEM(chain...))
 	return c.issue(ctx, "/nix/renew", req, sec)
 }
 

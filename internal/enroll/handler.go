@@ -12,6 +12,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/problem"
+	"nixpki/internal/x509util"
 )
 
 // maxRequestBody bounds enrollment requests: a CSR, an SSH certificate and a
@@ -153,7 +154,7 @@ func (a *Authority) serveRenew(w http.ResponseWriter, r *http.Request) error {
 
 func writeIssued(w http.ResponseWriter, iss *ca.Issued) error {
 	return writeJSON(w, http.StatusCreated, IssuedJSON{
-		Serial: ca.SerialHex(iss.Cert.SerialNumber), NotAfter: iss.Cert.NotAfter, Certificate: string(iss.ChainPEM()),
+		Serial: x509util.SerialHex(iss.Cert.SerialNumber), NotAfter: iss.Cert.NotAfter, Certificate: string(iss.ChainPEM()),
 	})
 }
 

@@ -28,6 +28,7 @@ import (
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
+	"nixpki/internal/x509util"
 )
 
 // clock is a settable clock safe to read from server goroutines.
@@ -592,7 +593,7 @@ func TestRevocationAndCRL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		serials = append(serials, ca.SerialHex(iss.Cert.SerialNumber))
+		serials = append(serials, x509util.SerialHex(iss.Cert.SerialNumber))
 	}
 	revoked, err := e.auth.RevokeSubject(ctx, "alice", 1)
 	if err != nil || len(revoked) != 2 {
@@ -603,7 +604,7 @@ func TestRevocationAndCRL(t *testing.T) {
 	}
 	tlsKey := ecKey(t)
 	tlsCert, _ := e.ca.IssueTLS(ctx, ca.TLSRequest{Names: []string{"x.internal"}, PublicKey: tlsKey.Public()})
-	if _, err := e.auth.Revoke(ctx, ca.SerialHex(tlsCert.Cert.SerialNumber), 0); err == nil || !strings.Contains(err.Error(), "not the Nix one") {
+	if _, err := e.auth.Revoke(ctx, x509util.SerialHex(tlsCert.Cert.SerialNumber), 0); err == nil || !strings.Contains(err.Error(), "not the Nix one") {
 		t.Errorf("revoking a TLS certificate as Nix: %v", err)
 	}
 	der, err := e.auth.CRL(ctx)

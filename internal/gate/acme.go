@@ -22,9 +22,9 @@ import (
 
 	"golang.org/x/crypto/acme"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
+	"nixpki/internal/x509util"
 )
 
 // acmeCerts obtains and renews the gate's HTTPS certificate from an ACME directory
@@ -90,7 +90,7 @@ func (a *acmeCerts) load(password []byte) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := ca.ParseCertsPEM(chain)
+	certs, err := x509util.ParseCertsPEM(chain)
 	if err != nil {
 		return nil, err
 	}
@@ -278,5 +278,5 @@ func (a *acmeCerts) store(c *tls.Certificate, key crypto.Signer) error {
 	if err := keys.ReplaceFile(filepath.Join(dir, "cert.key"), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return keys.ReplaceFile(filepath.Join(dir, "cert.pem"), ca.ChainPEM(certs...), 0o644)
+	return keys.ReplaceFile(filepath.Join(dir, "cert.pem"), x509util.ChainPEM(certs...), 0o644)
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"nixpki/internal/nix/base32"
-	"nixpki/internal/nix/storepath"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/storepath"
 )
 
 // BenchmarkDBAdmission measures the database's part of one path's push as the gate

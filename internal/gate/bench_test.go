@@ -5,13 +5,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"io"
-	"nixpki/internal/nix/narinfo"
-	"nixpki/internal/nix/storepath"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 )
 
 // BenchmarkReceiveNAR measures the streaming check of one 1 MiB NAR of random bytes.

@@ -1,9 +1,10 @@
 package gate
 
 import (
-	"nixpki/internal/nix/storepath"
 	"strings"
 	"testing"
+
+	"nixpki/internal/nix/storepath"
 )
 
 // An admission's writes are committed together or not at all: when a write fails

@@ -111,7 +111,7 @@ func DefaultConfig(name string) Config {
 		KeyName:          name + "-gate-1",
 		PasswordFile:     passwordFile,
 		Listen:           "127.0.0.1:8501",
-		URL:              "https://" + name + ":8501",
+		URL:              "http://127.0.0.1:8501",
 		StoreDir:         storepath.DefaultStoreDir,
 		Priority:         30,
 		SigsNeeded:       1,

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"strings"
+	"testing"
+
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
-	"strings"
-	"testing"
 )
 
 // Seeds live in testdata/fuzz/<FuzzName>/ as well as here.

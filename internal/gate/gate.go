@@ -50,6 +50,9 @@ type Gate struct {
 	Log *slog.Logger
 	// Now is the clock; tests may replace it before serving.
 	Now func() time.Time
+	// OnVerdict, if set before serving, is told each narinfo upload's verdict:
+	// admitted, pending or rejected, with a short reason class when rejected.
+	OnVerdict func(verdict, reason string)
 
 	db    *db
 	tlog  *tlog.Log

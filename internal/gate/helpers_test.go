@@ -17,12 +17,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"nixpki/internal/nix/base32"
-	"nixpki/internal/nix/nar"
-	"nixpki/internal/nix/narinfo"
-	"nixpki/internal/nix/signing"
-	"nixpki/internal/nix/storepath"
-	"nixpki/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,8 +27,14 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
-	"nixpki/internal/ca"
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
+	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // testPKI is a root and a Nix-signing intermediate made with crypto/x509.
@@ -71,7 +71,7 @@ func newPKI(t testing.TB) *testPKI {
 	}
 	rt := caTmpl("Test Root", nil)
 	p.root = mustCert(t, rt, rt, rk.Public(), rk)
-	nt := caTmpl("Test Nix Intermediate", []asn1.ObjectIdentifier{ca.OIDNixStoreSigning})
+	nt := caTmpl("Test Nix Intermediate", []asn1.ObjectIdentifier{x509util.OIDNixStoreSigning})
 	p.nix = mustCert(t, nt, p.root, nk.Public(), rk)
 	return p
 }
@@ -122,7 +122,7 @@ func signCRL(t testing.TB, issuer *x509.Certificate, key crypto.Signer, number i
 
 // chainPEM is what nixpki nix push uploads: leaf, intermediate, and CRLs.
 func (p *testPKI) chainPEM(m member, crls ...[]byte) []byte {
-	b := ca.ChainPEM(m.cert, p.nix)
+	b := x509util.ChainPEM(m.cert, p.nix)
 	for _, c := range crls {
 		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c})...)
 	}
@@ -142,7 +142,7 @@ func newTestGate(t testing.TB, edit func(*Config)) *testGate {
 	pki := newPKI(t)
 	dir := t.TempDir()
 	rootFile := filepath.Join(dir, "root-in.crt")
-	os.WriteFile(rootFile, ca.ChainPEM(pki.root), 0o644)
+	os.WriteFile(rootFile, x509util.ChainPEM(pki.root), 0o644)
 	gdir := filepath.Join(dir, "g")
 	if _, _, err := Init(InitOptions{Dir: gdir, Name: "host-a", RootFile: rootFile}); err != nil {
 		t.Fatal(err)

@@ -8,15 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/tlog"
+	"nixpki/internal/x509util"
 )
 
 // InitOptions are what `nixpki gate init` takes.
@@ -25,8 +26,10 @@ type InitOptions struct {
 	// PasswordFile encrypts gate.sec; empty generates one in G/secrets/password.
 	PasswordFile string
 	KeyName      string // default "<name>-gate-1"
-	URL          string // default "https://<name>:8501"
+	URL          string // default: http://<listen>, or https://<name>:<port> with TLS
 	Listen       string // default 127.0.0.1:8501
+	// TLSCertFile and TLSKeyFile, or ACMEDirectory, make the gate serve HTTPS.
+	TLSCertFile, TLSKeyFile, ACMEDirectory string
 
 	// settings, for a gate created from a settings file, is its whole configuration:
 	// the directory then records state.json instead of config.json, written last.
@@ -46,11 +49,28 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	if opts.KeyName != "" {
 		cfg.KeyName = opts.KeyName
 	}
-	if opts.URL != "" {
-		cfg.URL = strings.TrimRight(opts.URL, "/")
-	}
 	if opts.Listen != "" {
 		cfg.Listen = opts.Listen
+	}
+	if opts.settings == nil {
+		for _, f := range []*string{&opts.TLSCertFile, &opts.TLSKeyFile} {
+			if *f != "" {
+				abs, err := filepath.Abs(*f)
+				if err != nil {
+					return cfg, pub, err
+				}
+				*f = abs
+			}
+		}
+		cfg.TLS = TLS{CertFile: opts.TLSCertFile, KeyFile: opts.TLSKeyFile}
+		cfg.ACME.Directory = opts.ACMEDirectory
+		cfg.URL = defaultURL(cfg)
+		if opts.URL != "" {
+			cfg.URL = strings.TrimRight(opts.URL, "/")
+		}
+	}
+	if !cfg.TLSEnabled() && !IsLoopback(cfg.Listen) {
+		return cfg, pub, fmt.Errorf("--listen %s: plain HTTP is only served on loopback; give --tls-cert and --tls-key, or --acme-directory, to serve HTTPS there", cfg.Listen)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, pub, err
@@ -101,7 +121,7 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 	if err := os.WriteFile(filepath.Join(opts.Dir, PublicFile), []byte(pub.String()), 0o644); err != nil {
 		return cfg, pub, err
 	}
-	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), ca.ChainPEM(root), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(opts.Dir, RootFile), x509util.ChainPEM(root), 0o644); err != nil {
 		return cfg, pub, err
 	}
 	if opts.settings == nil {
@@ -142,7 +162,7 @@ func Init(opts InitOptions) (Config, signing.PublicKey, error) {
 
 // readRootCert reads a self-signed CA certificate (PEM).
 func readRootCert(path string) (*x509.Certificate, error) {
-	root, err := ca.ReadCertFile(path)
+	root, err := x509util.ReadCertFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +170,19 @@ func readRootCert(path string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s is not a self-signed CA certificate", path)
 	}
 	return root, nil
+}
+
+// defaultURL is how targets reach the gate as configured: plain HTTP on its loopback
+// address, or HTTPS by its name on its port.
+func defaultURL(cfg Config) string {
+	if !cfg.TLSEnabled() {
+		return "http://" + cfg.Listen
+	}
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil || port == "443" {
+		return "https://" + cfg.Name
+	}
+	return "https://" + net.JoinHostPort(cfg.Name, port)
 }
 
 // NixOSSnippet is the NixOS configuration that makes a target substitute from the
@@ -217,5 +250,5 @@ func ReadPublic(dir string) (signing.PublicKey, error) {
 
 // ReadRoot reads G/root.crt.
 func ReadRoot(dir string) (*x509.Certificate, error) {
-	return ca.ReadCertFile(filepath.Join(dir, RootFile))
+	return x509util.ReadCertFile(filepath.Join(dir, RootFile))
 }

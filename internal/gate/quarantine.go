@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"nixpki/internal/nix/narinfo"
 	"strings"
+
+	"nixpki/internal/nix/narinfo"
 )
 
 // revokedCerts returns the IDs (certID) of the member certificates the CRLs held

@@ -132,6 +132,7 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, narinfo.MaxSize)
 	}
 	status, msg, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
+	g.noteVerdict(status, msg, err, remote(r))
 	if err != nil {
 		return err
 	}
@@ -267,6 +268,8 @@ type ServeOptions struct {
 	Listen string
 	// Ready, if set, is called with the bound address once the gate listens.
 	Ready func(addr string)
+	// Wrap, if set, wraps the gate's handler (request metrics).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Serve runs the gate until ctx is done: HTTPS with certificate files or ACME, or
@@ -304,8 +307,12 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
+	h := g.Handler()
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
 	srv := &http.Server{
-		Handler:           g.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 15 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

@@ -16,10 +16,10 @@ import (
 	"sync"
 	"time"
 
-	"nixpki/internal/ca"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/problem"
+	"nixpki/internal/x509util"
 )
 
 // trust holds what the gate knows of the PKI: the root, the Nix-signing
@@ -313,7 +313,7 @@ func (g *Gate) addIntermediate(ctx context.Context, c *x509.Certificate) error {
 
 // addMember keeps a genuine member certificate and says whether it may sign here.
 func (g *Gate) addMember(ctx context.Context, c *x509.Certificate, now time.Time, remote string) (string, error) {
-	serial := ca.SerialHex(c.SerialNumber)
+	serial := x509util.SerialHex(c.SerialNumber)
 	// Genuine: a Nix certificate signed by a Nix-signing intermediate the root signed.
 	// Validity and revocation are judged by usable, now and at each admission, so an
 	// expired or revoked certificate is still recognised and its signatures refused
@@ -383,7 +383,7 @@ func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (str
 	issuer := g.trust.v.IssuedBy(der) // an intermediate, or the root revoking intermediates
 	var revoked []string
 	for _, e := range list.RevokedCertificateEntries {
-		revoked = append(revoked, ca.SerialHex(e.SerialNumber))
+		revoked = append(revoked, x509util.SerialHex(e.SerialNumber))
 	}
 	if err := g.record("crl", map[string]any{"issuer": list.Issuer.CommonName, "number": number,
 		"this_update": list.ThisUpdate.UTC(), "revoked": revoked, "from": remote}); err != nil {

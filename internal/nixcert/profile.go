@@ -15,8 +15,6 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"nixpki/internal/nix/signing"
-	"nixpki/internal/nix/storepath"
 	"path"
 	"slices"
 	"strings"
@@ -24,6 +22,9 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 )
 
 // Limits on the constraints: generous for real use, small enough that hostile input

@@ -6,11 +6,12 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
-	"nixpki/internal/nix/signing"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"nixpki/internal/nix/signing"
 )
 
 func TestScopeParseAndString(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/keys"
+	"nixpki/internal/x509util"
 )
 
 // certManager keeps the server's own TLS certificate, issued by its TLS intermediate
@@ -52,7 +53,7 @@ func (m *certManager) renew(ctx context.Context) error {
 	m.mu.Lock()
 	m.cert = tc
 	m.mu.Unlock()
-	m.log.Info("server certificate issued", "serial", ca.SerialHex(iss.Cert.SerialNumber), "not_after", iss.Cert.NotAfter.Format(time.RFC3339))
+	m.log.Info("server certificate issued", "serial", x509util.SerialHex(iss.Cert.SerialNumber), "not_after", iss.Cert.NotAfter.Format(time.RFC3339))
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/problem"
+	"nixpki/internal/x509util"
 )
 
 // maxOCSPRequest bounds OCSP request bodies; real requests are a few hundred bytes.
@@ -52,7 +53,7 @@ func (s *Server) roots(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) intermediates(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err := w.Write(ca.ChainPEM(s.CA.TLS.Cert, s.CA.Nix.Cert))
+	_, err := w.Write(x509util.ChainPEM(s.CA.TLS.Cert, s.CA.Nix.Cert))
 	return err
 }
 
@@ -121,7 +122,7 @@ func (s *Server) answerOCSP(w http.ResponseWriter, r *http.Request, der []byte) 
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
-	if err := s.CA.DB.SQL().PingContext(r.Context()); err != nil {
+	if err := s.CA.DB.Ping(r.Context()); err != nil {
 		return &problem.Problem{Status: http.StatusServiceUnavailable, Detail: "database unavailable", Err: err}
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -24,7 +24,9 @@ type Server struct {
 	// Mounts are extra routes on the HTTPS side (pattern → handler), e.g. the ACME
 	// server at "/acme/".
 	Mounts map[string]http.Handler
-	certs  *certManager
+	// Wrap, if set, wraps both listeners' handlers (request metrics).
+	Wrap  func(http.Handler) http.Handler
+	certs *certManager
 }
 
 // Addrs are the addresses the server actually listens on.
@@ -50,7 +52,7 @@ func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", listen, err)
 	}
-	servers := []*http.Server{{Handler: s.HTTPSHandler(), TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}}
+	servers := []*http.Server{{Handler: s.wrap(s.HTTPSHandler()), TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}}
 	lns := []net.Listener{tls.NewListener(ln, tlsConf)}
 	addrs := Addrs{HTTPS: ln.Addr()}
 	if httpListen != "" {
@@ -59,7 +61,7 @@ func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(
 			ln.Close()
 			return fmt.Errorf("--http-listen %s: %w", httpListen, err)
 		}
-		servers = append(servers, &http.Server{Handler: s.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute})
+		servers = append(servers, &http.Server{Handler: s.wrap(s.HTTPHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute})
 		lns = append(lns, hl)
 		addrs.HTTP = hl.Addr()
 	}
@@ -90,3 +92,10 @@ func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(
 
 // CurrentCertificate returns the server's TLS certificate now in use.
 func (s *Server) CurrentCertificate() *tls.Certificate { return s.certs.current() }
+
+func (s *Server) wrap(h http.Handler) http.Handler {
+	if s.Wrap == nil {
+		return h
+	}
+	return s.Wrap(h)
+}

@@ -10,9 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"nixpki/internal/nix/nar"
-	"nixpki/internal/nix/narinfo"
-	"nixpki/internal/nix/storepath"
 	"os"
 	"path"
 	"path/filepath"
@@ -21,6 +18,10 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/storepath"
 )
 
 // errAbsent is a cache's "no such file" (404 and 403 over HTTP, as Nix reads them).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/nixhash"
 )

@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"nixpki/internal/nix/nar"
-	"nixpki/internal/nix/storepath"
 	"os"
 	"path/filepath"
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"nixpki/internal/nix/nar"
+	"nixpki/internal/nix/storepath"
 )
 
 // DBPath is where Nix keeps its database, relative to the store's root.

@@ -22,6 +22,7 @@ import (
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/testutil"
+	"nixpki/internal/x509util"
 )
 
 // nixT runs Nix commands with a configuration and narinfo cache of the test's own.
@@ -151,11 +152,11 @@ func (c *testCA) certify(pubFile, subject, scope string, validity time.Duration)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	out := strings.TrimSuffix(pubFile, ".pub") + "-" + ca.SerialHex(iss.Cert.SerialNumber) + ".crt"
+	out := strings.TrimSuffix(pubFile, ".pub") + "-" + x509util.SerialHex(iss.Cert.SerialNumber) + ".crt"
 	if err := os.WriteFile(out, iss.ChainPEM(), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
-	return out, ca.SerialHex(iss.Cert.SerialNumber)
+	return out, x509util.SerialHex(iss.Cert.SerialNumber)
 }
 
 // revoke revokes a serial and returns a file with the Nix intermediate's new CRL.

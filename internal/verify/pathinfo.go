@@ -3,13 +3,14 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
-	"slices"
-	"strings"
 )
 
 // ErrNotValid marks a path the store does not hold (Nix: "path '…' is not valid").

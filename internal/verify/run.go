@@ -24,13 +24,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"nixpki/internal/nix/nixhash"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"nixpki/internal/nix/nixhash"
 )
 
 // Exit status bits, as `nix store verify` has them.

@@ -9,15 +9,16 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"fmt"
-	"nixpki/internal/nix/base32"
-	"nixpki/internal/nix/signing"
-	"nixpki/internal/nix/storepath"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 )
 
 // memStore holds records and, for each, the NAR hash its contents have.

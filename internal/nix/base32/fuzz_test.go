@@ -2,10 +2,11 @@ package base32_test
 
 import (
 	"bytes"
+	"testing"
+
 	"nixpki/internal/nix/base32"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/testutil"
-	"testing"
 )
 
 func base32Seeds() []string {

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"testing"
+
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/nixhash"
-	"testing"
 )
 
 func narOf(t *testing.T, entries []nar.Entry, contents map[string]string) []byte {

@@ -10,12 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
+
 	"nixpki/internal/nix/base32"
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/storepath"
-	"slices"
-	"strings"
 )
 
 // Method is how a content-addressed store path's hash was computed.

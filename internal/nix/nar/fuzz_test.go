@@ -2,10 +2,11 @@ package nar
 
 import (
 	"bytes"
-	"nixpki/internal/testutil"
 	"reflect"
 	"strings"
 	"testing"
+
+	"nixpki/internal/testutil"
 )
 
 // Seeds for the fuzz targets. They are added with f.Add and also stored

@@ -2,10 +2,11 @@ package narinfo
 
 import (
 	"bytes"
-	"nixpki/internal/nix/storepath"
-	"nixpki/internal/testutil"
 	"strings"
 	"testing"
+
+	"nixpki/internal/nix/storepath"
+	"nixpki/internal/testutil"
 )
 
 func narInfoSeeds() []string {

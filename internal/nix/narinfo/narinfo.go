@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
+	"strings"
+
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
-	"slices"
-	"strconv"
-	"strings"
 )
 
 // MaxSize bounds the narinfo files Parse reads. Real ones are a

@@ -1,11 +1,12 @@
 package narinfo
 
 import (
-	"nixpki/internal/nix/signing"
-	"nixpki/internal/nix/storepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"nixpki/internal/nix/signing"
+	"nixpki/internal/nix/storepath"
 )
 
 // A narinfo served by cache.nixos.org (also used by go-nix's tests), with

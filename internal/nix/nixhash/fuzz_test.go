@@ -2,11 +2,12 @@ package nixhash_test
 
 import (
 	"encoding/hex"
+	"strings"
+	"testing"
+
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/testutil"
-	"strings"
-	"testing"
 )
 
 func hashSeeds() []string {

@@ -12,8 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"nixpki/internal/nix/base32"
 	"strings"
+
+	"nixpki/internal/nix/base32"
 )
 
 // algos are the hash algorithms Nix knows, with their digest sizes.

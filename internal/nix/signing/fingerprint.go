@@ -2,11 +2,12 @@ package signing
 
 import (
 	"fmt"
-	"nixpki/internal/nix/nixhash"
-	"nixpki/internal/nix/storepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/storepath"
 )
 
 // Fingerprint returns the message Nix signs for a store path:

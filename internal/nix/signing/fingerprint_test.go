@@ -1,9 +1,10 @@
 package signing
 
 import (
-	"nixpki/internal/nix/nixhash"
 	"strings"
 	"testing"
+
+	"nixpki/internal/nix/nixhash"
 )
 
 // curlFingerprint is what Nix signs for a path of cache.nixos.org.

@@ -1,9 +1,10 @@
 package signing
 
 import (
-	"nixpki/internal/testutil"
 	"strings"
 	"testing"
+
+	"nixpki/internal/testutil"
 )
 
 func keySeeds() []string {

@@ -10,10 +10,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"nixpki/internal/nix/nixhash"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"nixpki/internal/nix/nixhash"
 )
 
 // MaxKeyNameLen bounds key names. Nix sets no limit; names are short labels

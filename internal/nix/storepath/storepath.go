@@ -5,9 +5,10 @@ package storepath
 import (
 	"errors"
 	"fmt"
-	"nixpki/internal/nix/base32"
 	"path"
 	"strings"
+
+	"nixpki/internal/nix/base32"
 )
 
 const (

@@ -1,4 +1,4 @@
-package ca
+package x509util
 
 import "encoding/asn1"
 
