@@ -12,7 +12,7 @@ buildGoModule {
     fileset = lib.fileset.unions [ ../go.mod ../go.sum ../cmd ../internal ];
   };
 
-  vendorHash = "sha256-ZYcA/hqEqsR8x8rEGJILhWyduQDDkT31qfmCmU4SxgQ=";
+  vendorHash = "sha256-0TW61ixgM73pm7AYTu2WQdMTKsYcDqtIlZpAdq+Xeoo=";
 
   subPackages = [ "cmd/nixpki" ];
   env.CGO_ENABLED = 0;
