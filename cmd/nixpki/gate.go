@@ -112,6 +112,7 @@ func newGateServeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := logger()
+			explainHangup(cmd.Context(), log, "nixpki gate serve")
 			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
 				return err
 			}

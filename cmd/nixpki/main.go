@@ -102,3 +102,21 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// explainHangup answers SIGHUP, which would otherwise end the server, with a log line:
+// the configuration is read at start, so a change takes a restart.
+func explainHangup(ctx context.Context, log *slog.Logger, what string) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Warn("SIGHUP: the configuration is read only at start; restart " + what + " to apply changes (systemctl restart, or stop and start it)")
+			}
+		}
+	}()
+}

@@ -51,6 +51,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			log := logger()
+			explainHangup(cmd.Context(), log, "nixpki serve")
 			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
 				return err
 			}

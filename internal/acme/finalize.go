@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -209,8 +210,44 @@ func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateR
 		KeyUsage:    ku,
 		ExtKeyUsage: eku,
 	}
+	if ext, ok, err := tlsFeature(csr); err != nil {
+		return nil, 0, err
+	} else if ok {
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ext)
+	}
 	if len(tmpl.DNSNames)+len(tmpl.IPAddresses) == 0 {
 		return nil, 0, fmt.Errorf("order %s has no names", o.ID)
 	}
 	return tmpl, validity, nil
+}
+
+// oidTLSFeature is id-pe-tlsfeature (RFC 7633).
+var oidTLSFeature = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
+
+// TLS features (RFC 7633 §4.2, the TLS extension numbers): status_request (must-staple)
+// and status_request_v2, both answerable since the CA runs an OCSP responder.
+const (
+	tlsStatusRequest   = 5
+	tlsStatusRequestV2 = 17
+)
+
+// tlsFeature returns the TLS feature extension a CSR requests (RFC 7633: must-staple),
+// for the certificate; features other than OCSP stapling are refused.
+func tlsFeature(csr *x509.CertificateRequest) (pkix.Extension, bool, error) {
+	for _, e := range csr.Extensions {
+		if !e.Id.Equal(oidTLSFeature) {
+			continue
+		}
+		var features []int
+		if rest, err := asn1.Unmarshal(e.Value, &features); err != nil || len(rest) > 0 || len(features) == 0 {
+			return pkix.Extension{}, false, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's TLS feature extension must be a non-empty list of TLS extension numbers")
+		}
+		for _, f := range features {
+			if f != tlsStatusRequest && f != tlsStatusRequestV2 {
+				return pkix.Extension{}, false, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR requests TLS feature %d: only status_request (5, OCSP must-staple) and status_request_v2 (17) are supported", f)
+			}
+		}
+		return pkix.Extension{Id: oidTLSFeature, Value: e.Value}, true, nil
+	}
+	return pkix.Extension{}, false, nil
 }

@@ -5,15 +5,23 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	xacme "golang.org/x/crypto/acme"
 
 	"nixpki/internal/config"
+	"nixpki/internal/testutil"
 )
 
 // rawOrder creates an order for names as s; it returns the order, finalize and
@@ -172,4 +180,42 @@ func TestURLsFollowTheClientsHost(t *testing.T) {
 	}
 	body := s.jws(t, s.header(t, e.nonce(), configured+"/acme/acme/new-order"), []byte(`{"identifiers":[{"type":"dns","value":"kid.test"}]}`))
 	e.do("POST", e.url("new-order"), "application/jose+json", body).wantProblem(t, 403, "unauthorized")
+}
+
+// A CSR asking for OCSP must-staple (RFC 7633 TLS feature status_request) gets it in
+// the certificate, as openssl reads it; other TLS features are refused with badCSR.
+func TestMustStaple(t *testing.T) {
+	t.Parallel()
+	bin := testutil.NeedTool(t, "openssl")
+	e := newEnv(t)
+	a := &signer{key: newKey(t), alg: "ES256"}
+	e.register(a)
+	orderURL, fin, authzs := e.rawOrder(a, "staple.test")
+	e.answerHTTP01(a, authzs)
+	waitStatus(t, e, a, orderURL, "ready")
+	featureCSR := func(features ...int) []byte {
+		v, _ := asn1.Marshal(features)
+		tmpl := &x509.CertificateRequest{DNSNames: []string{"staple.test"},
+			ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}, Value: v}}}
+		der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, newKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	e.post(a, fin, map[string]any{"csr": b64(featureCSR(5, 99))}).wantProblem(t, 400, "badCSR")
+	r := e.post(a, fin, map[string]any{"csr": b64(featureCSR(5))})
+	var done struct{ Status, Certificate string }
+	jsonBody(t, r.body, &done)
+	if r.status != 200 || done.Status != "valid" {
+		t.Fatalf("finalize: %d %s", r.status, r.body)
+	}
+	pemFile := filepath.Join(t.TempDir(), "leaf.pem")
+	if err := os.WriteFile(pemFile, e.post(a, done.Certificate, nil).body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "x509", "-in", pemFile, "-noout", "-text").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`TLS Feature:\s*\n\s*status_request\b`).Match(out) {
+		t.Fatalf("openssl x509 -text: %v\n%s", err, out)
+	}
 }
