@@ -135,7 +135,7 @@ func (s *Server) newOrder(q *request) (*response, error) {
 		return nil, storeErr(err, "order")
 	}
 	if !reused {
-		s.log.Debug("acme order created", "provisioner", q.prov.name, "order", o.ID, "identifiers", o.Identifiers)
+		s.log.Info("acme order created", "provisioner", q.prov.name, "order", o.ID, "identifiers", o.Identifiers)
 	}
 	return s.orderResponse(q, http.StatusCreated, out), nil
 }

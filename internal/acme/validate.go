@@ -149,6 +149,8 @@ func (s *Server) startValidation(a *store.ACMEAuthz, thumbprint string) {
 		}
 		if err := s.db.FinishACMEChallenge(context.Background(), a.ID, pj, s.now()); err != nil {
 			s.log.Error("acme: recording a validation", "authz", a.ID, "err", err)
+		} else if p == nil {
+			s.log.Info("acme challenge valid", "authz", a.ID, "identifier", a.Identifier.Value, "challenge", a.ChallType)
 		}
 	}()
 }
