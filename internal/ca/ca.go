@@ -40,6 +40,8 @@ type CA struct {
 	Log   *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// password decrypts the CA's keys, and encrypts the server key it keeps.
+	password []byte
 }
 
 // Open loads the CA in dir. passwordFile overrides the file recorded at init.
@@ -55,7 +57,7 @@ func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA,
 	if err != nil {
 		return nil, err
 	}
-	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now}
+	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now, password: password}
 	if c.Root, err = x509util.ReadCertFile(CertPath(dir, IssuerRoot)); err != nil {
 		return nil, err
 	}

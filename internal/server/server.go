@@ -40,7 +40,7 @@ type Addrs struct {
 // ctx ends, then shuts down gracefully. ready is called once both listen.
 func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(Addrs)) error {
 	s.certs = &certManager{ca: s.CA, log: s.Log}
-	if err := s.certs.renew(ctx); err != nil {
+	if err := s.certs.start(ctx); err != nil {
 		return fmt.Errorf("issuing the server's own TLS certificate: %w", err)
 	}
 	go s.certs.loop(ctx)
