@@ -166,8 +166,8 @@ func firstName(s ca.SANs) string {
 }
 
 // template builds the leaf for an order: its identifiers (DNS names first), the
-// profile's usages and validity (capped by the provisioner and the order's notAfter),
-// after the CA's name constraints.
+// profile's usages, the order's notBefore and notAfter if it has them (else the
+// profile's lifetime from now), after the CA's name constraints.
 func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateRequest) (*x509.Certificate, time.Duration, error) {
 	names := make([]string, len(o.Identifiers))
 	for i, id := range o.Identifiers {
@@ -181,15 +181,9 @@ func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateR
 		return nil, 0, acmeErr(http.StatusBadRequest, errRejectedIdentifier, "%v", err)
 	}
 	prof := q.prov.profiles[o.Profile]
-	validity := prof.Validity.D()
-	if q.prov.maxValidity > 0 {
-		validity = min(validity, q.prov.maxValidity)
-	}
-	if !o.NotAfter.IsZero() {
-		validity = min(validity, o.NotAfter.Sub(s.now()))
-	}
-	if validity <= 0 {
-		return nil, 0, malformed("the order's notAfter has passed")
+	validity := q.prov.lifetime(o.Profile)
+	if err := s.checkWindow(q.prov, o.Profile, o.NotBefore, o.NotAfter, "create a new order"); err != nil {
+		return nil, 0, err
 	}
 	cn := firstName(sans)
 	if len(cn) > 64 {
@@ -204,6 +198,8 @@ func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateR
 		ku |= x509.KeyUsageKeyEncipherment
 	}
 	tmpl := &x509.Certificate{
+		NotBefore:   o.NotBefore, // zero: from now; else exactly as ordered
+		NotAfter:    o.NotAfter,
 		Subject:     pkix.Name{CommonName: cn},
 		DNSNames:    slices.Clone(sans.DNS),
 		IPAddresses: sans.IPs,

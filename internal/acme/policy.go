@@ -169,6 +169,15 @@ func parseKeyType(s string) (keys.Type, error) {
 	return "", fmt.Errorf("key_types: unknown key type %q: use rsa, p256, p384 or ed25519", s)
 }
 
+// lifetime is a profile's certificate lifetime, capped by the provisioner's maximum.
+func (p *provisioner) lifetime(profile string) time.Duration {
+	life := p.profiles[profile].Validity.D()
+	if p.maxValidity > 0 {
+		life = min(life, p.maxValidity)
+	}
+	return life
+}
+
 // checkCSRKey applies the provisioner's accepted key types to a CSR's key.
 func (p *provisioner) checkCSRKey(pub crypto.PublicKey) error {
 	if err := ca.CheckLeafKey(pub); err != nil {

@@ -16,7 +16,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	xacme "golang.org/x/crypto/acme"
 
@@ -217,5 +219,104 @@ func TestMustStaple(t *testing.T) {
 	out, err := exec.Command(bin, "x509", "-in", pemFile, "-noout", "-text").CombinedOutput()
 	if err != nil || !regexp.MustCompile(`TLS Feature:\s*\n\s*status_request\b`).Match(out) {
 		t.Fatalf("openssl x509 -text: %v\n%s", err, out)
+	}
+}
+
+// An order's notBefore and notAfter are in the certificate exactly, or the order is
+// refused with a problem saying which policy they break (RFC 8555 §7.4): never
+// accepted and then ignored.
+func TestOrderValidityWindow(t *testing.T) {
+	t.Parallel()
+	var skew atomic.Int64 // added to the ACME server's clock
+	e := newEnv(t, func(_ *config.Config, o *Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	a := &signer{key: newKey(t), alg: "ES256"}
+	e.register(a)
+	now := time.Now().UTC().Truncate(time.Second)
+	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	order := func(window map[string]any) *rawResponse {
+		window["identifiers"] = ids("window.test")
+		return e.post(a, e.url("new-order"), window)
+	}
+	issue := func(window map[string]any) *x509.Certificate {
+		t.Helper()
+		r := order(window)
+		if r.status != 201 {
+			t.Fatalf("newOrder %v: %d %s", window, r.status, r.body)
+		}
+		var o struct {
+			Authorizations      []string
+			Finalize, NotBefore string
+		}
+		jsonBody(t, r.body, &o)
+		e.answerHTTP01(a, o.Authorizations)
+		waitStatus(t, e, a, r.header.Get("Location"), "ready")
+		der, _ := csr(t, "window.test")
+		f := e.post(a, o.Finalize, map[string]any{"csr": b64(der)})
+		var done struct{ Certificate string }
+		jsonBody(t, f.body, &done)
+		if f.status != 200 {
+			t.Fatalf("finalize %v: %d %s", window, f.status, f.body)
+		}
+		leaf, _ := decodePEMChain(t, e.post(a, done.Certificate, nil).body)
+		c, err := x509.ParseCertificate(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	day := 24 * time.Hour
+	c := issue(map[string]any{"notBefore": ts(time.Hour), "notAfter": ts(time.Hour + 2*day)})
+	if !c.NotBefore.Equal(now.Add(time.Hour)) || !c.NotAfter.Equal(now.Add(time.Hour+2*day)) {
+		t.Fatalf("both asked: certificate valid %s to %s", c.NotBefore, c.NotAfter)
+	}
+	c = issue(map[string]any{"notAfter": ts(2 * time.Hour)})
+	if !c.NotAfter.Equal(now.Add(2*time.Hour)) || c.NotBefore.After(time.Now()) {
+		t.Fatalf("notAfter asked: certificate valid %s to %s", c.NotBefore, c.NotAfter)
+	}
+	c = issue(map[string]any{"notBefore": ts(10 * time.Minute)})
+	if !c.NotBefore.Equal(now.Add(10*time.Minute)) || !c.NotAfter.Equal(now.Add(10*time.Minute+90*day)) {
+		t.Fatalf("notBefore asked: certificate valid %s to %s (want 90 days from notBefore)", c.NotBefore, c.NotAfter)
+	}
+
+	before := e.rowCounts()
+	for _, tc := range []struct {
+		window map[string]any
+		says   string
+	}{
+		{map[string]any{"notBefore": ts(-time.Hour)}, "in the past"},
+		{map[string]any{"notAfter": ts(91 * day)}, "lifetime"},
+		{map[string]any{"notBefore": ts(day), "notAfter": ts(92 * day)}, "lifetime"},
+		{map[string]any{"notBefore": ts(day), "notAfter": ts(time.Hour)}, "after notBefore"},
+		{map[string]any{"notAfter": ts(-time.Minute)}, "future"},
+		{map[string]any{"notBefore": ts(20 * 365 * day)}, "expiry"},
+	} {
+		r := order(tc.window)
+		r.wantProblem(t, 400, "malformed")
+		if !strings.Contains(r.prob.Detail, tc.says) {
+			t.Errorf("%v: detail %q does not say %q", tc.window, r.prob.Detail, tc.says)
+		}
+	}
+	if after := e.rowCounts(); after != before {
+		t.Fatalf("refused windows wrote state:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// A notBefore that has passed by the time of finalization is refused there, and
+	// nothing is issued.
+	r := order(map[string]any{"notBefore": ts(0)})
+	var o struct {
+		Authorizations []string
+		Finalize       string
+	}
+	jsonBody(t, r.body, &o)
+	e.answerHTTP01(a, o.Authorizations)
+	waitStatus(t, e, a, r.header.Get("Location"), "ready")
+	skew.Store(int64(time.Hour))
+	before = e.rowCounts()
+	der, _ := csr(t, "window.test")
+	e.post(a, o.Finalize, map[string]any{"csr": b64(der)}).wantProblem(t, 400, "malformed")
+	if after := e.rowCounts(); after != before {
+		t.Fatalf("a refused finalization wrote state:\nbefore %s\nafter  %s", before, after)
 	}
 }
