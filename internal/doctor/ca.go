@@ -85,18 +85,7 @@ func CheckCA(ctx context.Context, o CAOptions, r *Report) {
 }
 
 func loadConfig(o CAOptions) (config.Config, error) {
-	if o.ConfigFile == "" {
-		return config.Load(o.Dir)
-	}
-	data, err := os.ReadFile(o.ConfigFile)
-	if err != nil {
-		return config.Config{}, err
-	}
-	c, err := config.Parse(data)
-	if err != nil {
-		return c, fmt.Errorf("%s: %w", o.ConfigFile, err)
-	}
-	return c, nil
+	return config.LoadDir(o.Dir, o.ConfigFile)
 }
 
 func configSource(o CAOptions) string {
