@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
@@ -26,15 +27,16 @@ func newCertCmd() *cobra.Command {
 }
 
 // caFlags are shared by every command that opens the CA.
-type caFlags struct{ dir, passwordFile string }
+type caFlags struct{ dir, passwordFile, settings string }
 
 func (f *caFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", "./nixpki-data", "CA data directory")
 	cmd.Flags().StringVar(&f.passwordFile, "password-file", "", "password file for the CA keys (default: the one recorded at init)")
+	cmd.Flags().StringVar(&f.settings, "config", "", "settings file of a CA created from one (default $"+config.EnvConfig+")")
 }
 
 func (f *caFlags) open(cmd *cobra.Command) (*ca.CA, error) {
-	return ca.Open(cmd.Context(), f.dir, f.passwordFile, logger())
+	return ca.OpenSettings(cmd.Context(), f.dir, settingsFile(f.settings), f.passwordFile, logger())
 }
 
 func newCertIssueCmd() *cobra.Command {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -32,6 +33,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "nixpki:", err)
 		os.Exit(1)
 	}
+}
+
+// version is set at build time (-ldflags "-X main.version=1.2.3"); otherwise it is the
+// module version Go recorded, or "devel".
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 // exitCode ends the program with this status and nothing more printed.
@@ -65,8 +80,10 @@ func newRootCmd() *cobra.Command {
 		Short:         "A private PKI for NixOS fleets: CA, ACME server, certified Nix signing keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 	}
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd())
+	root.SetVersionTemplate("nixpki {{.Version}}\n")
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd(), newConfigCmd())
 	return root
 }
 

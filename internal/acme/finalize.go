@@ -36,7 +36,7 @@ func (s *Server) finalize(q *request) (*response, error) {
 	}
 	der, err := base64.RawURLEncoding.DecodeString(p.CSR)
 	if err != nil {
-		return nil, malformed("\"csr\" is not base64url: %v", err)
+		return nil, malformed("\"csr\" is not base64url (RFC 4648 §5, no padding)")
 	}
 	csr, err := checkCSR(der, o.Identifiers, q.prov)
 	if err != nil {
@@ -102,10 +102,10 @@ func notReadyHint(status string) string {
 func checkCSR(der []byte, idents []store.ACMEIdentifier, prov *provisioner) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR does not parse: %v", err)
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR is not a DER PKCS#10 certificate request: send the base64url of its DER form, not PEM")
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's signature does not verify: %v", err)
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's self-signature does not verify with its public key")
 	}
 	if err := prov.checkCSRKey(csr.PublicKey); err != nil {
 		return nil, err
@@ -166,8 +166,8 @@ func firstName(s ca.SANs) string {
 }
 
 // template builds the leaf for an order: its identifiers (DNS names first), the
-// profile's usages and validity (capped by the provisioner and the order's notAfter),
-// after the CA's name constraints.
+// profile's usages, the order's notBefore and notAfter if it has them (else the
+// profile's lifetime from now), after the CA's name constraints.
 func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateRequest) (*x509.Certificate, time.Duration, error) {
 	names := make([]string, len(o.Identifiers))
 	for i, id := range o.Identifiers {
@@ -181,15 +181,9 @@ func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateR
 		return nil, 0, acmeErr(http.StatusBadRequest, errRejectedIdentifier, "%v", err)
 	}
 	prof := q.prov.profiles[o.Profile]
-	validity := prof.Validity.D()
-	if q.prov.maxValidity > 0 {
-		validity = min(validity, q.prov.maxValidity)
-	}
-	if !o.NotAfter.IsZero() {
-		validity = min(validity, o.NotAfter.Sub(s.now()))
-	}
-	if validity <= 0 {
-		return nil, 0, malformed("the order's notAfter has passed")
+	validity := q.prov.lifetime(o.Profile)
+	if err := s.checkWindow(q.prov, o.Profile, o.NotBefore, o.NotAfter, "create a new order"); err != nil {
+		return nil, 0, err
 	}
 	cn := firstName(sans)
 	if len(cn) > 64 {
@@ -204,6 +198,8 @@ func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateR
 		ku |= x509.KeyUsageKeyEncipherment
 	}
 	tmpl := &x509.Certificate{
+		NotBefore:   o.NotBefore, // zero: from now; else exactly as ordered
+		NotAfter:    o.NotAfter,
 		Subject:     pkix.Name{CommonName: cn},
 		DNSNames:    slices.Clone(sans.DNS),
 		IPAddresses: sans.IPs,

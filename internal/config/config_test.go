@@ -16,9 +16,9 @@ func TestParse(t *testing.T) {
 	}
 	for _, tc := range []struct{ in, want string }{
 		{`{"nmae":"x"}`, `unknown key "nmae"`},
-		{`{"policy":{"max_valdity":"1h"}}`, `unknown key "max_valdity"`},
+		{`{"policy":{"max_valdity":"1h"}}`, `unknown key "policy.max_valdity"`},
 		{`{"policy":{"max_validity":"forever"}}`, `bad duration "forever"`},
-		{`{"acme":{"http_port":"80"}}`, `key "acme.http_port": expected int`},
+		{`{"acme":{"http_port":"80"}}`, `key "acme.http_port": expected a whole number (int), got the string "80"`},
 		{`{"name":`, `unexpected EOF`},
 		{`{} {}`, `trailing data`},
 		{`{"database":{"driver":"mysql"}}`, `database.driver "mysql"`},

@@ -1,14 +1,11 @@
 package gate
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -97,6 +94,15 @@ type Config struct {
 
 	TLS  TLS  `json:"tls"`
 	ACME ACME `json:"acme"`
+
+	// RootFile is the CA root certificate (PEM) a gate created from settings trusts;
+	// it is copied into the directory at the first start, and a later different one
+	// is refused.
+	RootFile string `json:"root_file,omitempty"`
+	// KeyFile is the gate's Nix secret key (nix-store --generate-binary-cache-key
+	// format, made out of band so the targets' trusted key is known before the
+	// deployment), read at every start; without it the key lives in gate.sec.
+	KeyFile string `json:"key_file,omitempty"`
 }
 
 // DefaultConfig returns the defaults for a gate called name.
@@ -123,24 +129,12 @@ func DefaultConfig(name string) Config {
 // LoadConfig reads dir/config.json strictly and validates it.
 func LoadConfig(dir string) (Config, error) {
 	p := filepath.Join(dir, ConfigFile)
-	data, err := os.ReadFile(p)
+	data, err := config.ReadSettings(p)
 	if err != nil {
 		return Config{}, err
 	}
-	var probe struct {
-		Name string `json:"name"`
-	}
-	json.Unmarshal(data, &probe)
-	cfg := DefaultConfig(probe.Name)
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", p, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Config{}, fmt.Errorf("%s: data after the JSON object", p)
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := ParseSettings(data)
+	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", p, err)
 	}
 	return cfg, nil

@@ -82,12 +82,16 @@ type Gate struct {
 // configured password file), root, database and log. The log is verified first: a
 // gate whose log was tampered with does not start.
 func Open(dir, passwordFile string, log *slog.Logger) (*Gate, error) {
-	if log == nil {
-		log = slog.Default()
-	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
+	}
+	return open(dir, cfg, passwordFile, log)
+}
+
+func open(dir string, cfg Config, passwordFile string, log *slog.Logger) (*Gate, error) {
+	if log == nil {
+		log = slog.Default()
 	}
 	key, err := LoadKey(dir, cfg, passwordFile)
 	if err != nil {
