@@ -1,9 +1,10 @@
 package main
 
 import (
-	"nixpki/internal/x509util"
 	"path/filepath"
 	"testing"
+
+	"nixpki/internal/x509util"
 )
 
 // nix crl --root on a CA whose root key was carried away says where the key was

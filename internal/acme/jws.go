@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"nixpki/internal/keys"
 	"nixpki/internal/store"
 )
 
@@ -215,11 +216,11 @@ func checkAccountKey(pub any) error {
 		if k.N.BitLen() >= 2048 {
 			return nil
 		}
-		return acmeErr(http.StatusBadRequest, errBadPublicKey, "the account key is %s: RSA account keys need at least 2048 bits", keyDetail(k))
+		return acmeErr(http.StatusBadRequest, errBadPublicKey, "the account key is %s: RSA account keys need at least 2048 bits", keys.Describe(k))
 	case ed25519.PublicKey:
 		return nil
 	}
-	return acmeErr(http.StatusBadRequest, errBadPublicKey, "the account key is %s: use ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519", keyDetail(pub))
+	return acmeErr(http.StatusBadRequest, errBadPublicKey, "the account key is %s: use ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519", keys.Describe(pub))
 }
 
 // verify authenticates a POST: media type, size, JWS envelope, key (account or

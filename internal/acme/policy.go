@@ -181,7 +181,7 @@ func (p *provisioner) lifetime(profile string) time.Duration {
 // checkCSRKey applies the provisioner's accepted key types to a CSR's key.
 func (p *provisioner) checkCSRKey(pub crypto.PublicKey) error {
 	if ca.CheckLeafKey(pub) != nil {
-		return acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's key is %s: use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", keyDetail(pub))
+		return acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's key is %s: use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", keys.Describe(pub))
 	}
 	if p.keyTypes != nil && !p.keyTypes[keys.TypeOf(pub)] {
 		var names []string
@@ -192,7 +192,7 @@ func (p *provisioner) checkCSRKey(pub crypto.PublicKey) error {
 			names = append(names, string(t))
 		}
 		sort.Strings(names)
-		return acmeErr(http.StatusBadRequest, errBadCSR, "provisioner %q does not accept %s keys (accepted: %s)", p.name, keyDetail(pub), strings.Join(names, ", "))
+		return acmeErr(http.StatusBadRequest, errBadCSR, "provisioner %q does not accept %s keys (accepted: %s)", p.name, keys.Describe(pub), strings.Join(names, ", "))
 	}
 	return nil
 }

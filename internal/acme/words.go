@@ -2,10 +2,6 @@ package acme
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,21 +58,6 @@ func jsonKind(t reflect.Type) string {
 		return jsonKind(t.Elem())
 	}
 	return "another value"
-}
-
-// keyDetail names a public key as people do: "RSA 1024-bit", "ECDSA P-521", "Ed25519".
-func keyDetail(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA %d-bit", k.N.BitLen())
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case nil:
-		return "no"
-	}
-	return "an unsupported kind of"
 }
 
 // netDetail says why a validation's network step failed, and whether it was DNS: a

@@ -179,7 +179,7 @@ func (c *CA) IssueTLS(ctx context.Context, r TLSRequest) (*Issued, error) {
 // CheckLeafKey accepts the key types nixpki certifies: RSA ≥ 2048, P-256, P-384, Ed25519.
 func CheckLeafKey(pub crypto.PublicKey) error {
 	if keys.TypeOf(pub) == "" {
-		return fmt.Errorf("unsupported public key (%T): use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", pub)
+		return fmt.Errorf("the key is %s: use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", keys.Describe(pub))
 	}
 	return nil
 }
