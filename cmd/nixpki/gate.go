@@ -241,7 +241,7 @@ func newLogVerifyCmd() *cobra.Command {
 	var dir, since string
 	cmd := &cobra.Command{
 		Use:   "verify --dir G [--since HEAD.json]",
-		Short: "Recompute the log's Merkle tree and check every signed tree head; detects altered, reordered or deleted entries",
+		Short: "Recompute the log's Merkle tree and check every signed tree head (detects altered, reordered or deleted entries), and that the gate's database serves only what the log admitted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := gate.VerifyLog(dir)
@@ -266,6 +266,11 @@ func newLogVerifyCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Log OK: %d entries, root %s, signed %s\n", v.Head.Size, v.Head.Root, v.Head.Time.UTC().Format(time.RFC3339))
+			n, err := gate.CheckDB(dir, v)
+			if err != nil {
+				return fmt.Errorf("database check FAILED: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Database OK: the %d paths served agree with the log (admission, NarHash, signers)\n", n)
 			return nil
 		},
 	}

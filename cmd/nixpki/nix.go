@@ -523,6 +523,13 @@ func newNixCRLCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if _, err := os.Stat(rootKey); errors.Is(err, os.ErrNotExist) {
+					how := "pass it with --root-key K"
+					if c.Config.OfflineRoot {
+						how = "this CA was made with --offline-root: bring the root key carried away at init and pass it with --root-key K"
+					}
+					return fmt.Errorf("the root's CRL is signed with the root key, expected at %s, which does not exist: %s (encrypted with the CA's password, or give --password-file)", rootKey, how)
+				}
 				signer, err := keys.LoadSigner(rootKey, password)
 				if err != nil {
 					return fmt.Errorf("the root key (--root-key): %w", err)

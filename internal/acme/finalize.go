@@ -36,7 +36,7 @@ func (s *Server) finalize(q *request) (*response, error) {
 	}
 	der, err := base64.RawURLEncoding.DecodeString(p.CSR)
 	if err != nil {
-		return nil, malformed("\"csr\" is not base64url: %v", err)
+		return nil, malformed("\"csr\" is not base64url (RFC 4648 §5, no padding)")
 	}
 	csr, err := checkCSR(der, o.Identifiers, q.prov)
 	if err != nil {
@@ -102,10 +102,10 @@ func notReadyHint(status string) string {
 func checkCSR(der []byte, idents []store.ACMEIdentifier, prov *provisioner) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR does not parse: %v", err)
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR is not a DER PKCS#10 certificate request: send the base64url of its DER form, not PEM")
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's signature does not verify: %v", err)
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's self-signature does not verify with its public key")
 	}
 	if err := prov.checkCSRKey(csr.PublicKey); err != nil {
 		return nil, err

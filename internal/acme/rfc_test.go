@@ -2,7 +2,9 @@ package acme
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -319,4 +321,99 @@ func TestOrderValidityWindow(t *testing.T) {
 	if after := e.rowCounts(); after != before {
 		t.Fatalf("a refused finalization wrote state:\nbefore %s\nafter  %s", before, after)
 	}
+}
+
+// hang, published as an http-01 answer, makes the test responder never answer.
+const hang = "\x00hang"
+
+// Problem details say what is wrong in the protocol's terms: no Go type names or ASN.1
+// internals, a key's real size, DNS when DNS failed.
+func TestProblemDetailsReadable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withProvisioner(config.ACMEProvisioner{Name: "acme", KeyTypes: []string{"p256", "rsa"}}))
+	a := &signer{key: newKey(t), alg: "ES256"}
+	e.register(a)
+	internals := regexp.MustCompile(`Go |struct|store\.|\[\]|asn1|x509:|go-jose|\*[a-z]+\.`)
+	readable := func(r *rawResponse, status int, typ string, says ...string) {
+		t.Helper()
+		r.wantProblem(t, status, typ)
+		if internals.MatchString(r.prob.Detail) {
+			t.Errorf("detail %q shows implementation internals", r.prob.Detail)
+		}
+		for _, s := range says {
+			if !strings.Contains(r.prob.Detail, s) {
+				t.Errorf("detail %q does not say %q", r.prob.Detail, s)
+			}
+		}
+	}
+	readable(e.post(a, e.url("new-order"), map[string]any{"identifiers": "x.test"}), 400, "malformed", `"identifiers"`, "a list")
+	readable(e.post(a, e.url("new-order"), map[string]any{"identifiers": []any{map[string]any{"type": 1}}}), 400, "malformed", `"identifiers.type"`, "a string")
+	readable(e.post(a, e.url("new-order"), []byte(`{"identifiers": [`)), 400, "malformed", "not valid JSON")
+	readable(e.do("POST", e.url("new-order"), "application/jose+json", []byte(`{"protected": 5}`)), 400, "malformed", `"protected"`, "a string")
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	readable(e.post(&signer{key: small, alg: "RS256"}, e.url("new-account"), map[string]any{"termsOfServiceAgreed": true}), 400, "badPublicKey", "RSA 1024-bit")
+
+	orderURL, fin, authzs := e.rawOrder(a, "words.test")
+	e.answerHTTP01(a, authzs)
+	waitStatus(t, e, a, orderURL, "ready")
+	readable(e.post(a, fin, map[string]any{"csr": b64([]byte("not a CSR"))}), 400, "badCSR", "DER")
+	rsaCSR, _ := csrWithKey(t, small, "words.test")
+	readable(e.post(a, fin, map[string]any{"csr": b64(rsaCSR)}), 400, "badCSR", "RSA 1024-bit")
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p384CSR, _ := csrWithKey(t, p384, "words.test")
+	readable(e.post(a, fin, map[string]any{"csr": b64(p384CSR)}), 400, "badCSR", "ECDSA P-384", "p256, rsa")
+
+	// An http-01 validation of a name that does not resolve says DNS.
+	orderURL, _, authzs = e.rawOrder(a, "gone.nxdomain.test")
+	e.answerHTTP01(a, authzs)
+	waitStatus(t, e, a, orderURL, "invalid")
+	var z struct {
+		Challenges []struct {
+			Error struct{ Type, Detail string }
+		}
+	}
+	jsonBody(t, e.post(a, authzs[0], nil).body, &z)
+	if err := z.Challenges[0].Error; err.Type != errDNS || !strings.Contains(err.Detail, "DNS") || !strings.Contains(err.Detail, "gone.nxdomain.test") {
+		t.Fatalf("validation of an unresolvable name: %+v", err)
+	}
+}
+
+// A validation whose web server never answers leaves its real error on the
+// authorization before a client polling for 30 s (certbot) gives up, with the
+// default attempts and retry delays.
+func TestValidationWithinClientWindow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(_ *config.Config, o *Options) { o.ValidationAttempts, o.RetryDelay = 0, 0 })
+	a := &signer{key: newKey(t), alg: "ES256"}
+	e.register(a)
+	orderURL, _, authzs := e.rawOrder(a, "slow.test")
+	var z struct {
+		Challenges []struct{ Type, URL, Token string }
+	}
+	jsonBody(t, e.post(a, authzs[0], nil).body, &z)
+	start := time.Now()
+	for _, c := range z.Challenges {
+		if c.Type == http01 {
+			e.http01.Store(c.Token, hang)
+			e.post(a, c.URL, map[string]any{})
+		}
+	}
+	for time.Since(start) < 30*time.Second {
+		var az struct {
+			Status     string
+			Challenges []struct {
+				Error struct{ Type, Detail string }
+			}
+		}
+		jsonBody(t, e.post(a, authzs[0], nil).body, &az)
+		if az.Status == "invalid" {
+			if err := az.Challenges[0].Error; err.Type != errConnection || !strings.Contains(err.Detail, "no answer within") {
+				t.Fatalf("error on the authorization: %+v", err)
+			}
+			waitStatus(t, e, a, orderURL, "invalid")
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatal("the authorization was still not invalid 30 s after the challenge was accepted")
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"nixpki/internal/keys"
@@ -45,6 +46,9 @@ func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub 
 	if !tmpl.NotBefore.IsZero() {
 		notBefore = tmpl.NotBefore.UTC()
 		notAfter = notBefore.Add(validity)
+	}
+	if err := c.issuerUsable(ctx, iss); err != nil {
+		return nil, err
 	}
 	switch {
 	case !tmpl.NotAfter.IsZero():
@@ -175,7 +179,7 @@ func (c *CA) IssueTLS(ctx context.Context, r TLSRequest) (*Issued, error) {
 // CheckLeafKey accepts the key types nixpki certifies: RSA ≥ 2048, P-256, P-384, Ed25519.
 func CheckLeafKey(pub crypto.PublicKey) error {
 	if keys.TypeOf(pub) == "" {
-		return fmt.Errorf("unsupported public key (%T): use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", pub)
+		return fmt.Errorf("the key is %s: use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", keys.Describe(pub))
 	}
 	return nil
 }
@@ -203,4 +207,15 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 		return nil, fmt.Errorf("the CSR's signature does not verify: %w", err)
 	}
 	return csr, nil
+}
+
+// issuerUsable refuses an intermediate the CA itself has revoked: whatever it signed
+// fails wherever the root's CRL reaches, so issuing under it only misleads.
+func (c *CA) issuerUsable(ctx context.Context, iss *Issuer) error {
+	rec, err := c.Certs.GetCert(ctx, x509util.SerialHex(iss.Cert.SerialNumber))
+	if err != nil || !rec.Revoked() {
+		return nil // the intermediates of CAs made before they were recorded
+	}
+	return fmt.Errorf("the %s intermediate %s was revoked at %s: nothing more is issued under it, and what it signed is refused wherever the root's CRL (nixpki nix crl --root) reaches; a new CA (nixpki init --dir NEWDIR) is the way out, with its root distributed and members certified again",
+		iss.Name, strings.ToUpper(x509util.SerialHex(iss.Cert.SerialNumber)), rec.RevokedAt.UTC().Format(time.RFC3339))
 }

@@ -191,29 +191,27 @@ func crlCheck(ctx context.Context, db *store.DB, issuer string, now time.Time) C
 // stopped renewing.
 func renewalChecks(ctx context.Context, mon *monitor.CA, m config.Monitor, now time.Time) []Check {
 	const name = "renewal"
-	names, dropped, err := mon.Names(ctx)
+	r, err := mon.Renewal(ctx)
 	if err != nil {
 		return []Check{check(name, Critical, "reading issued names: %v", err)}
 	}
 	var late []string
-	for _, n := range names {
-		if n.NotAfter.Before(now.Add(m.RenewalWindow.D())) {
-			state := "expires " + stamp(n.NotAfter)
-			if !n.NotAfter.After(now) {
-				state = "expired " + stamp(n.NotAfter)
-			}
-			late = append(late, fmt.Sprintf("%s (%s, serial %s)", n.Name, state, n.Serial))
+	for _, n := range r.Overdue {
+		state := "expires " + stamp(n.NotAfter)
+		if !n.NotAfter.After(now) {
+			state = "expired " + stamp(n.NotAfter)
 		}
+		late = append(late, fmt.Sprintf("%s (%s, serial %s)", n.Name, state, n.Serial))
 	}
 	var out []Check
 	if len(late) > 0 {
 		out = append(out, check(name, Warning, "%d host name(s) stopped renewing: their newest certificate has less than monitor.renewal_window (%s) left: %s",
 			len(late), days(m.RenewalWindow.D()), list(late, 10)))
 	} else {
-		out = append(out, check(name, OK, "%d name(s) issued for within monitor.window (%s), each renewed with more than %s left", len(names), days(m.Window.D()), days(m.RenewalWindow.D())))
+		out = append(out, check(name, OK, "%d name(s) issued for within monitor.window (%s), each renewed with more than %s left", r.Tracked, days(m.Window.D()), days(m.RenewalWindow.D())))
 	}
-	if dropped > 0 {
-		out = append(out, check("renewal tracking", Info, "%d more name(s) beyond monitor.max_names (%d) were not checked", dropped, m.MaxNames))
+	if r.Dropped > 0 {
+		out = append(out, check("renewal tracking", Info, "%d more name(s) beyond monitor.max_names (%d) were not checked", r.Dropped, m.MaxNames))
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"nixpki/internal/config"
 	"nixpki/internal/nix/signing"
@@ -200,26 +201,46 @@ func (c Config) Validate() error {
 // SigsNeededFor returns how many distinct identities must sign storePath and the rule
 // that says so. A pattern is matched against the base name and the name, each also
 // with a "-" appended, so that a pattern written for versioned names ("*-sudo-*")
-// also covers the unversioned one ("<hash>-sudo"): a pattern raises a threshold, so
-// matching too much asks for more signatures, while matching too little would let a
-// protected path in on fewer.
+// also covers the unversioned one ("<hash>-sudo"); and again with both pattern and
+// name normalised (NormaliseName), so that "SUDO-1.9", "sudo_1.9" and "Sudo.1.9" need
+// what "*-sudo-*" needs. A pattern raises a threshold, so matching too much asks for
+// more signatures, while matching too little would let a protected path in on fewer.
 func (c Config) SigsNeededFor(storePath string) (int, string) {
 	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
-	names := [...]string{base, base + "-", storepath.NamePart(base), storepath.NamePart(base) + "-"}
+	name := storepath.NamePart(base)
+	raw := [...]string{base, base + "-", name, name + "-"}
+	var norm [len(raw)]string
+	for i, s := range raw {
+		norm[i] = NormaliseName(s)
+	}
 	n, rule := c.SigsNeeded, fmt.Sprintf("sigs_needed %d", c.SigsNeeded)
 	for _, t := range c.Thresholds {
-		matched := false
-		for _, name := range names {
-			if m, _ := path.Match(t.Pattern, name); m {
-				matched = true
-				break
-			}
-		}
-		if matched && t.SigsNeeded > n {
+		if t.SigsNeeded > n && (matchAny(t.Pattern, raw[:]) || matchAny(NormaliseName(t.Pattern), norm[:])) {
 			n, rule = t.SigsNeeded, fmt.Sprintf("pattern %s needs %d", t.Pattern, t.SigsNeeded)
 		}
 	}
 	return n, rule
+}
+
+func matchAny(pattern string, names []string) bool {
+	for _, name := range names {
+		if m, _ := path.Match(pattern, name); m {
+			return true
+		}
+	}
+	return false
+}
+
+// NormaliseName is how threshold patterns and path names compare: lower case, with
+// '.', '_' and '+' read as '-'.
+func NormaliseName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '_', '+':
+			return '-'
+		}
+		return unicode.ToLower(r)
+	}, s)
 }
 
 // TLSEnabled reports whether the gate serves HTTPS.
