@@ -7,10 +7,8 @@ buildGoModule {
   pname = "nixpki";
   inherit version;
 
-  src = lib.fileset.toSource {
-    root = ../.;
-    fileset = lib.fileset.unions [ ../go.mod ../go.sum ../cmd ../internal ];
-  };
+  # Only what the build reads: a change to docs or tests elsewhere keeps the hash.
+  src = lib.sourceByRegex ../. [ "^go\\.(mod|sum)$" "^cmd(/.*)?$" "^internal(/.*)?$" ];
 
   vendorHash = "sha256-0TW61ixgM73pm7AYTu2WQdMTKsYcDqtIlZpAdq+Xeoo=";
 

@@ -8,14 +8,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"nixpki/internal/config"
 	"nixpki/internal/doctor"
 )
 
 func newDoctorCmd() *cobra.Command {
-	var dir, configFile, gateDir string
+	var dir, configFile, gateDir, gateConfig string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "doctor --dir D | --config F --dir D | --gate G",
+		Use:   "doctor --dir D [--config F] | --gate G [--gate-config F]",
 		Short: "Check a CA's and a gate's health: CA and CRL validity, keys, database, clock, hosts that stopped renewing, the gate's CRL age and log",
 		Long: `Check a CA's and a gate's health, each check with a status.
 Exit status: 0 all ok, 2 something to know (info), 3 a warning, 4 something critical.`,
@@ -24,6 +25,7 @@ Exit status: 0 all ok, 2 something to know (info), 3 a warning, 4 something crit
 			if dir == "" && gateDir == "" {
 				return errors.New("give the CA's data directory (--dir D, with --config F if its settings live elsewhere) and/or a gate (--gate G)")
 			}
+			configFile = settingsFile(configFile)
 			if configFile != "" && dir == "" {
 				return errors.New("--config F needs --dir D, the CA's state directory")
 			}
@@ -32,7 +34,7 @@ Exit status: 0 all ok, 2 something to know (info), 3 a warning, 4 something crit
 				doctor.CheckCA(cmd.Context(), doctor.CAOptions{Dir: dir, ConfigFile: configFile}, &r)
 			}
 			if gateDir != "" {
-				doctor.CheckGate(cmd.Context(), gateDir, time.Now(), &r)
+				doctor.CheckGate(cmd.Context(), gateDir, gateConfig, time.Now(), &r)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -55,8 +57,9 @@ Exit status: 0 all ok, 2 something to know (info), 3 a warning, 4 something crit
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "the CA's data directory")
-	cmd.Flags().StringVar(&configFile, "config", "", "the CA's settings file, when not D/config.json")
+	cmd.Flags().StringVar(&configFile, "config", "", "the CA's settings file, when it was created from one (default $"+config.EnvConfig+")")
 	cmd.Flags().StringVar(&gateDir, "gate", "", "a gate directory to check")
+	cmd.Flags().StringVar(&gateConfig, "gate-config", "", "the gate's settings file, when it was created from one")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the checks as JSON")
 	return cmd
 }

@@ -16,13 +16,22 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/keys"
+	"nixpki/internal/testutil"
 	"nixpki/internal/x509util"
 )
 
 // doctorRun runs nixpki doctor and returns its exit status and output.
 func doctorRun(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	out, err := exec.Command(nixpkiBin(t), append([]string{"doctor"}, args...)...).CombinedOutput()
+	return doctorRunEnv(t, nil, args...)
+}
+
+// doctorRunEnv is doctorRun with more environment.
+func doctorRunEnv(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(nixpkiBin(t), append([]string{"doctor"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -148,6 +157,28 @@ func TestDoctor(t *testing.T) {
 			if strings.Contains(c.Detail, "alive.lab.internal") {
 				t.Errorf("a renewed name reported: %s", c.Detail)
 			}
+		}
+	})
+
+	t.Run("CA created from a settings file", func(t *testing.T) {
+		tmp := t.TempDir()
+		dir, creds := filepath.Join(tmp, "state"), filepath.Join(tmp, "creds")
+		os.Mkdir(creds, 0o700)
+		os.WriteFile(filepath.Join(creds, "password"), []byte("correct horse battery staple\n"), 0o600)
+		sf := filepath.Join(tmp, "settings.json")
+		writeJSON(t, sf, map[string]any{"name": "Doctor", "dns_names": []string{"localhost"}, "ip_addresses": []string{"127.0.0.1"},
+			"listen": testutil.FreePort(t), "http_listen": testutil.FreePort(t), "password_file": "$CREDENTIALS_DIRECTORY/password"})
+		credEnv := []string{"CREDENTIALS_DIRECTORY=" + creds}
+		startUntil(t, []string{nixpkiBin(t), "serve", "--config", sf, "--dir", dir}, credEnv, "ACME directory:")
+		if code, out := doctorRunEnv(t, credEnv, "--config", sf, "--dir", dir); code != 0 {
+			t.Errorf("doctor --config: exit %d:\n%s", code, out)
+		}
+		if code, out := doctorRunEnv(t, credEnv, "--dir", dir); code != 4 || !strings.Contains(out, "--config") {
+			t.Errorf("doctor without the settings: exit %d, want 4 asking for --config:\n%s", code, out)
+		}
+		os.Chmod(filepath.Join(creds, "password"), 0o640)
+		if code, out := doctorRunEnv(t, credEnv, "--config", sf, "--dir", dir); code != 4 || !strings.Contains(out, "chmod 600 "+filepath.Join(creds, "password")) {
+			t.Errorf("doctor with a 0640 credential: exit %d, want 4 naming the chmod:\n%s", code, out)
 		}
 	})
 

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,5 +38,30 @@ func TestVendorHash(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got != string(m[1]) {
 		t.Fatalf("nix/package.nix has vendorHash = %q, but go.mod/go.sum vendor to %s: set vendorHash = %q;", m[1], got, got)
+	}
+}
+
+// TestNixPackage: nix/package.nix builds cmd/nixpki with the version passed by
+// ldflags (what --version prints), and flake.nix parses.
+func TestNixPackage(t *testing.T) {
+	nixInst := testutil.NeedTool(t, "nix-instantiate")
+	lib := nixpkgsLib(t)
+	pkg, _ := filepath.Abs(filepath.Join("..", "..", "nix", "package.nix"))
+	expr := fmt.Sprintf(`let lib = %s; p = import (/. + %q) { inherit lib; buildGoModule = a: a; version = "1.2.3"; };
+in { inherit (p) pname ldflags subPackages; mainProgram = p.meta.mainProgram; }`, lib, pkg)
+	out, err := exec.Command(nixInst, "--eval", "--strict", "--json", "--readonly-mode", "-E", expr).Output()
+	if err != nil {
+		t.Fatalf("evaluating nix/package.nix: %v", err)
+	}
+	var p struct {
+		Pname, MainProgram   string
+		Ldflags, SubPackages []string
+	}
+	json.Unmarshal(out, &p)
+	if p.Pname != "nixpki" || p.MainProgram != "nixpki" || !slices.Contains(p.Ldflags, "-X main.version=1.2.3") || fmt.Sprint(p.SubPackages) != "[cmd/nixpki]" {
+		t.Fatalf("package: %s", out)
+	}
+	if o, err := exec.Command(nixInst, "--parse", filepath.Join("..", "..", "flake.nix")).CombinedOutput(); err != nil {
+		t.Fatalf("flake.nix: %v\n%s", err, o)
 	}
 }

@@ -275,3 +275,17 @@ func gateKey(t *testing.T, dir, name string) string {
 	}
 	return strings.TrimSpace(string(pub))
 }
+
+// TestVersion: --version prints the version the build set (the package passes it with
+// -ldflags -X main.version=…), else "devel" or Go's module version.
+func TestVersion(t *testing.T) {
+	if out := run(t, false, "--version"); !strings.HasPrefix(out, "nixpki ") || strings.TrimSpace(out) == "nixpki" {
+		t.Fatalf("--version: %q", out)
+	}
+	old := version
+	defer func() { version = old }()
+	version = "1.2.3"
+	if got := buildVersion(); got != "1.2.3" {
+		t.Fatalf("buildVersion with main.version set: %q", got)
+	}
+}

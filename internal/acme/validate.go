@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -334,7 +335,11 @@ func checkALPNCert(c *x509.Certificate, id store.ACMEIdentifier, keyAuth string)
 		sanOK = len(c.DNSNames) == 1 && strings.EqualFold(c.DNSNames[0], id.Value) && len(c.IPAddresses) == 0
 	}
 	if !sanOK {
-		return acmeErr(http.StatusForbidden, errUnauthorized, "tls-alpn-01: the certificate must name exactly %s (has DNS %v, IP %v)", id.Value, c.DNSNames, c.IPAddresses)
+		var ips []string
+		for _, ip := range c.IPAddresses {
+			ips = append(ips, ip.String())
+		}
+		return acmeErr(http.StatusForbidden, errUnauthorized, "tls-alpn-01: the certificate must name exactly %s (it names %s)", id.Value, strings.Join(append(slices.Clone(c.DNSNames), ips...), ", "))
 	}
 	for _, ext := range c.Extensions {
 		if !ext.Id.Equal(oidACMEIdentifier) {

@@ -40,8 +40,9 @@ type State struct {
 
 // StateOf extracts the creation-only settings of c.
 func StateOf(c Config) State {
-	return State{Name: c.Name, KeyType: c.KeyType, DNSNames: c.DNSNames, IPAddresses: c.IPAddresses,
-		PermittedDNS: c.PermittedDNS, PermittedIP: c.PermittedIP, OfflineRoot: c.OfflineRoot}
+	// Copies: decoding settings over a Config reuses its slices' arrays.
+	return State{Name: c.Name, KeyType: c.KeyType, DNSNames: slices.Clone(c.DNSNames), IPAddresses: slices.Clone(c.IPAddresses),
+		PermittedDNS: slices.Clone(c.PermittedDNS), PermittedIP: slices.Clone(c.PermittedIP), OfflineRoot: c.OfflineRoot}
 }
 
 // Marshal renders the state as written to D/state.json.

@@ -13,21 +13,26 @@ import (
 // CheckGate runs the checks of a gate directory into r: its key's permissions, the
 // age of the CRLs it holds against max_crl_age (past it, the gate fails closed), and
 // its log.
-func CheckGate(ctx context.Context, dir string, now time.Time, r *Report) {
-	cfg, err := gate.LoadConfig(dir)
+// settingsFile holds its settings when it was created from one ("": G/config.json).
+func CheckGate(ctx context.Context, dir, settingsFile string, now time.Time, r *Report) {
+	cfg, err := gate.LoadSettings(dir, settingsFile)
 	if err != nil {
 		r.Add(check("gate configuration", Critical, "%v", err))
 		return
 	}
-	r.Add(check("gate configuration", OK, "%s parses (gate %s)", filepath.Join(dir, gate.ConfigFile), cfg.Name))
-	for name, p := range map[string]string{"gate key permissions": filepath.Join(dir, gate.SecretFile), "gate password file permissions": config.Resolve(dir, cfg.PasswordFile)} {
+	r.Add(check("gate configuration", OK, "gate %s: settings parse", cfg.Name))
+	keyFile := filepath.Join(dir, gate.SecretFile)
+	if cfg.KeyFile != "" {
+		keyFile = config.Resolve(dir, cfg.KeyFile)
+	}
+	for name, p := range map[string]string{"gate key permissions": keyFile, "gate password file permissions": config.Resolve(dir, cfg.PasswordFile)} {
 		if err := keys.CheckPrivate(p); err != nil {
 			r.Add(check(name, Critical, "%v", err))
 		} else {
 			r.Add(check(name, OK, "%s is 0600", p))
 		}
 	}
-	st, err := gate.ReadStats(ctx, dir)
+	st, err := gate.ReadStats(ctx, dir, cfg)
 	if err != nil {
 		r.Add(check("gate database", Critical, "%v", err))
 	} else {

@@ -43,14 +43,20 @@ func (g *Gate) Stats(ctx context.Context) (*Stats, error) {
 	return st, nil
 }
 
-// ReadStats reads the state of the gate in dir without opening it for serving (no
-// key needed); safe while `gate serve` runs. LogEntries is left 0: VerifyLog reads
-// the log.
-func ReadStats(ctx context.Context, dir string) (*Stats, error) {
-	cfg, err := LoadConfig(dir)
-	if err != nil {
-		return nil, err
+// LoadSettings returns the configuration of the gate in dir: from settingsFile when
+// given (checked against what the directory recorded, secret paths resolved), else
+// from G/config.json.
+func LoadSettings(dir, settingsFile string) (Config, error) {
+	if settingsFile == "" {
+		return LoadConfig(dir)
 	}
+	return loadSettings(dir, settingsFile)
+}
+
+// ReadStats reads the state of the gate in dir, configured by cfg, without opening
+// it for serving (no key needed); safe while `gate serve` runs. LogEntries is left 0:
+// VerifyLog reads the log.
+func ReadStats(ctx context.Context, dir string, cfg Config) (*Stats, error) {
 	root, err := ReadRoot(dir)
 	if err != nil {
 		return nil, err

@@ -86,10 +86,26 @@ func trickle(t *testing.T, conn net.Conn, path string, gap time.Duration) (time.
 	return 0, 0
 }
 
+// With the default limits (those of `serve`), a body trickled a byte every 5 s is
+// cut off after about 10 s.
+func TestSlowBodyCutOffByDefault(t *testing.T) {
+	t.Parallel()
+	a, _ := startServer(t, Limits{})
+	conn, err := net.Dial("tcp", a.HTTP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	took, status := trickle(t, conn, "/ocsp", 5*time.Second)
+	if took > 16*time.Second || status == http.StatusOK {
+		t.Fatalf("a byte every 5 s held the request %s (status %d)", took, status)
+	}
+}
+
 // A body trickled a byte at a time is cut off on both listeners, even though each
 // byte comes sooner than the idle limit; a large body sent steadily for longer than
 // the grace and idle limits together is read whole.
 func TestSlowBodyCutOff(t *testing.T) {
+	t.Parallel()
 	a, tc := startServer(t, testLimits)
 	for name, dial := range map[string]func() (net.Conn, error){
 		"https": func() (net.Conn, error) { return tls.Dial("tcp", a.HTTPS.String(), tc) },
@@ -142,6 +158,7 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 // TLS 1.2 offers only ECDHE suites with AEAD: a client offering CBC suites only is
 // refused; TLS 1.3 and TLS 1.2 with GCM work.
 func TestTLSSuites(t *testing.T) {
+	t.Parallel()
 	a, tc := startServer(t, testLimits)
 	try := func(max uint16, suites ...uint16) error {
 		c := tc.Clone()
