@@ -9,15 +9,20 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"database/sql"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" driver
 
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
@@ -188,4 +193,43 @@ func TestGateWeakCAHashE2E(t *testing.T) {
 		t.Fatalf("dave's push of a fixed:sha256 path: %v\n%s", err, out)
 	}
 	r.mustTarget(p)
+}
+
+// What anyone may ask the gate names no signer: the status of a pending path says
+// how many identities it has and needs, not who. nixpki log verify checks the
+// gate's database against its log: a served narinfo given another member's
+// signature behind the gate's back fails, naming the path.
+func TestGateStatusAndDBCheckE2E(t *testing.T) {
+	r := newGateRig(t)
+	crl := []string{"--crl", r.p("nix.crl")}
+	sudo, dep := r.build("status-sudo-1.0")
+	out, err := r.push("alice-1", crl, sudo)
+	if err == nil || !strings.Contains(out, "pending "+sudo) || !strings.Contains(out, "has 1 of 2 signatures") {
+		t.Fatalf("alice's push: %v\n%s", err, out)
+	}
+	res, err := http.Post(r.url+"/nixpki/status", "text/plain", strings.NewReader(sudo+"\n"+dep+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	wantIn(t, "status", string(body), "pending "+sudo+": has 1 of 2 signatures from distinct certified identities (pattern *-sudo-* needs 2)", "admitted "+dep)
+	if strings.Contains(string(body), "alice") {
+		t.Errorf("the status names a signer:\n%s", body)
+	}
+	wantIn(t, "log verify", run(t, false, "log", "verify", "--dir", r.gateDir), "Log OK", "Database OK: the 1 paths served agree with the log")
+
+	// Another member's signature slipped into the served narinfo of dep.
+	ni, _ := r.fileCacheNarInfo("mallory-1", dep)
+	db, err := sql.Open("sqlite", filepath.Join(r.gateDir, gate.DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sig := ni.Sigs[0].String()
+	if _, err := db.Exec(`UPDATE paths SET served = served || 'Sig: ' || ? || char(10) WHERE store_path = ?`, sig, dep); err != nil {
+		t.Fatal(err)
+	}
+	e := run(t, true, "log", "verify", "--dir", r.gateDir)
+	wantIn(t, "log verify of a tampered database", e, "database check FAILED", dep+" is served with 2 member signatures, but the log recorded 1")
 }

@@ -16,6 +16,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
+	"nixpki/internal/metrics"
 	"nixpki/internal/monitor"
 	"nixpki/internal/server"
 	"nixpki/internal/x509util"
@@ -92,7 +93,7 @@ func newServeCmd() *cobra.Command {
 			defer acmeSrv.Close()
 			mounts["/acme/"] = acmeSrv
 			mounts["/nix/"] = enroll.Handler(c, log)
-			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, monitor.ForCA(c).Collector())
+			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, metrics.Shared(monitor.ForCA(c).Collector()))
 			if err != nil {
 				return err
 			}
