@@ -1,9 +1,11 @@
 // Command acmeload is a load generator for ACME servers: each of -c workers registers
 // an account, then runs complete http-01 orders (new order → challenge → finalize →
 // download) until -n orders are done; it prints orders/s and the p50 and p99 order
-// latency, and, given the server's -pid, the server's CPU time per order and its
-// resident memory. It answers http-01 itself on -listen and polls on its own schedule
-// (1 ms doubling to 20 ms), so it measures the server rather than client sleeps.
+// latency, and, given the server's -pid (a comma-separated list for replicas), the
+// server's CPU time per order and its resident memory; given -dbpid, the PostgreSQL
+// postmaster, also the database's CPU time per order. It answers http-01 itself on
+// -listen and polls on its own schedule (1 ms doubling to 20 ms), so it measures the
+// server rather than client sleeps.
 //
 //	acmeload -dir https://localhost:8443/acme/acme/directory -ca root.crt -c 8 -n 2000 -pid 1234
 package main
@@ -42,7 +44,10 @@ func main() {
 	warmup := flag.Int("warmup", 50, "orders to run before measuring")
 	listen := flag.String("listen", "127.0.0.1:5002", "address of the http-01 responder (the server's validator connects here)")
 	ident := flag.String("ident", "127.0.0.1", "identifier to order: an IP address (type ip) or a name that resolves to the responder")
-	pid := flag.Int("pid", 0, "server process to measure CPU time and memory of")
+	pids := flag.String("pid", "", "server process(es) to measure CPU time and memory of: PID[,PID...]")
+	dbPID := flag.Int("dbpid", 0, "PostgreSQL postmaster whose CPU time, with its children's, counts as the database's")
+	lbPID := flag.Int("lbpid", 0, "load balancer process whose CPU time is reported on its own")
+	conns := flag.Int("conns", 1, "HTTP/2 connections, opened one after another; each worker sends its consecutive requests over them in turn")
 	stall := flag.Duration("stall", 15*time.Second, "give up (exit 3) when no order completes for this long")
 	label := flag.String("label", "server", "name printed with the results")
 	flag.Parse()
@@ -50,7 +55,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "acmeload: -dir is required")
 		os.Exit(2)
 	}
-	if err := run(*dirURL, *caFile, *listen, *ident, *label, *conc, *total, *warmup, *pid, *stall); err != nil {
+	var serverPIDs []int
+	for _, f := range strings.Split(*pids, ",") {
+		if f == "" {
+			continue
+		}
+		p, err := strconv.Atoi(f)
+		if err != nil || p <= 0 {
+			fmt.Fprintf(os.Stderr, "acmeload: -pid %q: want process IDs separated by commas\n", *pids)
+			os.Exit(2)
+		}
+		serverPIDs = append(serverPIDs, p)
+	}
+	if *conns < 1 {
+		fmt.Fprintln(os.Stderr, "acmeload: -conns must be at least 1")
+		os.Exit(2)
+	}
+	procs := measured{servers: serverPIDs, db: *dbPID, lb: *lbPID}
+	if err := run(*dirURL, *caFile, *listen, *ident, *label, *conc, *total, *warmup, *conns, procs, *stall); err != nil {
 		fmt.Fprintln(os.Stderr, "acmeload:", err)
 		os.Exit(1)
 	}
@@ -62,7 +84,7 @@ var requests atomic.Int64
 // tokens maps http-01 tokens to key authorizations for the responder.
 var tokens sync.Map
 
-func run(dirURL, caFile, listen, ident, label string, conc, total, warmup, pid int, stall time.Duration) error {
+func run(dirURL, caFile, listen, ident, label string, conc, total, warmup, conns int, procs measured, stall time.Duration) error {
 	tlsConf := &tls.Config{}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
@@ -74,9 +96,15 @@ func run(dirURL, caFile, listen, ident, label string, conc, total, warmup, pid i
 			return fmt.Errorf("%s: no certificates", caFile)
 		}
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: tlsConf, MaxIdleConnsPerHost: conc * 2, ForceAttemptHTTP2: true,
-	}}
+	// One client per connection, each dialled before the next, so that a round-robin
+	// load balancer puts consecutive connections, and so a worker's consecutive
+	// requests, on different backends.
+	hcs := make([]*http.Client, conns)
+	for i := range hcs {
+		hcs[i] = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: tlsConf, MaxIdleConnsPerHost: conc * 2, ForceAttemptHTTP2: true,
+		}}
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("http-01 responder: %w", err)
@@ -93,12 +121,14 @@ func run(dirURL, caFile, listen, ident, label string, conc, total, warmup, pid i
 		identType = "ip"
 	}
 	var dir directory
-	if err := getJSON(hc, dirURL, &dir); err != nil {
-		return fmt.Errorf("directory: %w", err)
+	for _, hc := range hcs {
+		if err := getJSON(hc, dirURL, &dir); err != nil {
+			return fmt.Errorf("directory: %w", err)
+		}
 	}
 	clients := make([]*client, conc)
 	for i := range clients {
-		c, err := newClient(hc, dir)
+		c, err := newClient(hcs, i, dir)
 		if err != nil {
 			return fmt.Errorf("account: %w", err)
 		}
@@ -143,10 +173,10 @@ func run(dirURL, caFile, listen, ident, label string, conc, total, warmup, pid i
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	cpu0, _ := procCPU(pid)
+	cpu0 := procs.cpu()
 	req0 := requests.Load()
 	lat, elapsed, err := phase(total)
-	cpu1, _ := procCPU(pid)
+	cpu1 := procs.cpu()
 	reqs := requests.Load() - req0
 	if err != nil {
 		return err
@@ -155,13 +185,59 @@ func run(dirURL, caFile, listen, ident, label string, conc, total, warmup, pid i
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
 	fmt.Printf("%s orders=%d concurrency=%d orders_per_s=%.1f p50_ms=%.1f p99_ms=%.1f requests_per_order=%.2f", label, total, conc,
 		float64(total)/elapsed.Seconds(), pct(0.50), pct(0.99), float64(reqs)/float64(total))
-	if pid > 0 {
-		rss, hwm := procMem(pid)
-		fmt.Printf(" server_cpu_ms_per_order=%.2f server_rss_mb=%.1f server_peak_rss_mb=%.1f",
-			float64((cpu1-cpu0).Microseconds())/1000/float64(total), rss, hwm)
+	perOrder := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(total) }
+	if len(procs.servers) > 0 {
+		var rss, hwm float64
+		for _, p := range procs.servers {
+			r, h := procMem(p)
+			rss, hwm = rss+r, hwm+h
+		}
+		fmt.Printf(" server_cpu_ms_per_order=%.2f server_rss_mb=%.1f server_peak_rss_mb=%.1f", perOrder(cpu1.server-cpu0.server), rss, hwm)
+	}
+	if procs.db > 0 {
+		fmt.Printf(" db_cpu_ms_per_order=%.2f total_cpu_ms_per_order=%.2f", perOrder(cpu1.db-cpu0.db), perOrder(cpu1.server-cpu0.server+cpu1.db-cpu0.db))
+	}
+	if procs.lb > 0 {
+		fmt.Printf(" lb_cpu_ms_per_order=%.2f", perOrder(cpu1.lb-cpu0.lb))
 	}
 	fmt.Println()
 	return nil
+}
+
+// measured names the processes whose CPU time is reported.
+type measured struct {
+	servers []int
+	db, lb  int
+}
+
+type cpuTimes struct{ server, db, lb time.Duration }
+
+func (m measured) cpu() cpuTimes {
+	var t cpuTimes
+	for _, p := range m.servers {
+		t.server += procCPU(p).own
+	}
+	t.db = postgresCPU(m.db)
+	t.lb = procCPU(m.lb).own
+	return t
+}
+
+// postgresCPU is the CPU time of a PostgreSQL cluster: the postmaster's own, that of
+// the backends it has reaped (cutime+cstime), and that of its live children (backends,
+// WAL writer, checkpointer, autovacuum).
+func postgresCPU(postmaster int) time.Duration {
+	if postmaster <= 0 {
+		return 0
+	}
+	pm := procCPU(postmaster)
+	total := pm.own + pm.children
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", postmaster, postmaster))
+	for _, f := range strings.Fields(string(b)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			total += procCPU(p).own
+		}
+	}
+	return total
 }
 
 func watchdog(done *atomic.Int64, stall time.Duration, stop chan struct{}) {
@@ -183,20 +259,24 @@ func watchdog(done *atomic.Int64, stall time.Duration, stop chan struct{}) {
 	}
 }
 
-// procCPU is a process's user+system CPU time from /proc/PID/stat.
-func procCPU(pid int) (time.Duration, error) {
+// procCPU is a process's user+system CPU time (own) and that of its reaped children
+// (cutime+cstime) from /proc/PID/stat; zero for a process that is gone.
+func procCPU(pid int) (t struct{ own, children time.Duration }) {
 	if pid <= 0 {
-		return 0, nil
+		return t
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
+	if err != nil || bytes.LastIndexByte(b, ')') < 0 {
+		return t
 	}
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / clkTck, nil
+	ticks := func(i int) time.Duration {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		const clkTck = 100 // USER_HZ on Linux
+		return time.Duration(v) * time.Second / clkTck
+	}
+	t.own, t.children = ticks(11)+ticks(12), ticks(13)+ticks(14)
+	return t
 }
 
 // procMem is a process's resident and peak resident memory in MB.
@@ -238,7 +318,8 @@ func getJSON(hc *http.Client, url string, v any) error {
 
 // client is one account; a worker uses it sequentially.
 type client struct {
-	hc    *http.Client
+	hcs   []*http.Client // used in turn, one request each
+	sent  int
 	dir   directory
 	key   *ecdsa.PrivateKey
 	jwk   json.RawMessage
@@ -249,7 +330,7 @@ type client struct {
 
 var b64 = base64.RawURLEncoding
 
-func newClient(hc *http.Client, dir directory) (*client, error) {
+func newClient(hcs []*http.Client, worker int, dir directory) (*client, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -257,7 +338,7 @@ func newClient(hc *http.Client, dir directory) (*client, error) {
 	x, y := key.X.FillBytes(make([]byte, 32)), key.Y.FillBytes(make([]byte, 32))
 	jwk := fmt.Sprintf(`{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, b64.EncodeToString(x), b64.EncodeToString(y))
 	sum := sha256.Sum256([]byte(jwk)) // RFC 7638: members in lexical order, no spaces
-	c := &client{hc: hc, dir: dir, key: key, jwk: json.RawMessage(jwk), thumb: b64.EncodeToString(sum[:])}
+	c := &client{hcs: hcs, sent: worker, dir: dir, key: key, jwk: json.RawMessage(jwk), thumb: b64.EncodeToString(sum[:])}
 	res, _, err := c.post(dir.NewAccount, map[string]any{"termsOfServiceAgreed": true})
 	if err != nil {
 		return nil, err
@@ -269,13 +350,19 @@ func newClient(hc *http.Client, dir directory) (*client, error) {
 	return c, nil
 }
 
+// next is the connection for the client's next request.
+func (c *client) next() *http.Client {
+	c.sent++
+	return c.hcs[c.sent%len(c.hcs)]
+}
+
 func (c *client) getNonce() (string, error) {
 	if n := c.nonce; n != "" {
 		c.nonce = ""
 		return n, nil
 	}
 	requests.Add(1)
-	res, err := c.hc.Head(c.dir.NewNonce)
+	res, err := c.next().Head(c.dir.NewNonce)
 	if err != nil {
 		return "", err
 	}
@@ -312,7 +399,7 @@ func (c *client) post(url string, payload any) (*http.Response, []byte, error) {
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/jose+json")
 		requests.Add(1)
-		res, err := c.hc.Do(req)
+		res, err := c.next().Do(req)
 		if err != nil {
 			return nil, nil, err
 		}
