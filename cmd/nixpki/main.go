@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"nixpki/internal/config"
 )
 
 func main() {
@@ -55,8 +57,17 @@ func newRootCmd() *cobra.Command {
 		Short:         "A private PKI for NixOS fleets: CA, ACME server, certified Nix signing keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// --database-url overrides database.url for every command, like the
+			// environment variable it sets.
+			if u, _ := cmd.Flags().GetString("database-url"); u != "" {
+				return os.Setenv(config.DatabaseURLEnv, u)
+			}
+			return nil
+		},
 	}
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd())
+	root.PersistentFlags().String("database-url", "", "PostgreSQL database (postgres://USER@HOST/DB or key=value DSN); overrides database.url and "+config.DatabaseURLEnv)
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDBCmd())
 	return root
 }
 
