@@ -36,9 +36,8 @@ import (
 func TestMain(m *testing.M) { testutil.ExitWithPostgres(m) }
 
 // pgRoles makes, for the test's schema, an owner role (DDL: `db migrate`, `db copy`),
-// an application role with DML rights only (serve), and a read-only role (as a
-// standby would be), and returns their URLs.
-func pgRoles(t *testing.T) (owner, app, ro string, admin *sql.DB, schema string) {
+// and an application role with DML rights only (serve), and returns their URLs.
+func pgRoles(t *testing.T) (owner, app string, admin *sql.DB, schema string) {
 	t.Helper()
 	dsn, admin := testutil.Postgres(t)
 	u, _ := url.Parse(dsn)
@@ -48,7 +47,6 @@ func pgRoles(t *testing.T) (owner, app, ro string, admin *sql.DB, schema string)
 		`CREATE ROLE %[1]s_app LOGIN`, `GRANT USAGE ON SCHEMA %[1]s TO %[1]s_app`,
 		`ALTER DEFAULT PRIVILEGES FOR ROLE %[1]s_owner IN SCHEMA %[1]s GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %[1]s_app`,
 		`ALTER DEFAULT PRIVILEGES FOR ROLE %[1]s_owner IN SCHEMA %[1]s GRANT USAGE, SELECT ON SEQUENCES TO %[1]s_app`,
-		`CREATE ROLE %[1]s_ro LOGIN IN ROLE %[1]s_app`, `ALTER ROLE %[1]s_ro SET default_transaction_read_only = on`,
 	} {
 		if _, err := admin.Exec(fmt.Sprintf(q, schema)); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -62,7 +60,7 @@ func pgRoles(t *testing.T) (owner, app, ro string, admin *sql.DB, schema string)
 		}
 		return r.String()
 	}
-	return role(schema+"_owner", ""), role(schema+"_app", "never-logged-pw"), role(schema+"_ro", ""), admin, schema
+	return role(schema+"_owner", ""), role(schema+"_app", "never-logged-pw"), admin, schema
 }
 
 // replica is one `nixpki serve` process.
@@ -163,7 +161,7 @@ func roundRobin(t *testing.T) (addr string, setBackends func(...string)) {
 // read-only role (as on a standby) serves reads and answers writes with 503.
 func TestPostgresReplicas(t *testing.T) {
 	legoBin := testutil.NeedTool(t, "lego")
-	owner, app, ro, admin, schema := pgRoles(t)
+	owner, app, admin, schema := pgRoles(t)
 	tmp := t.TempDir()
 	dirA, dirB := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
 	run(t, false, "init", "--dir", dirA, "--name", "HA", "--ip", "127.0.0.1", "--external-url", "http://127.0.0.1:1")
@@ -378,9 +376,13 @@ func TestPostgresReplicas(t *testing.T) {
 		}
 	}
 
-	// A replica on a database that takes no writes serves reads and refuses writes
-	// with 503.
-	c := startReplica(t, dirB, ro, httpPort, "")
+	// A replica on a hot standby (streaming replication) serves reads and refuses
+	// writes with 503.
+	standby, _ := url.Parse(app)
+	q := standby.Query()
+	q.Set("host", testutil.PostgresStandby(t))
+	standby.RawQuery = q.Encode()
+	c := startReplica(t, dirB, standby.String(), httpPort, "")
 	if st := ocspStatus(t, c.http, leaf, inter); st != ocsp.Revoked {
 		t.Fatalf("read-only replica OCSP status %d, want revoked", st)
 	}
