@@ -70,23 +70,6 @@ type replica struct {
 	stderr, stdout *lockedBuffer
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var listeningOn = regexp.MustCompile(`HTTPS: \S+ \(listening on (\S+)\)`)
 
 // startReplica runs serve on an HTTPS port of its choosing, advertising the proxy's

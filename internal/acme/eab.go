@@ -22,7 +22,7 @@ var eabAlgorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512
 func (s *Server) checkEAB(q *request, raw json.RawMessage) (string, error) {
 	sig, err := jose.ParseSignedJSON(string(raw), eabAlgorithms)
 	if err != nil || len(sig.Signatures) != 1 {
-		return "", malformed("externalAccountBinding is not a JWS MAC'd with HS256: %v", err)
+		return "", malformed("externalAccountBinding is not a JWS with one HS256 MAC")
 	}
 	h := sig.Signatures[0].Protected
 	kid, url := h.KeyID, ""

@@ -236,7 +236,7 @@ func (q *request) decode(v any) error {
 		return malformed("this request needs a JSON payload, not POST-as-GET")
 	}
 	if err := json.Unmarshal(q.payload, v); err != nil {
-		return malformed("the payload is not the expected JSON object: %v", err)
+		return malformed("the payload is not the expected JSON object: %s", jsonDetail(err))
 	}
 	return nil
 }

@@ -40,22 +40,32 @@ type CA struct {
 	Log   *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// password decrypts the CA's keys, and encrypts the server key it keeps.
+	password []byte
 }
 
 // Open loads the CA in dir. passwordFile overrides the file recorded at init.
 func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA, error) {
-	cfg, err := config.Load(dir)
+	return OpenSettings(ctx, dir, "", passwordFile, log)
+}
+
+// OpenSettings loads the CA in dir with its settings from settingsFile (empty: from
+// D/config.json). passwordFile overrides the configured one.
+func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, log *slog.Logger) (*CA, error) {
+	cfg, err := config.LoadDir(dir, settingsFile)
 	if err != nil {
 		return nil, err
 	}
 	if passwordFile == "" {
-		passwordFile = config.Resolve(dir, cfg.PasswordFile)
+		if passwordFile, err = config.SecretPath(dir, cfg.PasswordFile); err != nil {
+			return nil, fmt.Errorf("password_file: %w", err)
+		}
 	}
 	password, err := keys.ReadPassword(passwordFile)
 	if err != nil {
 		return nil, err
 	}
-	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now}
+	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now, password: password}
 	if c.Root, err = x509util.ReadCertFile(CertPath(dir, IssuerRoot)); err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/keys"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
@@ -717,4 +718,32 @@ func TestKeyNameUniqueUnderConcurrency(t *testing.T) {
 		}
 	}
 	t.Logf("%d refused before signing, %d signed then refused and revoked", n-len(all), len(all)-1)
+}
+
+// A token's validity bound holds for the renewals of what it enrolled: a renewal
+// lasts no longer than the certificate it renews.
+func TestRenewalKeepsTokenValidity(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Nix.RenewMaxAge = config.Duration(10 * 24 * time.Hour) })
+	ctx := context.Background()
+	alice := e.key("alice-1")
+	tok, _, err := e.auth.CreateToken(ctx, TokenRequest{Subject: "alice", Targets: []string{"lab-*"}, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.client.EnrollToken(ctx, alice, tok, EnrollOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Set(30 * time.Minute)
+	renewed, err := e.client.Renew(ctx, alice, first.Chain, EnrollOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := renewed.Identity.Cert
+	if life := c.NotAfter.Sub(c.NotBefore); life > time.Hour+keys.Backdate {
+		t.Errorf("the renewal of a 1h token's certificate lasts %s", life)
+	}
+	before := e.nixCerts()
+	_, err = e.client.Renew(ctx, alice, renewed.Chain, EnrollOptions{Validity: 2 * time.Hour})
+	e.refused(err, "the validity of the certificate renewed, 1h0m0s", before)
 }

@@ -8,10 +8,10 @@ import (
 func TestRedactDSN(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://app:s3cret@db.internal:5432/nixpki?sslmode=require": "postgres://app:xxxxx@db.internal:5432/nixpki?sslmode=require",
-		"postgres://app@/nixpki?host=/run/postgresql":                  "postgres://app@/nixpki?host=/run/postgresql",
-		"postgresql://app@db/nixpki?password=s3cret":                   "postgresql://app@db/nixpki?password=xxxxx",
-		"host=/run/postgresql dbname=nixpki password=s3cret user=app":  "host=/run/postgresql dbname=nixpki password=xxxxx user=app",
-		"host=db password='s 3cret' dbname=nixpki":                     "host=db password=xxxxx dbname=nixpki",
+		"postgres://app@/nixpki?host=/run/postgresql":                   "postgres://app@/nixpki?host=/run/postgresql",
+		"postgresql://app@db/nixpki?password=s3cret":                    "postgresql://app@db/nixpki?password=xxxxx",
+		"host=/run/postgresql dbname=nixpki password=s3cret user=app":   "host=/run/postgresql dbname=nixpki password=xxxxx user=app",
+		"host=db password='s 3cret' dbname=nixpki":                      "host=db password=xxxxx dbname=nixpki",
 	} {
 		got := RedactDSN(in)
 		if got != want || strings.Contains(got, "3cret") {
