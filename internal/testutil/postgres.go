@@ -47,7 +47,9 @@ func RunWithPostgres(m *testing.M) int {
 // postgresBin finds the newest PostgreSQL server binaries Debian installed.
 func postgresBin() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p), nil
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Dir(r), nil // where all the server programs are
+		}
 	}
 	m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	sort.Slice(m, func(i, j int) bool {
@@ -159,7 +161,7 @@ func PostgresStandby(t testing.TB) (socketDir string) {
 	if out, err := pgCmd("pg_basebackup", "-h", pg.dir, "-U", "postgres", "-D", data, "-R", "-X", "stream", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("pg_basebackup: %v\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c hot_standby=on", dir)
+	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c hot_standby=on -c max_connections=200", dir)
 	if out, err := pgCmd("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		t.Fatalf("standby pg_ctl start: %v\n%s\n%s", err, out, log)
