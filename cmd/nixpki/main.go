@@ -109,9 +109,12 @@ func logger() *slog.Logger {
 
 // printJSON writes v as indented JSON, the --json output of every command.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, jsonTermSafe(string(b))+"\n")
+	return err
 }
 
 // explainHangup answers SIGHUP, which would otherwise end the server, with a log line:

@@ -167,6 +167,15 @@ type Nix struct {
 	DefaultValidity Duration `json:"default_validity"`
 	MaxValidity     Duration `json:"max_validity"`
 	TokenTTL        Duration `json:"token_ttl"`
+	// TokenMaxTTL bounds the lifetime an admin may give a token (--ttl).
+	TokenMaxTTL Duration `json:"token_max_ttl"`
+	// RatePerMinute and RateBurst limit the enrollment endpoints per client address
+	// (a token bucket); 0 turns the limit off.
+	RatePerMinute int `json:"rate_per_minute"`
+	RateBurst     int `json:"rate_burst"`
+	// AttemptsMax and AttemptsMaxAge bound the attempt log; 0 = no bound.
+	AttemptsMax    int      `json:"attempts_max"`
+	AttemptsMaxAge Duration `json:"attempts_max_age"`
 	// RenewMaxAge bounds renewal: a certificate is renewed by proof of possession
 	// only while its last token or SSH authentication is younger than this.
 	RenewMaxAge Duration `json:"renew_max_age"`
@@ -180,7 +189,10 @@ type NixSSHPrincipal struct {
 	Principal string   `json:"principal"`
 	Subject   string   `json:"subject"`
 	Targets   []string `json:"targets"`
-	Scope     string   `json:"scope,omitempty"` // default "any"
+	// MultiSubject lets the SSH signers of this mapping also enroll for other
+	// subjects whose mappings say the same: one person, several signing identities.
+	MultiSubject bool   `json:"multi_subject,omitempty"`
+	Scope        string `json:"scope,omitempty"` // default "any"
 }
 
 // Duration is a time.Duration written as Go duration text ("8760h").
@@ -224,7 +236,8 @@ func Defaults() Config {
 		},
 		ACME: ACME{HTTPPort: 80, TLSPort: 443},
 		Nix: Nix{DefaultValidity: Duration(7 * 24 * time.Hour), MaxValidity: Duration(30 * 24 * time.Hour),
-			TokenTTL: Duration(15 * time.Minute), RenewMaxAge: Duration(30 * 24 * time.Hour)},
+			TokenTTL: Duration(15 * time.Minute), TokenMaxTTL: Duration(7 * 24 * time.Hour), RenewMaxAge: Duration(30 * 24 * time.Hour),
+			RatePerMinute: 60, RateBurst: 20, AttemptsMax: 100000, AttemptsMaxAge: Duration(90 * 24 * time.Hour)},
 		Monitor: Monitor{Window: Duration(180 * 24 * time.Hour), MaxNames: 10000, RenewalWindow: Duration(10 * 24 * time.Hour)},
 	}
 }
@@ -253,6 +266,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Nix.DefaultValidity <= 0 || c.Nix.MaxValidity < c.Nix.DefaultValidity {
 		return fmt.Errorf("nix.default_validity %s must be positive and at most nix.max_validity %s", c.Nix.DefaultValidity.D(), c.Nix.MaxValidity.D())
+	}
+	if c.Nix.TokenTTL <= 0 || c.Nix.TokenMaxTTL < c.Nix.TokenTTL {
+		return fmt.Errorf("nix.token_ttl %s must be positive and at most nix.token_max_ttl %s", c.Nix.TokenTTL.D(), c.Nix.TokenMaxTTL.D())
 	}
 	if err := CheckSecretPath("password_file", c.PasswordFile); err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"nixpki/internal/keys"
 )
 
 // StateFile records, in a directory created from a settings file, what the first start
@@ -103,6 +105,9 @@ func loadDir(dir, settingsFile string) (Config, error) {
 	}
 	var base Config
 	if haveLegacy {
+		if err := keys.CheckNotWorldWritable(legacy); err != nil {
+			return Config{}, err
+		}
 		if base, err = Parse(data); err != nil {
 			return base, fmt.Errorf("%s: %w", legacy, err)
 		}

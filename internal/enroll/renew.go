@@ -38,7 +38,6 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 	if err != nil {
 		return nil, err
 	}
-	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	if len(r.Chain) == 0 {
 		return nil, badRequest("renewal needs the current certificate")
 	}
@@ -47,10 +46,11 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 	if err != nil {
 		return nil, forbidden("the certificate to renew is not valid: %v", err)
 	}
-	att.Subject = id.Constraints.Subject
 	if !id.Key.Equal(pub) {
 		return nil, forbidden("the CSR's key (%s) is not the certificate's key (%s): renewal keeps the key; enroll a new key with a token or SSH certificate", pub, id.Key)
 	}
+	// Authenticated: the attempt may keep what the certificate says.
+	att.Subject, att.KeyName, att.KeyFingerprint = id.Constraints.Subject, pub.Name, pub.String()
 	rec, err := a.Store.GetNixCert(ctx, id.Serial())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, forbidden("certificate %s is not in this CA's records", strings.ToUpper(id.Serial()))
@@ -80,6 +80,6 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 		key: pub, cons: nixcert.Constraints{Subject: rec.Subject, Targets: id.Constraints.Targets, Scope: id.Constraints.Scope},
 		validity: r.Validity, cap: cap,
 		capReason: capReason,
-		method:    MethodRenew, authMethod: rec.AuthMethod, authAt: rec.AuthAt, renewedFrom: rec.Serial,
+		method:    MethodRenew, authMethod: rec.AuthMethod, authAt: rec.AuthAt, renewedFrom: rec.Serial, att: att,
 	})
 }
