@@ -16,7 +16,8 @@
 # order" counts the server process(es) and the whole cluster: the postmaster's own and
 # its reaped children's CPU time, plus its live children (backends, WAL writer,
 # checkpointer, autovacuum). step-ca is built outside the repository into a cache
-# directory on first use (go install, from the Go module proxy).
+# directory on first use (go install, from the Go module proxy; without cgo, so without
+# its YubiKey support, which needs libpcsclite).
 #
 #   bash bench/acme-postgres.sh                       # ROUNDS=3 N=2000 N_STEPCA=400 C=8
 #   ROUNDS=5 N=3000 C=8 bash bench/acme-postgres.sh
@@ -62,7 +63,7 @@ go build -o "$work/acmeload" ./bench/acmeload
 go build -o "$work/rrproxy" ./bench/rrproxy
 if [ ! -x "$STEPCA_CACHE/step-ca" ]; then
 	echo "building step-ca $STEPCA_VERSION into $STEPCA_CACHE" >&2
-	(cd "$work" && GOFLAGS=-mod=mod GOBIN="$STEPCA_CACHE" go install "github.com/smallstep/certificates/cmd/step-ca@$STEPCA_VERSION")
+	(cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod GOBIN="$STEPCA_CACHE" go install "github.com/smallstep/certificates/cmd/step-ca@$STEPCA_VERSION")
 fi
 
 wait_up() { # URL CAFILE
