@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"nixpki/internal/gate"
 	"nixpki/internal/verify"
 )
 
@@ -93,7 +95,7 @@ func runVerify(ctx context.Context, f verifyFlags, args []string, stdout, stderr
 		rep.Message("nixpki verify: "+format, a...)
 	}
 	policy := verify.LoadPolicy(verify.PolicyConfig{
-		Root: f.root, Certs: f.certs, CRLs: f.crls, TrustedKeys: f.trustedKeys, Gate: f.gate,
+		Root: f.root, Certs: f.certs, CRLs: f.crls, TrustedKeys: f.trustedKeys, Gate: f.gate, OpenGate: openGateDir,
 	}, func(err error) { problem("%v", err) }, func(err error) { rep.Message("nixpki verify: warning: %v", err) })
 
 	st, err := openVerifyStore(ctx, f.store)
@@ -145,4 +147,32 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// gateDir gives verify what it reads from a gate's data directory.
+type gateDir string
+
+func openGateDir(dir string) (verify.GateSource, error) { return gateDir(dir), nil }
+
+func (d gateDir) Root() (*x509.Certificate, error) { return gate.ReadRoot(string(d)) }
+
+func (d gateDir) Records() (intermediates, leaves []*x509.Certificate, crls [][]byte, err error) {
+	return gate.Records(string(d))
+}
+
+func (d gateDir) Admissions() ([]verify.GateAdmission, error) {
+	events, _, err := gate.Audit(string(d), "")
+	if err != nil {
+		return nil, err
+	}
+	var out []verify.GateAdmission
+	for _, e := range events {
+		if e.Type != "admission" {
+			continue
+		}
+		for _, s := range e.Signers {
+			out = append(out, verify.GateAdmission{Path: e.Path, Admission: verify.Admission{At: e.Time, CertSHA256: s.Cert, Sig: s.Sig, Entry: e.Entry}})
+		}
+	}
+	return out, nil
 }
