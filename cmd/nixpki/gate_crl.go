@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"nixpki/internal/push"
 )
 
 func newGateCRLCmd() *cobra.Command {
@@ -29,7 +31,7 @@ certificates signed. A newer CRL quarantines what its revocations alone let in.`
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return fmt.Errorf("--gate %q: give the gate's base URL, http(s)://HOST:PORT", gateURL)
 			}
-			client, err := httpClient(caFile)
+			client, err := push.HTTPClient(caFile)
 			if err != nil {
 				return err
 			}

@@ -372,7 +372,7 @@ func TestGateEndToEnd(t *testing.T) {
 	// A chosen zstd level reaches the gate (the same text is stored smaller at 19 than
 	// at 1) and the target; levels that are not zstd's, or not for zstd, are refused.
 	text := r.p("text")
-	os.WriteFile(text, repoSource(t, 1<<20), 0o644)
+	os.WriteFile(text, testutil.GoSource(t, 1<<20), 0o644)
 	var stored [2]int
 	for i, level := range []string{"1", "19"} {
 		top, _ := r.buildWith("level-"+level, "cat "+text+" > $out; echo ${dep} %[1]s >> $out")

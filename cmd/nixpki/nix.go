@@ -101,15 +101,7 @@ func readSecretKey(path string) (signing.SecretKey, error) {
 	if path == "" {
 		return signing.SecretKey{}, errors.New("--secret is required")
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return signing.SecretKey{}, err
-	}
-	k, err := signing.ParseSecretKey(data)
-	if err != nil {
-		return signing.SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
-	}
-	return k, nil
+	return signing.ReadSecretKeyFile(path)
 }
 
 // writePrivate writes a secret 0600, never over an existing file.

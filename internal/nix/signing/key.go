@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -223,4 +224,18 @@ func (k PublicKey) Verify(fingerprint string, sig Signature) bool {
 		return false
 	}
 	return ed25519.Verify(k.Key, []byte(fingerprint), sig.Sig)
+}
+
+// ReadSecretKeyFile reads a secret key written by
+// nix-store --generate-binary-cache-key.
+func ReadSecretKeyFile(path string) (SecretKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return SecretKey{}, err
+	}
+	k, err := ParseSecretKey(data)
+	if err != nil {
+		return SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
+	}
+	return k, nil
 }
