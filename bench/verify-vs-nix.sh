@@ -76,11 +76,12 @@ echo "== signing it with a key certified by a fresh CA"
 "$work/nixpki" init --dir "$work/ca" --name VerifyBench --dns ca.internal >/dev/null
 nix-store --generate-binary-cache-key bench-1 "$work/bench.sec" "$work/bench.pub"
 "$work/nixpki" nix certify --dir "$work/ca" --public "$work/bench.pub" --subject bench --targets '*' --out "$work/bench.crt" >/dev/null
+"$work/nixpki" nix crl --dir "$work/ca" --out "$work/nix.crl" >/dev/null
 nix store sign -k "$work/bench.sec" -r "$out"
 pub=$(cat "$work/bench.pub")
 
 nix_cmd=(nix store verify -r --sigs-needed 1 --option trusted-public-keys "$pub" "$out")
-ours_cmd=("$work/nixpki" verify -r --sigs-needed 1 --root "$work/ca/root.crt" --certs "$work/bench.crt" "$out")
+ours_cmd=("$work/nixpki" verify -r --sigs-needed 1 --root "$work/ca/root.crt" --certs "$work/bench.crt" --crl "$work/nix.crl" "$out")
 base_cmd=()
 if [ -n "${BASELINE:-}" ]; then
 	base_cmd=("$BASELINE" "${ours_cmd[@]:1}")

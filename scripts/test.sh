@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. Keep this list the single source of truth.
-PACKAGES=(nix-bin lego openssl pebble ca-certificates openssh-client openssh-server xz-utils zstd bzip2 curl prometheus)
+PACKAGES=(nix-bin lego openssl pebble ca-certificates openssh-client openssh-server xz-utils zstd bzip2 curl prometheus postgresql)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

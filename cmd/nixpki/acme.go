@@ -24,7 +24,7 @@ func newACMECmd() *cobra.Command {
 // openACMEStore opens a data directory's database without the CA keys (no password)
 // and returns the configured provisioner names.
 func openACMEStore(cmd *cobra.Command, dir string) (*store.DB, []string, error) {
-	cfg, err := config.Load(dir)
+	cfg, err := config.LoadDir(dir, settingsFile(""))
 	if err != nil {
 		return nil, nil, err
 	}

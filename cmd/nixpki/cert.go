@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/config"
 	"nixpki/internal/keys"
+	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
 	"nixpki/internal/x509util"
 )
@@ -25,15 +27,16 @@ func newCertCmd() *cobra.Command {
 }
 
 // caFlags are shared by every command that opens the CA.
-type caFlags struct{ dir, passwordFile string }
+type caFlags struct{ dir, passwordFile, settings string }
 
 func (f *caFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", "./nixpki-data", "CA data directory")
 	cmd.Flags().StringVar(&f.passwordFile, "password-file", "", "password file for the CA keys (default: the one recorded at init)")
+	cmd.Flags().StringVar(&f.settings, "config", "", "settings file of a CA created from one (default $"+config.EnvConfig+")")
 }
 
 func (f *caFlags) open(cmd *cobra.Command) (*ca.CA, error) {
-	return ca.Open(cmd.Context(), f.dir, f.passwordFile, logger())
+	return ca.OpenSettings(cmd.Context(), f.dir, settingsFile(f.settings), f.passwordFile, logger())
 }
 
 func newCertIssueCmd() *cobra.Command {
@@ -53,6 +56,9 @@ func newCertIssueCmd() *cobra.Command {
 			req := ca.TLSRequest{Names: sans, Validity: valid, ClientAuth: clientAuth,
 				Meta: ca.Meta{Requester: requester, Method: "cli"}}
 			var key crypto.Signer
+			if csrFile != "" && (outKey != "" || cmd.Flags().Changed("key-type")) {
+				return fmt.Errorf("--csr certifies the key in the CSR, which stays with whoever made it: leave out --out-key and --key-type")
+			}
 			if csrFile != "" {
 				csr, err := readCSR(csrFile)
 				if err != nil {
@@ -114,9 +120,9 @@ func newCertIssueCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&sans, "san", nil, "DNS names and IP addresses, comma-separated (default: the CSR's)")
 	cmd.Flags().DurationVar(&valid, "valid", 0, "validity (default policy.default_validity, 8760h)")
 	cmd.Flags().StringVar(&keyType, "key-type", "p256", "key type to generate: p256, p384, ed25519, rsa3072")
-	cmd.Flags().StringVar(&csrFile, "csr", "", "PEM CSR to certify instead of generating a key")
+	cmd.Flags().StringVar(&csrFile, "csr", "", "PEM CSR to certify instead of generating a key (then no --out-key or --key-type)")
 	cmd.Flags().StringVar(&outCert, "out-cert", "", "where to write the certificate chain (PEM: leaf, intermediate)")
-	cmd.Flags().StringVar(&outKey, "out-key", "", "where to write the generated private key (PKCS#8 PEM, mode 0600)")
+	cmd.Flags().StringVar(&outKey, "out-key", "", "where to write the generated private key (PKCS#8 PEM, mode 0600); required without --csr")
 	cmd.Flags().StringVar(&requester, "requester", currentUser(), "who asked, recorded with the certificate")
 	cmd.Flags().BoolVar(&clientAuth, "client-auth", false, "allow TLS client authentication too")
 	return cmd
@@ -161,6 +167,36 @@ type certJSON struct {
 	Method    string     `json:"method"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	Reason    *int       `json:"revocation_reason,omitempty"`
+	// A Nix signing certificate's constraints.
+	KeyName string   `json:"key_name,omitempty"`
+	Targets []string `json:"targets,omitempty"`
+	Scope   string   `json:"scope,omitempty"`
+}
+
+// nixConstraints reads a Nix signing certificate's key name, targets and scope;
+// nil for any other certificate.
+func nixConstraints(c *store.Cert) *nixcert.Constraints {
+	if c.Issuer != "nix" {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return nil
+	}
+	id, err := nixcert.ParseCertificate(leaf)
+	if err != nil {
+		return nil
+	}
+	return &id.Constraints
+}
+
+// names is what a certificate is for, as a listing shows it: its SANs, or a Nix
+// certificate's key name, targets and scope.
+func names(c *store.Cert) string {
+	if n := nixConstraints(c); n != nil {
+		return fmt.Sprintf("key %s targets %s scope %s", n.KeyName, strings.Join(n.Targets, ","), n.Scope)
+	}
+	return strings.Join(c.SANs, ",")
 }
 
 func toJSON(c *store.Cert) certJSON {
@@ -171,6 +207,9 @@ func toJSON(c *store.Cert) certJSON {
 	}
 	if j.SANs == nil {
 		j.SANs = []string{}
+	}
+	if n := nixConstraints(c); n != nil {
+		j.KeyName, j.Targets, j.Scope = n.KeyName, n.Targets, n.Scope.String()
 	}
 	return j
 }
@@ -207,7 +246,7 @@ func newCertListCmd() *cobra.Command {
 				return printJSON(out, js)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERIAL\tISSUER\tSUBJECT\tSANS\tNOT AFTER\tSTATUS")
+			fmt.Fprintln(tw, "SERIAL\tISSUER\tSUBJECT\tNAMES\tNOT AFTER\tSTATUS")
 			for _, c := range certs {
 				status := "valid"
 				if c.Revoked() {
@@ -215,7 +254,7 @@ func newCertListCmd() *cobra.Command {
 				} else if time.Now().After(c.NotAfter) {
 					status = "expired"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(c.Serial), c.Issuer, c.Subject, strings.Join(c.SANs, ","), c.NotAfter.Format(time.RFC3339), status)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(c.Serial), c.Issuer, c.Subject, names(c), c.NotAfter.Format(time.RFC3339), status)
 			}
 			return tw.Flush()
 		},

@@ -72,19 +72,19 @@ func TestMemberDeploy(t *testing.T) {
 		return out
 	}
 
+	var app string // deployed on alice's signature alone
 	t.Run("alice pushes her closure to the gate and deploys it", func(t *testing.T) {
-		app, _ := r.build("app")
+		app, _ = r.build("app")
 		if target.valid(n, app) {
 			t.Fatal("a fresh target holds the member's path")
 		}
-		out, err := r.push("alice-1", carried, app)
+		// One command: the push, then the copy nixos-rebuild --use-substitutes makes.
+		_, out, err := r.exec(memberEnv(), nixpkiBin(t), "nix", "push", "--gate", r.url, "--cert", r.p("alice-1.crt"), "--secret", r.p("alice-1.sec"), "--crl", r.p("nix.crl"), "--then-copy", target.login(), app)
 		if err != nil {
-			t.Fatalf("push: %v\n%s", err, out)
+			t.Fatalf("push --then-copy: %v\n%s", err, out)
 		}
-		wantIn(t, "push", out, "may sign for gate host-a", "2 of 2 paths admitted")
-		if out, err := deploy(app); err != nil {
-			t.Fatalf("nix-copy-closure --use-substitutes: %v\n%s", err, out)
-		}
+		wantIn(t, "push --then-copy", out, "may sign for gate host-a", "2 of 2 paths admitted",
+			"nixpki: running nix-copy-closure --to "+target.login()+" --use-substitutes "+app+"\n")
 		// Every path came from the gate: it carries the gate's signature, the only key
 		// the target trusts.
 		for _, p := range closure(app) {
@@ -95,6 +95,18 @@ func TestMemberDeploy(t *testing.T) {
 			}
 		}
 		target.checkLogins()
+	})
+
+	t.Run("a copy target ssh would read as an option is refused before the push", func(t *testing.T) {
+		top, _ := r.build("option")
+		_, out, err := r.exec(memberEnv(), nixpkiBin(t), "nix", "push", "--gate", r.url, "--cert", r.p("alice-1.crt"), "--secret", r.p("alice-1.sec"), "--crl", r.p("nix.crl"), "--then-copy", "-oProxyCommand=sh", top)
+		if err == nil {
+			t.Fatal("push --then-copy -oProxyCommand=sh succeeded")
+		}
+		wantIn(t, "push --then-copy -o…", out, `--then-copy "-oProxyCommand=sh": give the target as ssh does, [USER@]HOST`)
+		if s := r.narinfoStatus(top); s != 404 {
+			t.Errorf("the gate answers %d for a path whose push was refused", s)
+		}
 	})
 
 	t.Run("paths the gate has not admitted cannot be copied in directly", func(t *testing.T) {
@@ -156,5 +168,12 @@ func TestMemberDeploy(t *testing.T) {
 		}
 		wantIn(t, "push by a revoked member", out, "(alice, key alice-1): revoked", "by CRL number 2")
 		mustNotDeploy("revoked member", late)
+		// What she alone deployed before is withdrawn from the gate; the target keeps it.
+		if s := r.narinfoStatus(app); s != 404 {
+			t.Errorf("the gate answers %d for %s, admitted on a revoked signature alone", s, app)
+		}
+		if !target.valid(n, app) {
+			t.Errorf("the target lost %s", app)
+		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -201,6 +202,9 @@ func (tg *nixTarget) addUser() {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+	if u, err := user.Lookup(tg.user); err != nil || u.Uid == "0" {
+		t.Fatalf("the login user %s: %v, uid %v", tg.user, err, u)
+	}
 	// "*": no password, yet not a locked account, which sshd would refuse.
 	sh(t, nil, sbinTool(t, "usermod"), "--password", "*", tg.user)
 	os.MkdirAll(home, 0o700)

@@ -304,6 +304,8 @@ func TestCLIEndToEnd(t *testing.T) {
 		t.Fatalf("openssl req: %v\n%s", err, o)
 	}
 	csrCert := filepath.Join(tmp, "api.crt")
+	wantIn(t, "cert issue --csr with --out-key", run(t, true, "cert", "issue", "--dir", dir, "--csr", csr, "--out-cert", csrCert, "--out-key", csrCert+".key"),
+		"leave out --out-key and --key-type")
 	run(t, false, "cert", "issue", "--dir", dir, "--csr", csr, "--out-cert", csrCert, "--valid", "720h")
 	if o, err := openssl(t, "verify", "-CAfile", root, "-untrusted", inter, csrCert); err != nil {
 		t.Fatalf("CSR cert: %v\n%s", err, o)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/config"
 	"nixpki/internal/gate"
 	"nixpki/internal/tlog"
 	"nixpki/internal/x509util"
@@ -24,7 +25,9 @@ func newGateCmd() *cobra.Command {
 		Use:   "gate",
 		Short: "A Nix binary cache that admits only what certified keys signed and serves it re-signed with its own key",
 	}
-	cmd.AddCommand(newGateInitCmd(), newGateServeCmd(), newGatePendingCmd(), newGateAuditCmd(), newGateCRLCmd())
+	key := &cobra.Command{Use: "key", Short: "The gate's Nix signing key, made before deployment so targets can trust it"}
+	key.AddCommand(newGateKeyGenerateCmd())
+	cmd.AddCommand(newGateInitCmd(), newGateServeCmd(), newGatePendingCmd(), newGateAuditCmd(), newGateCRLCmd(), key)
 	return cmd
 }
 
@@ -102,21 +105,25 @@ func gateInitNotes(out io.Writer, o gate.InitOptions, cfg gate.Config) error {
 }
 
 func newGateServeCmd() *cobra.Command {
-	var dir, listen, passwordFile, metricsListen string
+	var dir, listen, passwordFile, settingsFlag, metricsListen string
 	cmd := &cobra.Command{
-		Use:   "serve --dir G [--listen ADDR]",
-		Short: "Serve the gate: the Nix HTTP binary-cache protocol (HTTPS, or plain HTTP on loopback only)",
+		Use:   "serve --dir G [--config FILE] [--listen ADDR]",
+		Short: "Serve the gate: the Nix HTTP binary-cache protocol (HTTPS, or plain HTTP on loopback only); with --config, creates G on first run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := logger()
+			explainHangup(cmd.Context(), log, "nixpki gate serve")
 			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
 				return err
 			}
-			g, err := gate.Open(dir, passwordFile, log)
+			g, created, err := gate.OpenSettings(dir, settingsFile(settingsFlag), passwordFile, log)
 			if err != nil {
 				return err
 			}
 			defer g.Close()
+			if created {
+				fmt.Fprintf(cmd.OutOrStdout(), "Gate %s created in %s\nNixOS configuration of the targets behind this gate:\n\n%s\n", g.Cfg.Name, dir, gate.NixOSSnippet(g.Cfg, g.Key.Public()))
+			}
 			scheme := "http"
 			if g.Cfg.TLSEnabled() {
 				scheme = "https"
@@ -131,7 +138,8 @@ func newGateServeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
-	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (default: listen in G/config.json)")
+	cmd.Flags().StringVar(&settingsFlag, "config", "", "settings file (JSON, read-only, e.g. in /nix/store; default $"+config.EnvConfig+"); G then holds only state")
+	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (default: listen in the settings)")
 	cmd.Flags().StringVar(&passwordFile, "password-file", "", "password file for gate.sec (default: the configured one)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", metricsListenHelp)
 	cmd.MarkFlagRequired("dir")
@@ -233,7 +241,7 @@ func newLogVerifyCmd() *cobra.Command {
 	var dir, since string
 	cmd := &cobra.Command{
 		Use:   "verify --dir G [--since HEAD.json]",
-		Short: "Recompute the log's Merkle tree and check every signed tree head; detects altered, reordered or deleted entries",
+		Short: "Recompute the log's Merkle tree and check every signed tree head (detects altered, reordered or deleted entries), and that the gate's database serves only what the log admitted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := gate.VerifyLog(dir)
@@ -258,6 +266,11 @@ func newLogVerifyCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Log OK: %d entries, root %s, signed %s\n", v.Head.Size, v.Head.Root, v.Head.Time.UTC().Format(time.RFC3339))
+			n, err := gate.CheckDB(dir, v)
+			if err != nil {
+				return fmt.Errorf("database check FAILED: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Database OK: the %d paths served agree with the log (admission, NarHash, signers)\n", n)
 			return nil
 		},
 	}
@@ -310,5 +323,33 @@ func newLogHeadCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "gate directory")
 	cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newGateKeyGenerateCmd() *cobra.Command {
+	var name, keyName, outSecret, outPublic string
+	cmd := &cobra.Command{
+		Use:   "generate --gate NAME --out-secret F --out-public F",
+		Short: "Generate a gate's Nix key (for key_file in its settings); prints the public key targets trust",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" || outSecret == "" || outPublic == "" {
+				return errors.New("--gate, --out-secret and --out-public are required")
+			}
+			if keyName == "" {
+				keyName = gate.DefaultConfig(name).KeyName
+			}
+			pub, err := generateNixKey(keyName, outSecret, outPublic)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n\nIn the gate's settings: key_file = the secret (passed with LoadCredential, e.g. \"$CREDENTIALS_DIRECTORY/gate-key\"), key_name = %q.\nOn the targets: services.nixpki-gate.publicKey = %q;\n", pub, keyName, pub)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "gate", "", "the gate's name, as certificates' targets name it (e.g. host-a)")
+	cmd.Flags().StringVar(&keyName, "key-name", "", "the key's Nix name (default <gate>-gate-1)")
+	cmd.Flags().StringVar(&outSecret, "out-secret", "", "where to write the secret key (mode 0600)")
+	cmd.Flags().StringVar(&outPublic, "out-public", "", "where to write the public key")
 	return cmd
 }

@@ -593,7 +593,7 @@ func tamperedNAR(t *testing.T, r *gateRig, path string) {
 		t.Errorf("tampered NAR under its original name: %d %s", s, b)
 	}
 	sum, _, _ := nar.Hash(bytes.NewReader(narFile))
-	u := "narFile/" + base32.Encode(sum[:]) + ".narFile"
+	u := "nar/" + base32.Encode(sum[:]) + ".nar"
 	if s, b := r.put("/"+u, narFile); s != 200 {
 		t.Fatalf("upload of a well-formed NAR: %d %s", s, b)
 	}

@@ -74,12 +74,17 @@ func runInit(cmd *cobra.Command, dir, passwordFile string, f *initFlags, out io.
 	if err != nil {
 		return err
 	}
+	reportInit(out, dir, res)
+	return nil
+}
+
+func reportInit(out io.Writer, dir string, res *ca.InitResult) {
 	fmt.Fprintf(out, "Initialised CA in %s\n", dir)
 	fmt.Fprintf(out, "Root certificate: %s\n", ca.CertPath(dir, ca.IssuerRoot))
 	fmt.Fprintf(out, "Root SHA-256 fingerprint: %s\n", x509util.Fingerprint(res.Root))
 	if res.GeneratedPassword != "" {
 		fmt.Fprintf(out, "The CA keys are encrypted with a generated password in %s (mode 0600).\n", res.GeneratedPassword)
-		fmt.Fprintf(out, "  To keep it elsewhere: move it, then pass --password-file NEWPATH (or set password_file in %s/config.json).\n", dir)
+		fmt.Fprintf(out, "  To keep it elsewhere: move it, then pass --password-file NEWPATH (or set password_file in the settings).\n")
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(out, "NOTE: %s\n", w)
@@ -88,11 +93,51 @@ func runInit(cmd *cobra.Command, dir, passwordFile string, f *initFlags, out io.
 		fmt.Fprintf(out, "OFFLINE ROOT: the root key is in %s. Carry it away (with its password) and delete it here;\n", res.OfflineRootKey)
 		fmt.Fprintf(out, "  the server needs only the intermediates.\n")
 	}
-	return nil
 }
 
 // initialised reports whether dir holds a CA.
-func initialised(dir string) bool {
-	_, err := os.Stat(config.Resolve(dir, config.FileName))
-	return err == nil
+func initialised(dir string) bool { return config.Initialised(dir) }
+
+// settingsFile is the --config flag's value, else $NIXPKI_CONFIG.
+func settingsFile(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv(config.EnvConfig)
+}
+
+// refuseInitFlags: with a settings file, what init would take from flags comes from
+// the settings, so the two cannot disagree.
+func refuseInitFlags(cmd *cobra.Command) error {
+	for flag, key := range map[string]string{"name": "name", "key-type": "key_type", "dns": "dns_names", "ip": "ip_addresses",
+		"permitted-dns": "permitted_dns", "permitted-ip": "permitted_ip", "external-url": "external_url", "offline-root": "offline_root"} {
+		if cmd.Flags().Changed(flag) {
+			return fmt.Errorf("--%s: with a settings file, set %s in the settings instead", flag, key)
+		}
+	}
+	return nil
+}
+
+// firstStartFromSettings creates the CA in dir from a settings file: the directory
+// records only what creation decided.
+func firstStartFromSettings(cmd *cobra.Command, dir, settings, passwordFile string, out io.Writer) error {
+	data, err := config.ReadSettings(settings)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", settings, err)
+	}
+	if passwordFile == "" && cfg.PasswordFile != "" {
+		if passwordFile, err = config.SecretPath(dir, cfg.PasswordFile); err != nil {
+			return fmt.Errorf("%s: password_file: %w", settings, err)
+		}
+	}
+	res, err := ca.Init(cmd.Context(), ca.InitOptions{Dir: dir, Config: cfg, PasswordFile: passwordFile, FromSettings: true})
+	if err != nil {
+		return fmt.Errorf("creating the CA from %s: %w", settings, err)
+	}
+	reportInit(out, dir, res)
+	return nil
 }

@@ -5,11 +5,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -23,11 +25,34 @@ func main() {
 	stopProfile := startCPUProfile(os.Getenv("NIXPKI_CPUPROFILE"))
 	err := root.ExecuteContext(ctx)
 	stopProfile()
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code)) // the command has said why
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nixpki:", err)
 		os.Exit(1)
 	}
 }
+
+// version is set at build time (-ldflags "-X main.version=1.2.3"); otherwise it is the
+// module version Go recorded, or "devel".
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// exitCode ends the program with this status and nothing more printed.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 // startCPUProfile writes a CPU profile of the whole command to file when it is set
 // (NIXPKI_CPUPROFILE=push.pprof, for go tool pprof); the returned function ends it.
@@ -55,8 +80,10 @@ func newRootCmd() *cobra.Command {
 		Short:         "A private PKI for NixOS fleets: CA, ACME server, certified Nix signing keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 	}
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd())
+	root.SetVersionTemplate("nixpki {{.Version}}\n")
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd(), newConfigCmd())
 	return root
 }
 
@@ -74,4 +101,22 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// explainHangup answers SIGHUP, which would otherwise end the server, with a log line:
+// the configuration is read at start, so a change takes a restart.
+func explainHangup(ctx context.Context, log *slog.Logger, what string) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Warn("SIGHUP: the configuration is read only at start; restart " + what + " to apply changes (systemctl restart, or stop and start it)")
+			}
+		}
+	}()
 }

@@ -45,7 +45,7 @@ func gateStats(g *gate.Gate) func(context.Context) (*metrics.GateStats, error) {
 
 // startGateMetrics serves the gate's metrics on addr (if set) and counts its verdicts.
 func startGateMetrics(ctx context.Context, addr string, g *gate.Gate, log *slog.Logger) (func(http.Handler) http.Handler, error) {
-	reg, wrap, err := startMetrics(ctx, addr, log, metrics.GateCollector(gateStats(g), time.Now))
+	reg, wrap, err := startMetrics(ctx, addr, log, metrics.Shared(metrics.GateCollector(gateStats(g), time.Now)))
 	if reg != nil {
 		g.OnVerdict = reg.GateVerdicts().Verdict
 	}

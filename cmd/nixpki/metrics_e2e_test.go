@@ -191,4 +191,11 @@ func TestGateMetrics(t *testing.T) {
 	}
 	wantMetric(t, m, `nixpki_gate_paths{state="admitted"}`, 2)
 	wantMetric(t, m, `nixpki_http_requests_total{code="200",endpoint="PUT /{file}"}`, 2)
+
+	// nixpki doctor --gate on the running gate: fresh CRL, verified log.
+	code, out := doctorRun(t, "--gate", r.gateDir)
+	if code != 0 {
+		t.Errorf("doctor --gate: exit %d:\n%s", code, out)
+	}
+	wantIn(t, "doctor --gate", out, "gate CRL age", "until max_crl_age 8d", "gate log", "verifies")
 }

@@ -47,25 +47,8 @@ func newNixKeyGenerateCmd() *cobra.Command {
 			if name == "" || outSecret == "" || outPublic == "" {
 				return errors.New("--name, --out-secret and --out-public are required")
 			}
-			if _, err := os.Lstat(outPublic); err == nil {
-				return fmt.Errorf("%s already exists: refusing to overwrite it", outPublic)
-			}
-			k, err := signing.GenerateKey(name)
+			pub, err := generateNixKey(name, outSecret, outPublic)
 			if err != nil {
-				return err
-			}
-			sec, err := k.MarshalText()
-			if err != nil {
-				return err
-			}
-			pub, err := k.Public().MarshalText()
-			if err != nil {
-				return err
-			}
-			if err := writePrivate(outSecret, sec); err != nil {
-				return err
-			}
-			if err := writeNew(outPublic, pub, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", pub)
@@ -102,6 +85,30 @@ func readSecretKey(path string) (signing.SecretKey, error) {
 		return signing.SecretKey{}, errors.New("--secret is required")
 	}
 	return signing.ReadSecretKeyFile(path)
+}
+
+// generateNixKey writes a new Nix signing key (the secret 0600), never over existing
+// files, and returns the public key.
+func generateNixKey(name, outSecret, outPublic string) (string, error) {
+	if _, err := os.Lstat(outPublic); err == nil {
+		return "", fmt.Errorf("%s already exists: refusing to overwrite it", outPublic)
+	}
+	k, err := signing.GenerateKey(name)
+	if err != nil {
+		return "", err
+	}
+	sec, err := k.MarshalText()
+	if err != nil {
+		return "", err
+	}
+	pub, err := k.Public().MarshalText()
+	if err != nil {
+		return "", err
+	}
+	if err := writePrivate(outSecret, sec); err != nil {
+		return "", err
+	}
+	return string(pub), writeNew(outPublic, pub, 0o644)
 }
 
 // writePrivate writes a secret 0600, never over an existing file.
@@ -507,6 +514,13 @@ func newNixCRLCmd() *cobra.Command {
 				password, err := keys.ReadPassword(pwFile)
 				if err != nil {
 					return err
+				}
+				if _, err := os.Stat(rootKey); errors.Is(err, os.ErrNotExist) {
+					how := "pass it with --root-key K"
+					if c.Config.OfflineRoot {
+						how = "this CA was made with --offline-root: bring the root key carried away at init and pass it with --root-key K"
+					}
+					return fmt.Errorf("the root's CRL is signed with the root key, expected at %s, which does not exist: %s (encrypted with the CA's password, or give --password-file)", rootKey, how)
 				}
 				signer, err := keys.LoadSigner(rootKey, password)
 				if err != nil {

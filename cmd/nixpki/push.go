@@ -19,6 +19,7 @@ type pushFlags struct {
 
 func newNixPushCmd() *cobra.Command {
 	var f pushFlags
+	var copyTo string // --then-copy
 	cmd := &cobra.Command{
 		Use:   "push --gate URL --cert alice.crt --secret alice.sec [--crl F] PATH…",
 		Short: "Upload your certificate chain and CRL to a gate, then sign and upload the closure of PATHs",
@@ -34,10 +35,26 @@ again signed with your key (no NAR), so that your signature is recorded on the w
 closure: a path needing k signatures needs k signers on every path of its closure.
 Unless the gate answered every narinfo "admitted", it then asks the gate which paths it
 admitted. It fails if a path was rejected or waits as pending (for another member's
-signature, say).`,
+signature, say).
+
+With --then-copy alice@host-a, a successful push is followed by what nixos-rebuild
+--target-host alice@host-a --use-substitutes runs to copy a closure:
+nix-copy-closure --to alice@host-a --use-substitutes PATH… (printed on stderr first;
+NIX_SSHOPTS applies), so the target substitutes the closure from its gate.`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return f.run(cmd, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("then-copy") {
+				if err := checkCopyTarget(copyTo); err != nil {
+					return err
+				}
+			}
+			if err := f.run(cmd, args); err != nil || copyTo == "" {
+				return err
+			}
+			return thenCopy(cmd.Context(), copyTo, args, cmd.ErrOrStderr())
+		},
 	}
+	cmd.Flags().StringVar(&copyTo, "then-copy", "", "after a successful push, copy the closure to [USER@]HOST as nixos-rebuild --use-substitutes does (nix-copy-closure --to HOST --use-substitutes PATH…)")
 	cmd.Flags().StringVar(&f.gate, "gate", "", "the gate's URL, e.g. https://host-a:8501")
 	cmd.Flags().StringVar(&f.cert, "cert", "", "your Nix certificate chain (PEM: leaf, Nix intermediate)")
 	cmd.Flags().StringVar(&f.secret, "secret", "", "your Nix secret key (the certified one)")

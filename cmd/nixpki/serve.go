@@ -16,6 +16,7 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/enroll"
+	"nixpki/internal/metrics"
 	"nixpki/internal/monitor"
 	"nixpki/internal/server"
 	"nixpki/internal/x509util"
@@ -23,16 +24,26 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var f initFlags
-	var dir, passwordFile, listen, httpListen string
+	var dir, passwordFile, listen, httpListen, settingsFlag string
 	var acmeHTTPPort, acmeTLSPort int
 	var acmeResolver, metricsListen string
 	cmd := &cobra.Command{
-		Use:   "serve --dir D",
+		Use:   "serve --dir D [--config FILE]",
 		Short: "Run the CA server (HTTPS API and ACME, plain-HTTP CRL/OCSP); initialises D on first run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			if !initialised(dir) {
+			settings := settingsFile(settingsFlag)
+			if settings != "" {
+				if err := refuseInitFlags(cmd); err != nil {
+					return err
+				}
+				if !config.Initialised(dir) {
+					if err := firstStartFromSettings(cmd, dir, settings, passwordFile, out); err != nil {
+						return err
+					}
+				}
+			} else if !initialised(dir) {
 				f.listen, f.httpListen = listen, httpListen
 				if err := runInit(cmd, dir, passwordFile, &f, out); err != nil {
 					return err
@@ -41,10 +52,11 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			log := logger()
+			explainHangup(cmd.Context(), log, "nixpki serve")
 			if err := startPprof(os.Getenv("NIXPKI_PPROF"), log); err != nil {
 				return err
 			}
-			c, err := ca.Open(cmd.Context(), dir, passwordFile, log)
+			c, err := ca.OpenSettings(cmd.Context(), dir, settings, passwordFile, log)
 			if err != nil {
 				return err
 			}
@@ -81,7 +93,7 @@ func newServeCmd() *cobra.Command {
 			defer acmeSrv.Close()
 			mounts["/acme/"] = acmeSrv
 			mounts["/nix/"] = enroll.Handler(c, log)
-			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, monitor.ForCA(c).Collector())
+			_, wrap, err := startMetrics(cmd.Context(), metricsListen, log, metrics.Shared(monitor.ForCA(c).Collector()))
 			if err != nil {
 				return err
 			}
@@ -105,6 +117,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "./nixpki-data", "data directory (created and initialised on first run)")
+	cmd.Flags().StringVar(&settingsFlag, "config", "", "settings file (JSON, read-only, e.g. in /nix/store; default $"+config.EnvConfig+"); D then holds only state")
 	cmd.Flags().StringVar(&passwordFile, "password-file", "", "password file for the CA keys (default: the one recorded at init)")
 	cmd.Flags().StringVar(&listen, "listen", "", "HTTPS listen address (default from config, :8443)")
 	cmd.Flags().StringVar(&httpListen, "http-listen", "", "plain-HTTP listen address for CRL/OCSP/CA certs (default from config, :8080; empty string disables)")

@@ -30,7 +30,7 @@ func newNixOSCmd() *cobra.Command {
 		},
 	}
 	trust.Flags().StringVar(&dir, "dir", "./nixpki-data", "CA data directory")
-	cmd.AddCommand(trust)
+	cmd.AddCommand(trust, newNixOSModuleSnippetCmd())
 	return cmd
 }
 
@@ -72,7 +72,7 @@ func openDB(cmd *cobra.Command, dir string) (*store.DB, error) {
 }
 
 func openDBCtx(ctx context.Context, dir string) (*store.DB, error) {
-	cfg, err := config.Load(dir)
+	cfg, err := config.LoadDir(dir, settingsFile(""))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,9 @@ type verifyFlags struct {
 	crls        []string
 	trustedKeys []string
 	sigsNeeded  int
+	target      string
+	noCRL       bool
+	maxCRLAge   time.Duration
 	noContents  bool
 	recursive   bool
 	all         bool
@@ -38,9 +42,10 @@ func newVerifyCmd() *cobra.Command {
 
 Contents: each path's NAR hash is recomputed from the store (in parallel) and
 compared with the recorded one. Trust: a path is trusted when signed by at least
---sigs-needed distinct identities (default 1): keys whose certificate (--certs)
-chains to --root, has the Nix-signing usage, is not revoked (--crl) and is valid
-now — or was when the gate's verified log (--gate) shows the path admitted with
+--sigs-needed distinct identities (at least one): keys whose certificate
+(--certs) chains to --root, has the Nix-signing usage, names this machine among
+its targets (--target), is not revoked (a CRL from --crl or --gate is required,
+unless --no-crl) and is valid now — or was when the gate's verified log (--gate) shows the path admitted with
 that very signature — and whose scope covers the path; or plain --trusted-key
 keys. A certified subject counts once, whatever keys it signed with.
 Content-addressed paths are trusted by themselves. As in Nix, locally built
@@ -75,6 +80,9 @@ certificate); 1 alone also for a usage error, as in Nix.`,
 	fl.StringArrayVar(&f.crls, "crl", nil, "CRL of the Nix intermediate, or the root's (revoked intermediates) (PEM or DER); with one, certificates of issuers without a CRL are refused (repeatable)")
 	fl.StringArrayVar(&f.trustedKeys, "trusted-key", nil, "a plain trusted Nix public key NAME:base64, or a file of them (repeatable)")
 	fl.IntVar(&f.sigsNeeded, "sigs-needed", 0, "distinct identities that must sign each path; above 0, locally built paths need signatures too")
+	fl.StringVar(&f.target, "target", hostname(), "the machine the paths are for: a certificate counts only if its targets name it (default: this machine's hostname)")
+	fl.BoolVar(&f.noCRL, "no-crl", false, "trust certificates without checking revocation (without it, an issuer with no CRL from --crl or --gate is not trusted)")
+	fl.DurationVar(&f.maxCRLAge, "max-crl-age", 8*24*time.Hour, "refuse a CRL issued longer ago than this, as a gate's max_crl_age does (0: any age)")
 	fl.BoolVar(&f.noContents, "no-contents", false, "do not hash the paths' contents")
 	fl.BoolVarP(&f.recursive, "recursive", "r", false, "check the closures of the paths")
 	fl.BoolVar(&f.all, "all", false, "check every valid path of a local store")
@@ -96,6 +104,7 @@ func runVerify(ctx context.Context, f verifyFlags, args []string, stdout, stderr
 	}
 	policy := verify.LoadPolicy(verify.PolicyConfig{
 		Root: f.root, Certs: f.certs, CRLs: f.crls, TrustedKeys: f.trustedKeys, Gate: f.gate, OpenGate: openGateDir,
+		Target: f.target, NoCRL: f.noCRL, MaxCRLAge: f.maxCRLAge,
 	}, func(err error) { problem("%v", err) }, func(err error) { rep.Message("nixpki verify: warning: %v", err) })
 
 	st, err := openVerifyStore(ctx, f.store)
@@ -175,4 +184,10 @@ func (d gateDir) Admissions() ([]verify.GateAdmission, error) {
 		}
 	}
 	return out, nil
+}
+
+// hostname is this machine's name, the default --target.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }

@@ -62,7 +62,8 @@ func TestVerifyEndToEnd(t *testing.T) {
 	n.Must("nix", "copy", "--to", "file://"+cache+"?compression=zstd&secret-key="+p("alice.sec"), app)
 	alicePub, _ := os.ReadFile(p("alice.pub"))
 	n.Must("nix", "copy", "--from", "file://"+cache, "--to", store, "--option", "trusted-public-keys", string(alicePub), app)
-	trust := []string{"--root", root, "--certs", p("alice.crt")}
+	run(t, false, "nix", "crl", "--dir", dir, "--out", p("nix0.crl"))
+	trust := []string{"--root", root, "--certs", p("alice.crt"), "--crl", p("nix0.crl")}
 
 	parse := func(stdout string) map[string]verifyJSON {
 		t.Helper()
@@ -87,6 +88,16 @@ func TestVerifyEndToEnd(t *testing.T) {
 		if !strings.Contains(stderr, "checked 2 paths") || !strings.Contains(stderr, "2 ok, 0 corrupt, 0 untrusted, 0 with errors") {
 			t.Fatalf("summary: %s", stderr)
 		}
+	}
+
+	// Without a CRL revocation cannot be checked: untrusted, and verify says so,
+	// unless --no-crl says to trust without checking.
+	noCRL := []string{"--root", root, "--certs", p("alice.crt"), "--store", store, app}
+	if _, stderr, code := verifyCLI(t, noCRL...); code != 2 || !strings.Contains(stderr, "revocation was not checked") || !strings.Contains(stderr, "--no-crl") {
+		t.Fatalf("without --crl: exit %d:\n%s", code, stderr)
+	}
+	if _, stderr, code := verifyCLI(t, append(noCRL, "--no-crl")...); code != 0 {
+		t.Fatalf("--no-crl: exit %d:\n%s", code, stderr)
 	}
 
 	// One signer, two needed: bit 2.

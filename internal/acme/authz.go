@@ -129,6 +129,7 @@ func (s *Server) authz(q *request) (*response, error) {
 		return nil, storeErr(err, "authorization")
 	}
 	a.Status = "deactivated"
+	s.log.Info("acme authorization deactivated", "provisioner", q.prov.name, "account", q.account.ID, "authz", a.ID, "identifier", a.Identifier.Value)
 	return s.authzResponse(q, a), nil
 }
 
@@ -157,6 +158,7 @@ func (s *Server) challenge(q *request) (*response, error) {
 			return nil, storeErr(err, "authorization")
 		}
 		if started {
+			s.log.Info("acme challenge started", "provisioner", q.prov.name, "account", q.account.ID, "authz", a.ID, "identifier", a.Identifier.Value, "challenge", typ)
 			s.startValidation(a, q.account.Thumbprint)
 		}
 	}

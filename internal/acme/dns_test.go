@@ -12,7 +12,8 @@ import (
 
 // testDNS is a tiny UDP DNS server on loopback for tests: every A question is answered
 // with 127.0.0.1, TXT questions from records set with setTXT or from files named after
-// the (dot-terminated) name in dir, and anything else with an empty NOERROR answer.
+// the (dot-terminated) name in dir, names under nxdomain.test with NXDOMAIN, and
+// anything else with an empty NOERROR answer.
 type testDNS struct {
 	conn *net.UDPConn
 	dir  string
@@ -88,16 +89,19 @@ func (d *testDNS) answer(q []byte) []byte {
 	qtype := binary.BigEndian.Uint16(q[i+1:])
 	name := strings.ToLower(strings.Join(labels, ".")) + "."
 	var rdatas [][]byte
-	switch qtype {
-	case 1: // A
+	rcode := byte(0)
+	switch {
+	case strings.HasSuffix(name, ".nxdomain.test."):
+		rcode = 3 // NXDOMAIN
+	case qtype == 1: // A
 		rdatas = [][]byte{{127, 0, 0, 1}}
-	case 16: // TXT
+	case qtype == 16: // TXT
 		for _, v := range d.lookupTXT(name) {
 			rdatas = append(rdatas, append([]byte{byte(len(v))}, v...))
 		}
 	}
 	resp := make([]byte, 0, 512)
-	resp = append(resp, q[0], q[1], 0x84|q[2]&0x01, 0x80) // QR, AA, RD copied; RA
+	resp = append(resp, q[0], q[1], 0x84|q[2]&0x01, 0x80|rcode) // QR, AA, RD copied; RA
 	resp = binary.BigEndian.AppendUint16(resp, 1)
 	resp = binary.BigEndian.AppendUint16(resp, uint16(len(rdatas)))
 	resp = append(resp, 0, 0, 0, 0)

@@ -22,7 +22,7 @@ var eabAlgorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512
 func (s *Server) checkEAB(q *request, raw json.RawMessage) (string, error) {
 	sig, err := jose.ParseSignedJSON(string(raw), eabAlgorithms)
 	if err != nil || len(sig.Signatures) != 1 {
-		return "", malformed("externalAccountBinding is not a JWS MAC'd with HS256: %v", err)
+		return "", malformed("externalAccountBinding is not a JWS with one HS256 MAC")
 	}
 	h := sig.Signatures[0].Protected
 	kid, url := h.KeyID, ""
@@ -64,7 +64,7 @@ func (s *Server) checkEAB(q *request, raw json.RawMessage) (string, error) {
 
 // NewEABKey creates an External Account Binding key for a provisioner: give the
 // client its KID and base64url(Key) (lego --eab --kid K --hmac H).
-func NewEABKey(ctx context.Context, db *store.DB, provisioner, note string, now func() time.Time) (*store.ACMEEABKey, error) {
+func NewEABKey(ctx context.Context, db Store, provisioner, note string, now func() time.Time) (*store.ACMEEABKey, error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	k := &store.ACMEEABKey{KID: newID(), Provisioner: provisioner, Key: key, Note: note, CreatedAt: now().UTC()}

@@ -61,6 +61,10 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	go http.Serve(hl, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := strings.TrimPrefix(r.URL.Path, "/.well-known/acme-challenge/")
 		if v, ok := e.http01.Load(tok); ok {
+			if v == hang {
+				<-r.Context().Done() // a web server that never answers
+				return
+			}
 			io.WriteString(w, v.(string))
 			return
 		}

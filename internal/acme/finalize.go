@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -35,7 +36,7 @@ func (s *Server) finalize(q *request) (*response, error) {
 	}
 	der, err := base64.RawURLEncoding.DecodeString(p.CSR)
 	if err != nil {
-		return nil, malformed("\"csr\" is not base64url: %v", err)
+		return nil, malformed("\"csr\" is not base64url (RFC 4648 §5, no padding)")
 	}
 	csr, err := checkCSR(der, o.Identifiers, q.prov)
 	if err != nil {
@@ -101,10 +102,10 @@ func notReadyHint(status string) string {
 func checkCSR(der []byte, idents []store.ACMEIdentifier, prov *provisioner) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR does not parse: %v", err)
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR is not a DER PKCS#10 certificate request: send the base64url of its DER form, not PEM")
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's signature does not verify: %v", err)
+		return nil, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's self-signature does not verify with its public key")
 	}
 	if err := prov.checkCSRKey(csr.PublicKey); err != nil {
 		return nil, err
@@ -165,8 +166,8 @@ func firstName(s ca.SANs) string {
 }
 
 // template builds the leaf for an order: its identifiers (DNS names first), the
-// profile's usages and validity (capped by the provisioner and the order's notAfter),
-// after the CA's name constraints.
+// profile's usages, the order's notBefore and notAfter if it has them (else the
+// profile's lifetime from now), after the CA's name constraints.
 func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateRequest) (*x509.Certificate, time.Duration, error) {
 	names := make([]string, len(o.Identifiers))
 	for i, id := range o.Identifiers {
@@ -180,15 +181,9 @@ func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateR
 		return nil, 0, acmeErr(http.StatusBadRequest, errRejectedIdentifier, "%v", err)
 	}
 	prof := q.prov.profiles[o.Profile]
-	validity := prof.Validity.D()
-	if q.prov.maxValidity > 0 {
-		validity = min(validity, q.prov.maxValidity)
-	}
-	if !o.NotAfter.IsZero() {
-		validity = min(validity, o.NotAfter.Sub(s.now()))
-	}
-	if validity <= 0 {
-		return nil, 0, malformed("the order's notAfter has passed")
+	validity := q.prov.lifetime(o.Profile)
+	if err := s.checkWindow(q.prov, o.Profile, o.NotBefore, o.NotAfter, "create a new order"); err != nil {
+		return nil, 0, err
 	}
 	cn := firstName(sans)
 	if len(cn) > 64 {
@@ -203,14 +198,52 @@ func (s *Server) template(q *request, o *store.ACMEOrder, csr *x509.CertificateR
 		ku |= x509.KeyUsageKeyEncipherment
 	}
 	tmpl := &x509.Certificate{
+		NotBefore:   o.NotBefore, // zero: from now; else exactly as ordered
+		NotAfter:    o.NotAfter,
 		Subject:     pkix.Name{CommonName: cn},
 		DNSNames:    slices.Clone(sans.DNS),
 		IPAddresses: sans.IPs,
 		KeyUsage:    ku,
 		ExtKeyUsage: eku,
 	}
+	if ext, ok, err := tlsFeature(csr); err != nil {
+		return nil, 0, err
+	} else if ok {
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ext)
+	}
 	if len(tmpl.DNSNames)+len(tmpl.IPAddresses) == 0 {
 		return nil, 0, fmt.Errorf("order %s has no names", o.ID)
 	}
 	return tmpl, validity, nil
+}
+
+// oidTLSFeature is id-pe-tlsfeature (RFC 7633).
+var oidTLSFeature = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
+
+// TLS features (RFC 7633 §4.2, the TLS extension numbers): status_request (must-staple)
+// and status_request_v2, both answerable since the CA runs an OCSP responder.
+const (
+	tlsStatusRequest   = 5
+	tlsStatusRequestV2 = 17
+)
+
+// tlsFeature returns the TLS feature extension a CSR requests (RFC 7633: must-staple),
+// for the certificate; features other than OCSP stapling are refused.
+func tlsFeature(csr *x509.CertificateRequest) (pkix.Extension, bool, error) {
+	for _, e := range csr.Extensions {
+		if !e.Id.Equal(oidTLSFeature) {
+			continue
+		}
+		var features []int
+		if rest, err := asn1.Unmarshal(e.Value, &features); err != nil || len(rest) > 0 || len(features) == 0 {
+			return pkix.Extension{}, false, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's TLS feature extension must be a non-empty list of TLS extension numbers")
+		}
+		for _, f := range features {
+			if f != tlsStatusRequest && f != tlsStatusRequestV2 {
+				return pkix.Extension{}, false, acmeErr(http.StatusBadRequest, errBadCSR, "the CSR requests TLS feature %d: only status_request (5, OCSP must-staple) and status_request_v2 (17) are supported", f)
+			}
+		}
+		return pkix.Extension{Id: oidTLSFeature, Value: e.Value}, true, nil
+	}
+	return pkix.Extension{}, false, nil
 }

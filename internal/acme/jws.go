@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"nixpki/internal/keys"
 	"nixpki/internal/store"
 )
 
@@ -73,7 +74,7 @@ func parseJWS(body []byte) (*jose.JSONWebSignature, *protectedHeader, error) {
 func parseJose(body []byte) (*jose.JSONWebSignature, error) {
 	sig, err := jose.ParseSignedJSON(string(body), algorithms)
 	if err != nil {
-		return nil, malformed("the JWS does not parse: %v", err)
+		return nil, malformed("the JWS does not parse: %s", strings.TrimPrefix(err.Error(), "go-jose/go-jose: "))
 	}
 	if len(sig.Signatures) != 1 {
 		return nil, malformed("the JWS must have exactly one signature")
@@ -85,7 +86,7 @@ func parseJose(body []byte) (*jose.JSONWebSignature, error) {
 func parseEnvelope(body []byte) (*flatJWS, *protectedHeader, error) {
 	var f flatJWS
 	if err := json.Unmarshal(body, &f); err != nil {
-		return nil, nil, malformed("the body is not a JWS in flattened JSON serialization: %v", err)
+		return nil, nil, malformed("the body is not a JWS in flattened JSON serialization: %s", jsonDetail(err))
 	}
 	switch {
 	case f.Signatures != nil:
@@ -97,11 +98,11 @@ func parseEnvelope(body []byte) (*flatJWS, *protectedHeader, error) {
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(f.Protected)
 	if err != nil {
-		return nil, nil, malformed("the protected header is not base64url: %v", err)
+		return nil, nil, malformed("the protected header is not base64url")
 	}
 	var h protectedHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
-		return nil, nil, malformed("the protected header is not a JSON object: %v", err)
+		return nil, nil, malformed("the protected header is not the expected JSON object: %s", jsonDetail(err))
 	}
 	if !allowedAlg(h.Alg) {
 		return nil, nil, acmeErr(http.StatusBadRequest, errBadSignatureAlgorithm, "JWS algorithm %q is not supported: use one of %s", h.Alg, strings.Join(algorithmNames, ", "))
@@ -215,11 +216,11 @@ func checkAccountKey(pub any) error {
 		if k.N.BitLen() >= 2048 {
 			return nil
 		}
-		return acmeErr(http.StatusBadRequest, errBadPublicKey, "RSA account keys must have at least 2048 bits")
+		return acmeErr(http.StatusBadRequest, errBadPublicKey, "the account key is %s: RSA account keys need at least 2048 bits", keys.Describe(k))
 	case ed25519.PublicKey:
 		return nil
 	}
-	return acmeErr(http.StatusBadRequest, errBadPublicKey, "unsupported account key (%T): use ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519", pub)
+	return acmeErr(http.StatusBadRequest, errBadPublicKey, "the account key is %s: use ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519", keys.Describe(pub))
 }
 
 // verify authenticates a POST: media type, size, JWS envelope, key (account or

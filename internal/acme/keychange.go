@@ -45,14 +45,14 @@ func (s *Server) keyChange(q *request) (*response, error) {
 		OldKey  json.RawMessage `json:"oldKey"`
 	}
 	if err := json.Unmarshal(payload, &p); err != nil {
-		return nil, malformed("the inner payload must be {\"account\", \"oldKey\"}: %v", err)
+		return nil, malformed("the inner payload must be {\"account\", \"oldKey\"}: %s", jsonDetail(err))
 	}
 	if p.Account != q.accountURL(q.account.ID) {
 		return nil, unauthorized("the inner payload names account %q, not the signer's", p.Account)
 	}
 	old, err := s.keys.get(p.OldKey)
 	if err != nil {
-		return nil, malformed("\"oldKey\" is not a JWK: %v", err)
+		return nil, malformed("\"oldKey\" is not a public key in JWK form")
 	}
 	oldKey, err := newJWKKey(old)
 	if err != nil || oldKey.thumb != q.account.Thumbprint {

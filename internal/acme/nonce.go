@@ -79,7 +79,7 @@ func nonceIssued(v uint64) time.Time {
 
 // spender group-commits the nonces of verified requests.
 type spender struct {
-	db   *store.DB
+	db   Store
 	log  *slog.Logger
 	now  func() time.Time
 	reqs chan spendReq
@@ -97,7 +97,7 @@ const (
 	purgeInterval = time.Minute
 )
 
-func newSpender(db *store.DB, log *slog.Logger, now func() time.Time) *spender {
+func newSpender(db Store, log *slog.Logger, now func() time.Time) *spender {
 	s := &spender{db: db, log: log, now: now, reqs: make(chan spendReq, spendBatch), stop: make(chan struct{})}
 	s.done.Add(1)
 	go s.loop()

@@ -96,13 +96,8 @@ func (s *Server) newOrder(q *request) (*response, error) {
 	if o.NotAfter, err = parseOrderTime("notAfter", p.NotAfter); err != nil {
 		return nil, err
 	}
-	if !o.NotAfter.IsZero() {
-		if !o.NotAfter.After(now) || (!o.NotBefore.IsZero() && !o.NotAfter.After(o.NotBefore)) {
-			return nil, malformed("notAfter must be in the future and after notBefore")
-		}
-		if q.prov.maxValidity > 0 && o.NotAfter.Sub(now) > q.prov.maxValidity {
-			return nil, malformed("notAfter is beyond provisioner %q's maximum validity of %s", q.prov.name, q.prov.maxValidity)
-		}
+	if err := s.checkWindow(q.prov, o.Profile, o.NotBefore, o.NotAfter, "change or leave out notBefore and notAfter"); err != nil {
+		return nil, err
 	}
 	if o.Identifiers, err = s.orderIdentifiers(q, p.Identifiers); err != nil {
 		return nil, err
@@ -135,9 +130,46 @@ func (s *Server) newOrder(q *request) (*response, error) {
 		return nil, storeErr(err, "order")
 	}
 	if !reused {
-		s.log.Debug("acme order created", "provisioner", q.prov.name, "order", o.ID, "identifiers", o.Identifiers)
+		s.log.Info("acme order created", "provisioner", q.prov.name, "order", o.ID, "identifiers", o.Identifiers)
 	}
 	return s.orderResponse(q, http.StatusCreated, out), nil
+}
+
+// notBeforeSkew is how far in the past an order's notBefore may be when the order is
+// created or its certificate issued: clock skew, not backdating.
+const notBeforeSkew = 5 * time.Minute
+
+// checkWindow checks an order's requested validity window against policy, now: the
+// certificate must be issuable with exactly that notBefore and notAfter (RFC 8555
+// §7.4). notBefore may lie at most notBeforeSkew in the past; the lifetime (from
+// notBefore, or now) is at most the profile's, capped by the provisioner's maximum;
+// notAfter is in the future and not after the TLS intermediate's expiry.
+func (s *Server) checkWindow(p *provisioner, profile string, notBefore, notAfter time.Time, fix string) error {
+	now := s.now().UTC()
+	start := now
+	if !notBefore.IsZero() {
+		if notBefore.Before(now.Add(-notBeforeSkew)) {
+			return malformed("notBefore %s is more than %s in the past: certificates are not backdated; %s", rfc3339(notBefore), notBeforeSkew, fix)
+		}
+		start = notBefore
+	}
+	issuerEnd := s.ca.TLS.Cert.NotAfter
+	if !start.Before(issuerEnd) {
+		return malformed("notBefore %s is not before the issuing CA's expiry, %s; %s", rfc3339(start), rfc3339(issuerEnd), fix)
+	}
+	if notAfter.IsZero() {
+		return nil
+	}
+	life := p.lifetime(profile)
+	switch {
+	case !notAfter.After(now) || !notAfter.After(start):
+		return malformed("notAfter %s must be in the future and after notBefore; %s", rfc3339(notAfter), fix)
+	case notAfter.Sub(start) > life:
+		return malformed("notAfter %s asks for a lifetime of %s, more than profile %q's %s on provisioner %q; %s", rfc3339(notAfter), notAfter.Sub(start).Round(time.Second), profile, life, p.name, fix)
+	case notAfter.After(issuerEnd):
+		return malformed("notAfter %s is after the issuing CA's expiry, %s: no certificate outlives its issuer; %s", rfc3339(notAfter), rfc3339(issuerEnd), fix)
+	}
+	return nil
 }
 
 func parseOrderTime(field, v string) (time.Time, error) {

@@ -169,18 +169,30 @@ func parseKeyType(s string) (keys.Type, error) {
 	return "", fmt.Errorf("key_types: unknown key type %q: use rsa, p256, p384 or ed25519", s)
 }
 
+// lifetime is a profile's certificate lifetime, capped by the provisioner's maximum.
+func (p *provisioner) lifetime(profile string) time.Duration {
+	life := p.profiles[profile].Validity.D()
+	if p.maxValidity > 0 {
+		life = min(life, p.maxValidity)
+	}
+	return life
+}
+
 // checkCSRKey applies the provisioner's accepted key types to a CSR's key.
 func (p *provisioner) checkCSRKey(pub crypto.PublicKey) error {
-	if err := ca.CheckLeafKey(pub); err != nil {
-		return acmeErr(http.StatusBadRequest, errBadCSR, "%v", err)
+	if ca.CheckLeafKey(pub) != nil {
+		return acmeErr(http.StatusBadRequest, errBadCSR, "the CSR's key is %s: use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", keys.Describe(pub))
 	}
 	if p.keyTypes != nil && !p.keyTypes[keys.TypeOf(pub)] {
 		var names []string
 		for t := range p.keyTypes {
+			if t == keys.RSA3072 {
+				t = "rsa" // any RSA of at least 2048 bits, as configured
+			}
 			names = append(names, string(t))
 		}
 		sort.Strings(names)
-		return acmeErr(http.StatusBadRequest, errBadCSR, "provisioner %q does not accept %s keys (accepted: %s)", p.name, keys.TypeOf(pub), strings.Join(names, ", "))
+		return acmeErr(http.StatusBadRequest, errBadCSR, "provisioner %q does not accept %s keys (accepted: %s)", p.name, keys.Describe(pub), strings.Join(names, ", "))
 	}
 	return nil
 }

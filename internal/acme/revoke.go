@@ -26,11 +26,11 @@ func (s *Server) revokeCert(q *request) (*response, error) {
 	}
 	der, err := base64.RawURLEncoding.DecodeString(p.Certificate)
 	if err != nil {
-		return nil, malformed("\"certificate\" is not base64url DER: %v", err)
+		return nil, malformed("\"certificate\" is not base64url (RFC 4648 §5, no padding)")
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, malformed("\"certificate\" does not parse: %v", err)
+		return nil, malformed("\"certificate\" is not a DER X.509 certificate")
 	}
 	reason := 0
 	if p.Reason != nil {

@@ -40,7 +40,7 @@ import (
 type Options struct {
 	CA *ca.CA
 	// DB defaults to CA.DB.
-	DB     *store.DB
+	DB     Store
 	Log    *slog.Logger
 	Config config.ACME
 	// BaseURL is the https base clients use, e.g. https://ca.internal:8443. A request
@@ -59,7 +59,7 @@ type Options struct {
 // Server is the ACME HTTP handler; Close stops its background work.
 type Server struct {
 	ca       *ca.CA
-	db       *store.DB
+	db       Store
 	log      *slog.Logger
 	base     string
 	names    []string // the CA's DNS names and addresses, lower case
@@ -236,7 +236,7 @@ func (q *request) decode(v any) error {
 		return malformed("this request needs a JSON payload, not POST-as-GET")
 	}
 	if err := json.Unmarshal(q.payload, v); err != nil {
-		return malformed("the payload is not the expected JSON object: %v", err)
+		return malformed("the payload is not the expected JSON object: %s", jsonDetail(err))
 	}
 	return nil
 }

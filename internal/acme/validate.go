@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,10 @@ type validator struct {
 }
 
 const (
+	// validationBudget bounds a validation with all its attempts, so that its real
+	// outcome is on the authorization before clients stop polling (certbot waits
+	// about 30 s); validationTimeout bounds one attempt.
+	validationBudget    = 25 * time.Second
 	validationTimeout   = 10 * time.Second
 	maxConcurrentChecks = 64
 	staleValidation     = 2 * time.Minute
@@ -149,6 +154,8 @@ func (s *Server) startValidation(a *store.ACMEAuthz, thumbprint string) {
 		}
 		if err := s.db.FinishACMEChallenge(context.Background(), a.ID, pj, s.now()); err != nil {
 			s.log.Error("acme: recording a validation", "authz", a.ID, "err", err)
+		} else if p == nil {
+			s.log.Info("acme challenge valid", "authz", a.ID, "identifier", a.Identifier.Value, "challenge", a.ChallType)
 		}
 	}()
 }
@@ -182,12 +189,14 @@ func (s *Server) recoverValidations() {
 	}
 }
 
-// run tries a validation up to v.attempts times, waiting v.delay (doubling) between.
+// run tries a validation up to v.attempts times, waiting v.delay (doubling) between,
+// within validationBudget: no retry starts that could not get a full attempt's time.
 func (v *validator) run(ctx context.Context, a *store.ACMEAuthz, keyAuth string) *problem.Problem {
+	end := time.Now().Add(validationBudget)
 	delay := v.delay
 	for i := 1; ; i++ {
-		p := v.once(ctx, a, keyAuth)
-		if p == nil || i >= v.attempts {
+		p := v.once(ctx, a, keyAuth, min(validationTimeout, time.Until(end)))
+		if p == nil || i >= v.attempts || time.Until(end) < delay+validationTimeout {
 			return p
 		}
 		select {
@@ -199,9 +208,10 @@ func (v *validator) run(ctx context.Context, a *store.ACMEAuthz, keyAuth string)
 	}
 }
 
-func (v *validator) once(ctx context.Context, a *store.ACMEAuthz, keyAuth string) *problem.Problem {
-	ctx, cancel := context.WithTimeout(ctx, validationTimeout)
+func (v *validator) once(ctx context.Context, a *store.ACMEAuthz, keyAuth string, limit time.Duration) *problem.Problem {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	ctx = context.WithValue(ctx, limitKey{}, limit)
 	switch a.ChallType {
 	case http01:
 		return v.http01(ctx, a.Identifier, a.Token, keyAuth)
@@ -228,12 +238,12 @@ func (v *validator) http01(ctx context.Context, id store.ACMEIdentifier, token, 
 	}
 	res, err := v.client.Do(req)
 	if err != nil {
-		return acmeErr(http.StatusBadRequest, errConnection, "http-01: fetching %s: %v", url, err)
+		return netProblem(ctx, "http-01: fetching "+url, err)
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, 8<<10))
 	if err != nil {
-		return acmeErr(http.StatusBadRequest, errConnection, "http-01: reading %s: %v", url, err)
+		return netProblem(ctx, "http-01: reading "+url, err)
 	}
 	if res.StatusCode != http.StatusOK {
 		return acmeErr(http.StatusForbidden, errUnauthorized, "http-01: %s answered %s", url, res.Status)
@@ -242,6 +252,24 @@ func (v *validator) http01(ctx context.Context, id store.ACMEIdentifier, token, 
 		return acmeErr(http.StatusForbidden, errIncorrectResponse, "http-01: %s answered %.80q, not the key authorization", url, got)
 	}
 	return nil
+}
+
+// limitKey carries an attempt's time limit, for problem details.
+type limitKey struct{}
+
+func limitOf(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(limitKey{}).(time.Duration)
+	return d.Round(time.Second)
+}
+
+// netProblem is a network step's failure: dns when a name did not resolve, else
+// connection, with what happened in words.
+func netProblem(ctx context.Context, step string, err error) *problem.Problem {
+	d, isDNS := netDetail(ctx, err, limitOf(ctx))
+	if isDNS {
+		return acmeErr(http.StatusBadRequest, errDNS, "%s: %s", step, d)
+	}
+	return acmeErr(http.StatusBadRequest, errConnection, "%s: %s", step, d)
 }
 
 func keyAuthDigest(keyAuth string) []byte {
@@ -253,7 +281,8 @@ func (v *validator) dns01(ctx context.Context, domain, keyAuth string) *problem.
 	name := "_acme-challenge." + domain + "."
 	txts, err := v.resolver.LookupTXT(ctx, name)
 	if err != nil {
-		return acmeErr(http.StatusBadRequest, errDNS, "dns-01: looking up TXT %s: %v", name, err)
+		d, _ := netDetail(ctx, err, limitOf(ctx))
+		return acmeErr(http.StatusBadRequest, errDNS, "dns-01: looking up TXT %s: %s", name, d)
 	}
 	want := encodeB64(keyAuthDigest(keyAuth))
 	for _, t := range txts {
@@ -272,11 +301,14 @@ func (v *validator) tlsALPN01(ctx context.Context, id store.ACMEIdentifier, keyA
 	addr := net.JoinHostPort(id.Value, strconv.Itoa(v.tlsPort))
 	raw, err := v.dial(ctx, "tcp", addr)
 	if err != nil {
-		return acmeErr(http.StatusBadRequest, errConnection, "tls-alpn-01: connecting to %s: %v", addr, err)
+		return netProblem(ctx, "tls-alpn-01: connecting to "+addr, err)
 	}
 	defer raw.Close()
 	conn := tls.Client(raw, &tls.Config{ServerName: sni, NextProtos: []string{alpnProto}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	if err := conn.HandshakeContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return netProblem(ctx, "tls-alpn-01: handshake with "+addr, err)
+		}
 		return acmeErr(http.StatusBadRequest, errTLS, "tls-alpn-01: handshake with %s: %v", addr, err)
 	}
 	st := conn.ConnectionState()
@@ -303,7 +335,11 @@ func checkALPNCert(c *x509.Certificate, id store.ACMEIdentifier, keyAuth string)
 		sanOK = len(c.DNSNames) == 1 && strings.EqualFold(c.DNSNames[0], id.Value) && len(c.IPAddresses) == 0
 	}
 	if !sanOK {
-		return acmeErr(http.StatusForbidden, errUnauthorized, "tls-alpn-01: the certificate must name exactly %s (has DNS %v, IP %v)", id.Value, c.DNSNames, c.IPAddresses)
+		var ips []string
+		for _, ip := range c.IPAddresses {
+			ips = append(ips, ip.String())
+		}
+		return acmeErr(http.StatusForbidden, errUnauthorized, "tls-alpn-01: the certificate must name exactly %s (it names %s)", id.Value, strings.Join(append(slices.Clone(c.DNSNames), ips...), ", "))
 	}
 	for _, ext := range c.Extensions {
 		if !ext.Id.Equal(oidACMEIdentifier) {

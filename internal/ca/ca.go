@@ -33,26 +33,39 @@ type CA struct {
 	Root   *x509.Certificate
 	TLS    *Issuer
 	Nix    *Issuer
-	DB     *store.DB
-	Log    *slog.Logger
+	// DB is the database the CA opened (closed by Close); Certs is the part of it
+	// the CA itself uses.
+	DB    *store.DB
+	Certs Certs
+	Log   *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// password decrypts the CA's keys, and encrypts the server key it keeps.
+	password []byte
 }
 
 // Open loads the CA in dir. passwordFile overrides the file recorded at init.
 func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA, error) {
-	cfg, err := config.Load(dir)
+	return OpenSettings(ctx, dir, "", passwordFile, log)
+}
+
+// OpenSettings loads the CA in dir with its settings from settingsFile (empty: from
+// D/config.json). passwordFile overrides the configured one.
+func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, log *slog.Logger) (*CA, error) {
+	cfg, err := config.LoadDir(dir, settingsFile)
 	if err != nil {
 		return nil, err
 	}
 	if passwordFile == "" {
-		passwordFile = config.Resolve(dir, cfg.PasswordFile)
+		if passwordFile, err = config.SecretPath(dir, cfg.PasswordFile); err != nil {
+			return nil, fmt.Errorf("password_file: %w", err)
+		}
 	}
 	password, err := keys.ReadPassword(passwordFile)
 	if err != nil {
 		return nil, err
 	}
-	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now}
+	c := &CA{Dir: dir, Config: cfg, Log: log, Now: time.Now, password: password}
 	if c.Root, err = x509util.ReadCertFile(CertPath(dir, IssuerRoot)); err != nil {
 		return nil, err
 	}
@@ -73,6 +86,7 @@ func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA,
 	if c.DB, err = store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
 		return nil, err
 	}
+	c.Certs = c.DB
 	return c, nil
 }
 
@@ -113,7 +127,7 @@ func (c *CA) Issuer(name string) (*Issuer, error) {
 // RootPEM is the root certificate in PEM.
 func (c *CA) RootPEM() []byte { return x509util.ChainPEM(c.Root) }
 
-func recordCert(ctx context.Context, db *store.DB, cert *x509.Certificate, issuer, requester, method string) error {
+func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, requester, method string) error {
 	return db.PutCert(ctx, &store.Cert{
 		Serial:    x509util.SerialHex(cert.SerialNumber),
 		Issuer:    issuer,

@@ -35,6 +35,9 @@ type InitOptions struct {
 	Dir          string
 	Config       config.Config // name, key type, names, constraints, external URL
 	PasswordFile string        // existing password file; empty = generate one
+	// FromSettings: the configuration lives in a settings file elsewhere, so the
+	// directory records only what creation decided (D/state.json), not D/config.json.
+	FromSettings bool
 }
 
 // InitResult says what init made, for the command to report.
@@ -42,51 +45,40 @@ type InitResult struct {
 	Root              *x509.Certificate
 	GeneratedPassword string // path of the generated password file, if any
 	OfflineRootKey    string // path of the root key to carry away, if --offline-root
+	Config            config.Config
 	Warnings          []string
 }
 
 // Init creates a new CA in opts.Dir: a root and two intermediates (TLS, Nix signing),
 // keys encrypted at rest, the configuration and the database. Everything is built in a
-// temporary sibling directory and renamed into place at the end, so an interrupted
-// init leaves nothing that later looks initialised. An initialised or non-empty
-// directory is never overwritten.
+// temporary directory inside opts.Dir (a systemd StateDirectory may be the only place
+// the service can write) and moved into place at the end, the file marking the
+// directory as initialised last, so an interrupted init leaves nothing that later
+// looks initialised. An initialised or non-empty directory is never overwritten.
 func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	dir := filepath.Clean(opts.Dir)
 	if err := checkInitTarget(dir); err != nil {
 		return nil, err
 	}
 	cfg := opts.Config
-	kt, err := keys.ParseType(cfg.KeyType)
+	kt, permDNS, permIP, err := prepare(&cfg)
 	if err != nil {
-		return nil, err
-	}
-	cfg.KeyType = string(kt)
-	if err := validateServerNames(&cfg); err != nil {
-		return nil, err
-	}
-	permDNS, permIP, err := parseConstraints(cfg.PermittedDNS, cfg.PermittedIP)
-	if err != nil {
-		return nil, err
-	}
-	if err := serverNamesPermitted(&cfg, permDNS, permIP); err != nil {
-		return nil, err
-	}
-	if cfg.ExternalURL == "" {
-		cfg.ExternalURL = defaultExternalURL(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, err
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, err
+		}
+		// A directory this init made is removed again when it fails (Remove leaves a
+		// completed one alone: it is not empty).
+		defer os.Remove(dir)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".init-")
+	tmp, err := os.MkdirTemp(dir, initTmpPrefix)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp) // no-op after the rename
+	defer os.RemoveAll(tmp) // empty after the move
 	if err := os.Chmod(tmp, 0o750); err != nil {
 		return nil, err
 	}
@@ -204,28 +196,75 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 
-	// The configuration is written last: its presence marks a complete directory.
-	data, err := cfg.Marshal()
+	// The configuration (or the state) is written last: its presence marks a complete
+	// directory.
+	marker := config.FileName
+	var data []byte
+	if opts.FromSettings {
+		st := config.StateOf(cfg)
+		if res.GeneratedPassword != "" {
+			st.PasswordFile = cfg.PasswordFile
+		}
+		marker = config.StateFile
+		data, err = st.Marshal()
+	} else {
+		data, err = cfg.Marshal()
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, config.FileName), data, 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, marker), data, 0o640); err != nil {
 		return nil, err
 	}
 	if err := syncDir(tmp); err != nil {
 		return nil, err
 	}
-	if err := placeDir(tmp, dir); err != nil {
+	if err := placeDir(tmp, dir, marker); err != nil {
 		return nil, err
 	}
 	res.Root = root
+	res.Config = cfg
 	return res, nil
+}
+
+// initTmpPrefix names the directory an init builds in; one left by an interrupted
+// init is removed by the next.
+const initTmpPrefix = ".init-"
+
+// prepare normalises and checks what creating a CA from cfg needs.
+func prepare(cfg *config.Config) (keys.Type, []string, []*net.IPNet, error) {
+	kt, err := keys.ParseType(cfg.KeyType)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("key_type: %w", err)
+	}
+	cfg.KeyType = string(kt)
+	if err := validateServerNames(cfg); err != nil {
+		return "", nil, nil, err
+	}
+	permDNS, permIP, err := parseConstraints(cfg.PermittedDNS, cfg.PermittedIP)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := serverNamesPermitted(cfg, permDNS, permIP); err != nil {
+		return "", nil, nil, err
+	}
+	if cfg.ExternalURL == "" {
+		cfg.ExternalURL = defaultExternalURL(cfg)
+	}
+	return kt, permDNS, permIP, cfg.Validate()
+}
+
+// CheckSettings reports what would stop a CA from being created from cfg, without
+// touching any state.
+func CheckSettings(cfg config.Config) error {
+	_, _, _, err := prepare(&cfg)
+	return err
 }
 
 // checkInitTarget refuses an initialised or non-empty directory.
 func checkInitTarget(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, config.FileName)); err == nil {
-		return fmt.Errorf("%s is already initialised (it has %s): refusing to overwrite a CA; choose another --dir", dir, config.FileName)
+	if config.Initialised(dir) {
+		return fmt.Errorf("%s is already initialised: refusing to overwrite a CA; choose another --dir", dir)
 	}
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -234,24 +273,40 @@ func checkInitTarget(dir string) error {
 	if err != nil {
 		return err
 	}
-	if len(ents) > 0 {
-		return fmt.Errorf("%s exists and is not empty: nixpki init needs a new or empty directory", dir)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), initTmpPrefix) {
+			return fmt.Errorf("%s exists and is not empty: nixpki init needs a new or empty directory", dir)
+		}
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// placeDir renames the finished tmp directory to dir (replacing an empty dir).
-func placeDir(tmp, dir string) error {
-	if err := os.Rename(tmp, dir); err != nil {
-		// dir may exist but be empty: remove it and try once more.
-		if rmErr := os.Remove(dir); rmErr != nil {
-			return fmt.Errorf("moving the new CA into %s: %w", dir, err)
+// placeDir moves the finished tmp directory's entries into dir, marker last.
+func placeDir(tmp, dir, marker string) error {
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Name() == marker {
+			continue
 		}
-		if err := os.Rename(tmp, dir); err != nil {
+		if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("moving the new CA into %s: %w", dir, err)
 		}
 	}
-	return syncDir(filepath.Dir(dir))
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(tmp, marker), filepath.Join(dir, marker)); err != nil {
+		return fmt.Errorf("moving the new CA into %s: %w", dir, err)
+	}
+	return syncDir(dir)
 }
 
 func syncDir(dir string) error {
@@ -295,13 +350,13 @@ func validateServerNames(cfg *config.Config) error {
 	for i, n := range cfg.DNSNames {
 		v, err := normalizeDNSName(n, false)
 		if err != nil {
-			return fmt.Errorf("--dns: %w", err)
+			return fmt.Errorf("--dns (dns_names): %w", err)
 		}
 		cfg.DNSNames[i] = v
 	}
 	for _, s := range cfg.IPAddresses {
 		if net.ParseIP(strings.Trim(s, "[]")) == nil {
-			return fmt.Errorf("--ip: %q is not an IP address", s)
+			return fmt.Errorf("--ip (ip_addresses): %q is not an IP address", s)
 		}
 	}
 	if len(cfg.DNSNames)+len(cfg.IPAddresses) == 0 {
@@ -379,7 +434,7 @@ func parseConstraints(dns, ips []string) ([]string, []*net.IPNet, error) {
 			continue
 		}
 		if _, err := normalizeDNSName(strings.TrimPrefix(d, "."), false); err != nil {
-			return nil, nil, fmt.Errorf("--permitted-dns: %w", err)
+			return nil, nil, fmt.Errorf("--permitted-dns (permitted_dns): %w", err)
 		}
 		outDNS = append(outDNS, d)
 	}
@@ -387,7 +442,7 @@ func parseConstraints(dns, ips []string) ([]string, []*net.IPNet, error) {
 	for _, s := range ips {
 		_, n, err := net.ParseCIDR(strings.TrimSpace(s))
 		if err != nil {
-			return nil, nil, fmt.Errorf("--permitted-ip: %q is not a CIDR range like 100.64.0.0/10", s)
+			return nil, nil, fmt.Errorf("--permitted-ip (permitted_ip): %q is not a CIDR range like 100.64.0.0/10", s)
 		}
 		outIP = append(outIP, n)
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"nixpki/internal/keys"
@@ -35,19 +36,37 @@ func (i *Issued) ChainPEM() []byte { return x509util.ChainPEM(i.Chain...) }
 
 // Sign completes tmpl (serial, backdated notBefore, notAfter clamped to the issuer's,
 // CRL and OCSP pointers), signs it for pub with the issuer and records it. It is the
-// one place certificates are minted; callers apply their own policy first.
+// one place certificates are minted; callers apply their own policy first. A notBefore
+// set in tmpl is kept (validity counts from it); a notAfter set in tmpl is kept, or
+// refused when it is after the issuer's.
 func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration, meta Meta) (*Issued, error) {
 	now := c.Now().UTC().Truncate(time.Second)
 	out := &Issued{}
-	if validity <= 0 {
-		return nil, errors.New("validity must be positive")
+	notBefore, notAfter := now.Add(-keys.Backdate), now.Add(validity)
+	if !tmpl.NotBefore.IsZero() {
+		notBefore = tmpl.NotBefore.UTC()
+		notAfter = notBefore.Add(validity)
 	}
-	notAfter := now.Add(validity)
-	if notAfter.After(iss.Cert.NotAfter) {
+	if err := c.issuerUsable(ctx, iss); err != nil {
+		return nil, err
+	}
+	switch {
+	case !tmpl.NotAfter.IsZero():
+		// An exact window was asked for: it is kept or refused, never cut.
+		notAfter = tmpl.NotAfter.UTC()
+		if notAfter.After(iss.Cert.NotAfter) {
+			return nil, fmt.Errorf("notAfter %s is after the issuing CA's expiry, %s: no certificate outlives its issuer", notAfter.Format(time.RFC3339), iss.Cert.NotAfter.UTC().Format(time.RFC3339))
+		}
+	case validity <= 0:
+		return nil, errors.New("validity must be positive")
+	case notAfter.After(iss.Cert.NotAfter):
 		notAfter = iss.Cert.NotAfter
 		out.Notes = append(out.Notes, fmt.Sprintf("validity clamped to the issuing CA's expiry, %s: no certificate outlives its issuer", notAfter.Format(time.RFC3339)))
 	}
-	tmpl.NotBefore = now.Add(-keys.Backdate)
+	if !notAfter.After(notBefore) {
+		return nil, fmt.Errorf("notAfter %s is not after notBefore %s", notAfter.Format(time.RFC3339), notBefore.Format(time.RFC3339))
+	}
+	tmpl.NotBefore = notBefore
 	tmpl.NotAfter = notAfter
 	tmpl.SignatureAlgorithm = keys.SignatureAlgorithm(iss.KeyType)
 	tmpl.CRLDistributionPoints = []string{c.CRLURL(iss.Name)}
@@ -67,7 +86,7 @@ func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub 
 		if err != nil {
 			return nil, err
 		}
-		err = recordCert(ctx, c.DB, cert, iss.Name, meta.Requester, meta.Method)
+		err = recordCert(ctx, c.Certs, cert, iss.Name, meta.Requester, meta.Method)
 		if errors.Is(err, store.ErrConflict) && attempt < 3 {
 			continue // a 2^-126 event: draw another serial
 		}
@@ -160,7 +179,7 @@ func (c *CA) IssueTLS(ctx context.Context, r TLSRequest) (*Issued, error) {
 // CheckLeafKey accepts the key types nixpki certifies: RSA ≥ 2048, P-256, P-384, Ed25519.
 func CheckLeafKey(pub crypto.PublicKey) error {
 	if keys.TypeOf(pub) == "" {
-		return fmt.Errorf("unsupported public key (%T): use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", pub)
+		return fmt.Errorf("the key is %s: use RSA of at least 2048 bits, ECDSA P-256 or P-384, or Ed25519", keys.Describe(pub))
 	}
 	return nil
 }
@@ -188,4 +207,15 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 		return nil, fmt.Errorf("the CSR's signature does not verify: %w", err)
 	}
 	return csr, nil
+}
+
+// issuerUsable refuses an intermediate the CA itself has revoked: whatever it signed
+// fails wherever the root's CRL reaches, so issuing under it only misleads.
+func (c *CA) issuerUsable(ctx context.Context, iss *Issuer) error {
+	rec, err := c.Certs.GetCert(ctx, x509util.SerialHex(iss.Cert.SerialNumber))
+	if err != nil || !rec.Revoked() {
+		return nil // the intermediates of CAs made before they were recorded
+	}
+	return fmt.Errorf("the %s intermediate %s was revoked at %s: nothing more is issued under it, and what it signed is refused wherever the root's CRL (nixpki nix crl --root) reaches; a new CA (nixpki init --dir NEWDIR) is the way out, with its root distributed and members certified again",
+		iss.Name, strings.ToUpper(x509util.SerialHex(iss.Cert.SerialNumber)), rec.RevokedAt.UTC().Format(time.RFC3339))
 }

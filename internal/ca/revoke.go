@@ -50,7 +50,7 @@ func (c *CA) Revoke(ctx context.Context, serial string, reason int) (*store.Cert
 	if err != nil {
 		return nil, err
 	}
-	rec, err := c.DB.RevokeCert(ctx, s, c.Now(), reason)
+	rec, err := c.Certs.RevokeCert(ctx, s, c.Now(), reason)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("no certificate with serial %s was issued by this CA (see `nixpki cert list`)", s)
@@ -72,7 +72,7 @@ func (c *CA) CRL(ctx context.Context, issuer string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.DB.GetCRL(ctx, iss.Name)
+	st, err := c.Certs.GetCRL(ctx, iss.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (c *CA) rebuildCRL(ctx context.Context, iss *Issuer) ([]byte, error) {
 	if validity <= 0 {
 		validity = 7 * 24 * time.Hour
 	}
-	st, err := c.DB.RebuildCRL(ctx, iss.Name, func(number int64, revoked []store.RevokedEntry) ([]byte, time.Time, time.Time, error) {
+	st, err := c.Certs.RebuildCRL(ctx, iss.Name, func(number int64, revoked []store.RevokedEntry) ([]byte, time.Time, time.Time, error) {
 		tmpl := &x509.RevocationList{
 			Number:     big.NewInt(number),
 			ThisUpdate: now.UTC().Add(-time.Minute).Truncate(time.Second),
@@ -125,58 +125,4 @@ func (c *CA) rebuildCRL(ctx context.Context, iss *Issuer) ([]byte, error) {
 		return nil, err
 	}
 	return st.DER, nil
-}
-
-// OCSP answers a DER OCSP request (RFC 6960) for either intermediate, signed by that
-// intermediate itself. Request nonces are not echoed (x/crypto/ocsp cannot write
-// response extensions; RFC 8954 lets responders omit them, and openssl only warns).
-// Unknown issuers get an "unauthorized" error response.
-func (c *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
-	req, err := ocsp.ParseRequest(reqDER)
-	if err != nil {
-		return ocsp.MalformedRequestErrorResponse, nil
-	}
-	var iss *Issuer
-	for _, cand := range []*Issuer{c.TLS, c.Nix} {
-		if ok, _ := issuerMatches(req, cand.Cert); ok {
-			iss = cand
-			break
-		}
-	}
-	if iss == nil {
-		return ocsp.UnauthorizedErrorResponse, nil
-	}
-	now := c.Now().UTC().Truncate(time.Second)
-	tmpl := ocsp.Response{
-		SerialNumber: req.SerialNumber,
-		ThisUpdate:   now,
-		NextUpdate:   now.Add(time.Hour),
-		Status:       ocsp.Unknown,
-	}
-
-	rec, err := c.DB.GetCert(ctx, x509util.SerialHex(req.SerialNumber))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return ocsp.InternalErrorErrorResponse, err
-	case rec.Issuer != iss.Name:
-	case rec.Revoked():
-		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, *rec.RevokedAt, rec.Reason
-	default:
-		tmpl.Status = ocsp.Good
-	}
-	return ocsp.CreateResponse(iss.Cert, iss.Cert, tmpl, iss.Signer)
-}
-
-func issuerMatches(req *ocsp.Request, issuer *x509.Certificate) (bool, error) {
-	if !req.HashAlgorithm.Available() {
-		return false, nil
-	}
-	h := req.HashAlgorithm.New()
-	h.Write(rawSubjectPublicKey(issuer))
-	keyHash := h.Sum(nil)
-	h = req.HashAlgorithm.New()
-	h.Write(issuer.RawSubject)
-	nameHash := h.Sum(nil)
-	return string(keyHash) == string(req.IssuerKeyHash) && string(nameHash) == string(req.IssuerNameHash), nil
 }

@@ -1,16 +1,13 @@
-// Package config reads and writes nixpki's one configuration file, D/config.json. Its
+// Package config reads nixpki's settings: D/config.json, or a settings file anywhere
+// (`--config`, e.g. in /nix/store) with the state directory holding only state. Its
 // shape maps one-to-one onto a NixOS module's `settings` attrset (JSON, snake_case
 // keys); an unknown key is an error naming the key, and command-line flags override
 // what the file says.
 package config
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -192,29 +189,14 @@ func Defaults() Config {
 
 // Parse reads a configuration, rejecting unknown keys by name, and fills defaults for
 // anything left out.
-func Parse(data []byte) (Config, error) {
-	c := Defaults()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		if k, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return c, fmt.Errorf("unknown key %s: remove it or check its spelling (see docs/config.md)", k)
-		}
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return c, fmt.Errorf("not valid JSON at byte %d: %v", se.Offset, err)
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return c, fmt.Errorf("key %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
-		}
+func Parse(data []byte) (Config, error) { return ParseOnto(Defaults(), data) }
+
+// ParseOnto reads a configuration over base: keys the data leaves out keep base's
+// values. Every structural problem is reported, one per line, each naming its key.
+func ParseOnto(base Config, data []byte) (Config, error) {
+	c := base
+	if err := DecodeStrict(data, &c); err != nil {
 		return c, err
-	}
-	if dec.More() {
-		return c, errors.New("trailing data after the JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return c, errors.New("trailing data after the JSON object")
 	}
 	return c, c.Validate()
 }
@@ -230,6 +212,9 @@ func (c *Config) Validate() error {
 	if c.Nix.DefaultValidity <= 0 || c.Nix.MaxValidity < c.Nix.DefaultValidity {
 		return fmt.Errorf("nix.default_validity %s must be positive and at most nix.max_validity %s", c.Nix.DefaultValidity.D(), c.Nix.MaxValidity.D())
 	}
+	if err := CheckSecretPath("password_file", c.PasswordFile); err != nil {
+		return err
+	}
 	if c.Monitor.Window <= 0 || c.Monitor.MaxNames <= 0 {
 		return fmt.Errorf("monitor.window %s and monitor.max_names %d must be positive", c.Monitor.Window.D(), c.Monitor.MaxNames)
 	}
@@ -241,22 +226,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Load reads D/config.json.
-func Load(dir string) (Config, error) {
-	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return Config{}, fmt.Errorf("%s is not an initialised nixpki directory (no %s): run `nixpki init --dir %s` first", dir, FileName, dir)
-		}
-		return Config{}, err
-	}
-	c, err := Parse(data)
-	if err != nil {
-		return c, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+// Load reads D/config.json, or says how to load a directory created from a settings
+// file.
+func Load(dir string) (Config, error) { return LoadDir(dir, "") }
 
 // Marshal renders the configuration as indented JSON.
 func (c *Config) Marshal() ([]byte, error) {

@@ -11,14 +11,14 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "Lab" || c.Policy.DefaultValidity.D() != 720*time.Hour || c.ACME.HTTPPort != 5002 || c.ACME.TLSPort != 443 || c.Listen != ":8443" {
+	if c.Name != "Lab" || c.Policy.DefaultValidity.D() != 720*time.Hour || c.ACME.HTTPPort != 5002 || c.ACME.TLSPort != 443 || c.Listen != "127.0.0.1:8443" {
 		t.Fatalf("parsed %+v", c)
 	}
 	for _, tc := range []struct{ in, want string }{
 		{`{"nmae":"x"}`, `unknown key "nmae"`},
-		{`{"policy":{"max_valdity":"1h"}}`, `unknown key "max_valdity"`},
+		{`{"policy":{"max_valdity":"1h"}}`, `unknown key "policy.max_valdity"`},
 		{`{"policy":{"max_validity":"forever"}}`, `bad duration "forever"`},
-		{`{"acme":{"http_port":"80"}}`, `key "acme.http_port": expected int`},
+		{`{"acme":{"http_port":"80"}}`, `key "acme.http_port": expected a whole number (int), got the string "80"`},
 		{`{"name":`, `unexpected EOF`},
 		{`{} {}`, `trailing data`},
 		{`{"database":{"driver":"mysql"}}`, `database.driver "mysql"`},

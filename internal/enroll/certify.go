@@ -35,9 +35,11 @@ const (
 // Authority issues Nix signing certificates from a CA's Nix-signing intermediate
 // under the nix section of its configuration, and records every attempt.
 type Authority struct {
-	CA  *ca.CA
-	Log *slog.Logger
-	ssh *sshAuth
+	CA *ca.CA
+	// Store defaults to the CA's database.
+	Store Store
+	Log   *slog.Logger
+	ssh   *sshAuth
 	// sshErr is a configuration error in nix.ssh_user_cas / nix.ssh_principals; SSH
 	// enrollment is refused while it is set.
 	sshErr error
@@ -50,7 +52,7 @@ func NewAuthority(c *ca.CA) *Authority {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Authority{CA: c, Log: log}
+	a := &Authority{CA: c, Store: c.DB, Log: log}
 	a.ssh, a.sshErr = newSSHAuth(c.Config.Nix)
 	if a.sshErr != nil {
 		log.Error("nix: SSH enrollment disabled by a configuration error", "err", a.sshErr)
@@ -127,7 +129,7 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 		return nil, forbidden("validity %s is less than a minute", validity)
 	}
 	now := a.now()
-	live, err := a.CA.DB.ListNixCerts(ctx, store.NixCertFilter{KeyName: r.key.Name, LiveAt: now})
+	live, err := a.Store.ListNixCerts(ctx, store.NixCertFilter{KeyName: r.key.Name, LiveAt: now})
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +155,7 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 		Targets: r.cons.Targets, Scope: r.cons.Scope.String(), AuthMethod: r.authMethod, AuthAt: r.authAt,
 		RenewedFrom: r.renewedFrom, NotAfter: iss.Cert.NotAfter, CreatedAt: now,
 	}
-	if err := a.CA.DB.PutNixCert(ctx, rec); err != nil {
+	if err := a.Store.PutNixCert(ctx, rec); err != nil {
 		var taken *store.KeyNameTakenError
 		if errors.As(err, &taken) {
 			// Another issuance for this name with another key won the race between
@@ -182,7 +184,7 @@ func (a *Authority) record(ctx context.Context, att *store.NixAttempt, iss *ca.I
 	} else {
 		att.Outcome, att.Serial = "issued", x509util.SerialHex(iss.Cert.SerialNumber)
 	}
-	if rerr := a.CA.DB.AddNixAttempt(context.WithoutCancel(ctx), att); rerr != nil {
+	if rerr := a.Store.AddNixAttempt(context.WithoutCancel(ctx), att); rerr != nil {
 		a.Log.Error("nix: recording an issuance attempt", "err", rerr, "attempt", att)
 	}
 }
@@ -221,7 +223,7 @@ func (a *Authority) Revoke(ctx context.Context, serial string, reason int) (*sto
 	if err != nil {
 		return nil, err
 	}
-	rec, err := a.CA.DB.GetCert(ctx, s)
+	rec, err := a.Store.GetCert(ctx, s)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("no certificate with serial %s was issued by this CA", strings.ToUpper(s))
 	}
@@ -239,7 +241,7 @@ func (a *Authority) RevokeSubject(ctx context.Context, subject string, reason in
 	if err := nixcert.ValidateSubject(subject); err != nil {
 		return nil, err
 	}
-	certs, err := a.CA.DB.ListNixCerts(ctx, store.NixCertFilter{Subject: subject})
+	certs, err := a.Store.ListNixCerts(ctx, store.NixCertFilter{Subject: subject})
 	if err != nil {
 		return nil, err
 	}

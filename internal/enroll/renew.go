@@ -50,7 +50,7 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 	if !id.Key.Equal(pub) {
 		return nil, forbidden("the CSR's key (%s) is not the certificate's key (%s): renewal keeps the key; enroll a new key with a token or SSH certificate", pub, id.Key)
 	}
-	rec, err := a.CA.DB.GetNixCert(ctx, id.Serial())
+	rec, err := a.Store.GetNixCert(ctx, id.Serial())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, forbidden("certificate %s is not in this CA's records", strings.ToUpper(id.Serial()))
 	} else if err != nil {

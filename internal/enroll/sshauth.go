@@ -250,7 +250,7 @@ func (a *Authority) NewChallenge(ctx context.Context) (string, time.Time, error)
 	v := base64.RawURLEncoding.EncodeToString(b[:])
 	now := a.now()
 	exp := now.Add(challengeTTL).Truncate(time.Second)
-	return v, exp, a.CA.DB.PutNixChallenge(ctx, v, exp, now)
+	return v, exp, a.Store.PutNixChallenge(ctx, v, exp, now)
 }
 
 // EnrollSSH issues a certificate for the CSR's key to the holder of an SSH user
@@ -279,7 +279,7 @@ func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Iss
 	// The challenge is spent only by a request that passed every other check, so a
 	// mistyped request does not cost the member a round trip; replay is stopped all
 	// the same.
-	if err := a.CA.DB.ConsumeNixChallenge(ctx, r.Challenge, now); errors.Is(err, store.ErrNotFound) {
+	if err := a.Store.ConsumeNixChallenge(ctx, r.Challenge, now); errors.Is(err, store.ErrNotFound) {
 		return nil, forbidden("unknown, used or expired challenge: ask for a new one (POST /nix/challenge)")
 	} else if err != nil {
 		return nil, err

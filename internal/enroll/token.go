@@ -76,7 +76,7 @@ func (a *Authority) CreateToken(ctx context.Context, r TokenRequest) (string, *s
 		ID: hex.EncodeToString(h[:8]), Hash: h, Subject: r.Subject, KeyName: r.KeyName, Targets: r.Targets,
 		Scope: r.Scope.String(), Validity: validity, CreatedBy: r.CreatedBy, CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
-	if err := a.CA.DB.PutNixToken(ctx, rec); err != nil {
+	if err := a.Store.PutNixToken(ctx, rec); err != nil {
 		return "", nil, err
 	}
 	return token, rec, nil
@@ -113,7 +113,7 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 		return nil, forbidden("malformed token: enrollment tokens start with %q (from `nixpki nix token create`)", TokenPrefix)
 	}
 	now := a.now()
-	tok, err := a.CA.DB.ConsumeNixToken(ctx, hashToken(token), now, func(t *store.NixToken) error {
+	tok, err := a.Store.ConsumeNixToken(ctx, hashToken(token), now, func(t *store.NixToken) error {
 		if r.Subject != "" && r.Subject != t.Subject {
 			return forbidden("the token was issued for another subject, %q, not %q", t.Subject, r.Subject)
 		}
@@ -148,12 +148,12 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 		method: MethodToken, authMethod: MethodToken, authAt: now,
 	})
 	if err != nil {
-		if rerr := a.CA.DB.ReleaseNixToken(context.WithoutCancel(ctx), tok.ID); rerr != nil {
+		if rerr := a.Store.ReleaseNixToken(context.WithoutCancel(ctx), tok.ID); rerr != nil {
 			a.Log.Error("nix: giving back a token after a failed issuance", "token", tok.ID, "err", rerr)
 		}
 		return nil, err
 	}
-	if err := a.CA.DB.SetNixTokenSerial(ctx, tok.ID, x509util.SerialHex(iss.Cert.SerialNumber)); err != nil {
+	if err := a.Store.SetNixTokenSerial(ctx, tok.ID, x509util.SerialHex(iss.Cert.SerialNumber)); err != nil {
 		a.Log.Error("nix: recording a token's certificate", "token", tok.ID, "err", err)
 	}
 	return iss, nil

@@ -3,9 +3,9 @@ package gate
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +16,6 @@ import (
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
-	"nixpki/internal/problem"
 )
 
 // judgement is what the gate finds about a narinfo's signatures and references.
@@ -222,103 +221,140 @@ func (j judgement) signerSigs() []signing.Signature {
 }
 
 // PutNarInfo admits, keeps pending or rejects an uploaded narinfo (PUT
-// /<hash>.narinfo). It answers 200 when the path is admitted, and 403 when it is kept
-// pending (waiting for more signatures or for its references) or a 4xx problem when
-// it is rejected, each with one line naming the path, the keys and the rule. Pending
-// is a 4xx too because Nix retries any other answer than 200, 201 and 204, and it
-// makes nix copy report the reason instead of a success.
-func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote string) (int, string, error) {
+// /<hash>.narinfo). The error is for failures of the gate itself (a database or
+// disk error); a refused upload is a Rejected verdict.
+//
+// Cheap checks come first: a narinfo none of whose signatures can count (none, or
+// none made by a known, usable certificate's key) is refused before the gate reads
+// its NAR again, so an unsigned upload costs a few lookups, never a decompression.
+func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote string) (Verdict, error) {
 	ni, err := narinfo.Parse(bytes.NewReader(body), g.Cfg.StoreDir)
 	if err != nil {
 		msg := fmt.Sprintf("rejected %s.narinfo: %v", hash, err)
 		g.reject(ctx, hash, "", msg, remote)
-		return 0, "", problem.BadRequest("%s", msg)
+		return Verdict{Outcome: Rejected, Why: Invalid, Message: msg}, nil
 	}
 	p := ni.StorePath
-	fail := func(status int, format string, args ...any) (int, string, error) {
+	fail := func(why Rejection, format string, args ...any) (Verdict, error) {
 		msg := "rejected " + p + ": " + fmt.Sprintf(format, args...)
 		g.reject(ctx, hash, p, msg, remote)
-		return 0, "", problem.New(status, "", "%s", msg)
+		return Verdict{Outcome: Rejected, Why: why, Message: msg}, nil
 	}
 	if storepath.HashPart(p) != hash {
-		return fail(http.StatusBadRequest, "uploaded as %s.narinfo, not as %s.narinfo", hash, storepath.HashPart(p))
+		return fail(Invalid, "uploaded as %s.narinfo, not as %s.narinfo", hash, storepath.HashPart(p))
 	}
 	if _, _, err := ParseNARURL(ni.URL); err != nil {
-		return fail(http.StatusBadRequest, "%v", err)
+		return fail(Invalid, "%v", err)
 	}
 	nar, ok, err := g.db.getNAR(ctx, ni.URL)
 	if err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	switch {
 	case !ok:
-		return fail(http.StatusBadRequest, "its NAR %s was never uploaded, or expired from staging (staging_max_age %s): push the path again, its NAR before its narinfo", ni.URL, g.Cfg.StagingMaxAge.D())
+		return fail(Invalid, "its NAR %s was never uploaded, or expired from staging (staging_max_age %s): push the path again, its NAR before its narinfo", ni.URL, g.Cfg.StagingMaxAge.D())
 	case ni.Compression != nar.Compression:
-		return fail(http.StatusBadRequest, "Compression is %s but the uploaded NAR %s is %s", ni.Compression, ni.URL, nar.Compression)
+		return fail(Invalid, "Compression is %s but the uploaded NAR %s is %s", ni.Compression, ni.URL, nar.Compression)
 	case ni.FileHash != nil && (!nar.HasFileHash || *ni.FileHash != nar.FileHash), ni.FileSize != 0 && int64(ni.FileSize) != nar.FileSize:
-		return fail(http.StatusBadRequest, "FileHash/FileSize do not match the uploaded file %s (%s, %d bytes)", ni.URL, nixhash.FormatSHA256(nar.FileHash), nar.FileSize)
+		return fail(Invalid, "FileHash/FileSize do not match the uploaded file %s (%s, %d bytes)", ni.URL, nixhash.FormatSHA256(nar.FileHash), nar.FileSize)
 	case ni.NarHash != nar.NarHash || int64(ni.NarSize) != nar.NarSize:
-		return fail(http.StatusBadRequest, "the NAR does not match the narinfo: NarHash %s, NarSize %d claimed; the uploaded NAR %s is %s, %d bytes (tampered or corrupt)",
+		return fail(Invalid, "the NAR does not match the narinfo: NarHash %s, NarSize %d claimed; the uploaded NAR %s is %s, %d bytes (tampered or corrupt)",
 			nixhash.FormatSHA256(ni.NarHash), ni.NarSize, ni.URL, nixhash.FormatSHA256(nar.NarHash), nar.NarSize)
 	}
 	ni.FileHash, ni.FileSize = nil, uint64(nar.FileSize)
 	if nar.HasFileHash {
 		ni.FileHash = &nar.FileHash
 	}
-	contentAddressed, caNote, err := g.caOf(ni)
-	if err != nil {
-		var pr *problem.Problem
-		if errors.As(err, &pr) {
-			if pr.Status == http.StatusGone { // the file is gone: let it come again
+	if ni.CA != "" {
+		if err := ni.CheckContentAddress(); err != nil {
+			return fail(Invalid, "%v", err)
+		}
+	}
+	r := &admitReq{ctx: context.WithoutCancel(ctx), hash: hash, ni: ni, remote: remote, noneCount: !g.mayCount(ni, g.Now())}
+	if !r.noneCount {
+		// Only now is the NAR read again, to check its content address.
+		r.contentAddressed, r.caNote, err = g.checkCA(ni)
+		var rj *rejected
+		if errors.As(err, &rj) {
+			if rj.why == Gone { // the file is gone: let it come again
 				g.mu.Lock()
 				err := g.db.dropStagedNAR(ctx, ni.URL)
 				g.mu.Unlock()
 				if err != nil {
-					return 0, "", err
+					return Verdict{}, err
 				}
 			}
-			return fail(pr.Status, "%s", pr.Detail)
+			return fail(rj.why, "%s", rj.msg)
+		} else if err != nil {
+			return Verdict{}, err
 		}
-		return 0, "", err
 	}
 
 	// From here the change runs to its end even if the uploader goes away: its log
 	// records are written, so its database writes must commit with them.
-	r := &admitReq{ctx: context.WithoutCancel(ctx), hash: hash, ni: ni, contentAddressed: contentAddressed, caNote: caNote, remote: remote}
 	g.admitBatched(r)
-	return r.status, r.msg, r.err
+	return r.verdict, r.err
+}
+
+// mayCount reports whether some signature of ni could count: made by the key of a
+// known certificate usable now. Whether its scope allows the path needs the content
+// address checked (reading the NAR); this needs only a signature check per
+// certificate of each key named.
+func (g *Gate) mayCount(ni *narinfo.NarInfo, now time.Time) bool {
+	fp, err := ni.Fingerprint()
+	if err != nil {
+		return false
+	}
+	for _, s := range ni.Sigs {
+		if s.Name == g.Key.Name {
+			continue
+		}
+		for _, c := range g.trust.certsFor(s.Name) {
+			pub, ok := c.PublicKey.(ed25519.PublicKey)
+			if !ok || !(signing.PublicKey{Name: s.Name, Key: pub}).Verify(fp, s) {
+				continue
+			}
+			if _, err := g.usable(c, now); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // admit is PutNarInfo under g.mu, with d the transaction of its batch (batch.go).
-func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *narinfo.NarInfo, contentAddressed bool, caNote, remote string) (int, string, error) {
+// With noneCount (no signature of the upload can count, see mayCount) it changes
+// nothing: it answers the state of the record of the same content, if any, or
+// rejects the upload, without reading the NAR.
+func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *narinfo.NarInfo, contentAddressed bool, caNote string, noneCount bool, remote string) (Verdict, error) {
 	p := ni.StorePath
-	fail := func(status int, format string, args ...any) (int, string, error) {
+	fail := func(why Rejection, format string, args ...any) (Verdict, error) {
 		msg := "rejected " + p + ": " + fmt.Sprintf(format, args...)
 		g.rejectIn(ctx, d, hash, p, msg, remote)
-		return 0, "", problem.New(status, "", "%s", msg)
+		return Verdict{Outcome: Rejected, Why: why, Message: msg}, nil
 	}
 	now := g.Now()
 	// The NAR is checked again under the lock (expiry may have dropped it since):
 	// a path is never admitted without its NAR file.
 	if _, ok, err := d.getNAR(ctx, ni.URL); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	} else if _, serr := os.Stat(filepath.Join(g.Dir, filepath.FromSlash(ni.URL))); !ok || serr != nil {
 		if ok {
 			if err := d.dropStagedNAR(ctx, ni.URL); err != nil {
-				return 0, "", err
+				return Verdict{}, err
 			}
 		}
-		return fail(http.StatusGone, "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
+		return fail(Gone, "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
 	}
 	cands, err := d.candidates(ctx, hash)
 	if err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	var same *PathRec
 	for i := range cands {
 		c := &cands[i]
 		if c.State == StateAdmitted && c.NarHash != ni.NarHash {
-			return fail(http.StatusConflict, "already admitted with other content (NarHash %s): the first admission fixes an input-addressed path's content",
+			return fail(Conflict, "already admitted with other content (NarHash %s): the first admission fixes an input-addressed path's content",
 				nixhash.FormatSHA256(c.NarHash))
 		}
 		if c.NarHash == ni.NarHash {
@@ -326,44 +362,52 @@ func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *narinfo.NarInf
 		}
 	}
 	sigs := ni.Sigs
-	if same != nil {
+	if noneCount && same != nil {
+		// A replay that adds nothing: the record stays as it is.
+		switch same.State {
+		case StateAdmitted:
+			return Verdict{Outcome: Admitted, Message: "already admitted " + same.StorePath}, nil
+		case StatePending:
+			return Verdict{Outcome: Pending, Message: "pending " + same.StorePath + ": " + same.Reason}, nil
+		}
+	}
+	if same != nil && !noneCount {
 		// The record of this content is pinned (see pin): the upload adds signatures.
 		pinned, ca, note, err := g.pin(ctx, d, same, ni, contentAddressed, caNote, now)
-		if err != nil {
-			var pr *problem.Problem
-			if errors.As(err, &pr) {
-				return fail(pr.Status, "%s", pr.Detail)
-			}
-			return 0, "", err
+		var rj *rejected
+		if errors.As(err, &rj) {
+			return fail(rj.why, "%s", rj.msg)
+		} else if err != nil {
+			return Verdict{}, err
 		}
 		sigs = mergeSigs(pinned.Sigs, ni.Sigs)
 		ni, contentAddressed, caNote = pinned, ca, note
 	}
 	j, err := g.judge(ctx, d, ni, sigs, contentAddressed, now)
 	if err != nil {
-		return fail(http.StatusBadRequest, "%v", err)
+		return fail(Invalid, "%v", err)
 	}
 	j.caNote = caNote
-	if same != nil && same.State == StateAdmitted {
+	if same != nil && same.State == StateAdmitted && !noneCount {
 		return g.addSignatures(ctx, d, ni, same, j, now)
 	}
 	if len(j.signers) == 0 {
 		if len(j.refused) == 0 {
-			return fail(http.StatusForbidden, "it carries no signature: sign it with a certified key (nix copy --to 'URL?secret-key=…')")
+			return fail(Unsigned, "it carries no signature: sign it with a certified key (nix copy --to 'URL?secret-key=…')")
 		}
 		if j.caNote != "" {
 			j.refused = append(j.refused, j.caNote)
 		}
-		return fail(http.StatusForbidden, "no signature counts: %s", strings.Join(j.refused, "; "))
+		return fail(Unsigned, "no signature counts: %s", strings.Join(j.refused, "; "))
 	}
 	if len(j.missing) > 0 {
-		return fail(http.StatusBadRequest, "its references %s are not in the gate: upload them first", strings.Join(j.missing, ", "))
+		return fail(Invalid, "its references %s are not in the gate: upload them first", strings.Join(j.missing, ", "))
 	}
 	if same != nil && same.State == StatePending && sameSigners(same.Signers, j.signers) && (len(j.signers) < j.needed || len(j.waiting) > 0) {
 		// Nothing new: the record stays as it is (a replay neither rewrites it nor
 		// keeps it from expiring), whether it waits for signatures or for its
 		// references (their admission re-judges it: see cascade).
-		return http.StatusForbidden, "pending " + same.StorePath + ": " + same.Reason, nil
+		return Verdict{Outcome: Pending, Message: "pending " + same.StorePath + ": " + same.Reason}, nil
 	}
 	rec := PathRec{Hash: hash, NarHash: ni.NarHash, StorePath: p, URL: ni.URL, FirstSeen: now}
 	if same != nil {
@@ -372,15 +416,15 @@ func (g *Gate) admit(ctx context.Context, d *db, hash string, ni *narinfo.NarInf
 	return g.decide(ctx, d, ni, rec, j, now, cands)
 }
 
-// caOf checks a narinfo's CA field: an error (a problem, 4xx) when it does not
-// derive the store path; whether the path counts as content-addressed (its content
-// matches), and if not, why.
-func (g *Gate) caOf(ni *narinfo.NarInfo) (bool, string, error) {
+// checkCA checks a narinfo's CA field: a rejection (Invalid) when it does not derive
+// the store path, Gone when its NAR file is; whether the path counts as
+// content-addressed (its content matches), and if not, why.
+func (g *Gate) checkCA(ni *narinfo.NarInfo) (bool, string, error) {
 	if ni.CA == "" {
 		return false, "", nil
 	}
 	if err := ni.CheckContentAddress(); err != nil {
-		return false, "", problem.BadRequest("%v", err)
+		return false, "", rejectErr(Invalid, "%v", err)
 	}
 	return g.checkCAContent(ni)
 }
@@ -403,14 +447,14 @@ func (g *Gate) pin(ctx context.Context, d *db, rec *PathRec, ni *narinfo.NarInfo
 		return nil, false, "", fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
 	}
 	if !slices.Equal(old.References, ni.References) {
-		return nil, false, "", problem.New(http.StatusConflict, "", "its References (%s) differ from those of the %s record of this content (%s), which the counted signatures sign: upload it with the same references",
+		return nil, false, "", rejectErr(Conflict, "its References (%s) differ from those of the %s record of this content (%s), which the counted signatures sign: upload it with the same references",
 			orNone(strings.Join(ni.References, " ")), rec.State, orNone(strings.Join(old.References, " ")))
 	}
 	if old.CA == ni.CA {
 		// Same NarHash, so same content: the upload's content check holds for it.
 		return old, niCA, niNote, nil
 	}
-	oldCA, _, err := g.caOf(old)
+	oldCA, _, err := g.checkCA(old)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("stored narinfo of %s: %w", rec.StorePath, err)
 	}
@@ -424,7 +468,7 @@ func (g *Gate) pin(ctx context.Context, d *db, rec *PathRec, ni *narinfo.NarInfo
 		return nil, false, "", err
 	}
 	if !moreSubjects(jNew.signers, jOld.signers) {
-		return nil, false, "", problem.New(http.StatusConflict, "", "its CA field (%s) differs from that of the %s record of this content (%s) and would not make more identities count (%d, against %d): upload it with CA %s",
+		return nil, false, "", rejectErr(Conflict, "its CA field (%s) differs from that of the %s record of this content (%s) and would not make more identities count (%d, against %d): upload it with CA %s",
 			orNone(ni.CA), rec.State, orNone(old.CA), len(jNew.signers), len(jOld.signers), orNone(old.CA))
 	}
 	out := *old
@@ -484,13 +528,13 @@ func nixExtra(extra []narinfo.Field) []narinfo.Field {
 
 // decide stores a candidate as admitted or pending according to its judgement.
 // cands are the path's candidates as stored before (all of them, when it is admitted).
-func (g *Gate) decide(ctx context.Context, d *db, ni *narinfo.NarInfo, rec PathRec, j judgement, now time.Time, cands []PathRec) (int, string, error) {
+func (g *Gate) decide(ctx context.Context, d *db, ni *narinfo.NarInfo, rec PathRec, j judgement, now time.Time, cands []PathRec) (Verdict, error) {
 	kept := *ni
 	kept.Sigs = j.signerSigs()
 	kept.Extra = nixExtra(ni.Extra)
 	text, err := kept.MarshalText()
 	if err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	rec.NarInfo, rec.Signers, rec.Needed, rec.UpdatedAt = string(text), j.signers, j.needed, now
 	who := strings.Join(sigStrings(j.signers), ", ")
@@ -507,7 +551,7 @@ func (g *Gate) decide(ctx context.Context, d *db, ni *narinfo.NarInfo, rec PathR
 	default:
 		served, err := g.serve(&kept)
 		if err != nil {
-			return 0, "", err
+			return Verdict{}, err
 		}
 		rec.State, rec.Reason, rec.Served, rec.AdmittedAt = StateAdmitted, "admitted: signed by "+who, served, now
 	}
@@ -516,30 +560,30 @@ func (g *Gate) decide(ctx context.Context, d *db, ni *narinfo.NarInfo, rec PathR
 	}
 	if rec.State == StatePending {
 		if err := g.recordIn(d, "pending", map[string]any{"path": rec.StorePath, "nar_hash": nixhash.FormatSHA256(rec.NarHash), "signers": j.signers, "reason": rec.Reason}); err != nil {
-			return 0, "", err
+			return Verdict{}, err
 		}
 		if err := d.putPath(ctx, rec); err != nil {
-			return 0, "", err
+			return Verdict{}, err
 		}
-		return http.StatusForbidden, "pending " + rec.StorePath + ": " + rec.Reason, nil
+		return Verdict{Outcome: Pending, Message: "pending " + rec.StorePath + ": " + rec.Reason}, nil
 	}
 	if err := g.syncNARDir(); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	if err := g.recordIn(d, "admission", map[string]any{"path": rec.StorePath, "nar_hash": nixhash.FormatSHA256(rec.NarHash), "nar_size": ni.NarSize,
 		"signers": j.signers, "needed": j.needed, "rule": j.rule}); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	if err := d.putPath(ctx, rec); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	if err := g.dropOtherCandidates(ctx, d, rec, cands); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	if err := g.cascade(ctx, d, rec.StorePath, false, now); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
-	return http.StatusOK, "admitted " + rec.StorePath + ": signed by " + who, nil
+	return Verdict{Outcome: Admitted, Message: "admitted " + rec.StorePath + ": signed by " + who}, nil
 }
 
 // serve renders the narinfo the gate serves: the kept one plus the gate's signature.
@@ -557,7 +601,7 @@ func (g *Gate) serve(kept *narinfo.NarInfo) (string, error) {
 
 // addSignatures merges new identities into an admitted path. ni is the narinfo pin
 // returned (the admitted one, or with the CA field that made more identities count).
-func (g *Gate) addSignatures(ctx context.Context, d *db, ni *narinfo.NarInfo, rec *PathRec, j judgement, now time.Time) (int, string, error) {
+func (g *Gate) addSignatures(ctx context.Context, d *db, ni *narinfo.NarInfo, rec *PathRec, j judgement, now time.Time) (Verdict, error) {
 	have := map[string]bool{}
 	for _, s := range rec.Signers {
 		have[s.Subject] = true
@@ -570,7 +614,7 @@ func (g *Gate) addSignatures(ctx context.Context, d *db, ni *narinfo.NarInfo, re
 		}
 	}
 	if len(added) == 0 {
-		return http.StatusOK, "already admitted " + rec.StorePath, nil
+		return Verdict{Outcome: Admitted, Message: "already admitted " + rec.StorePath}, nil
 	}
 	rec.Signers = append(rec.Signers, added...)
 	kept := *ni
@@ -578,23 +622,23 @@ func (g *Gate) addSignatures(ctx context.Context, d *db, ni *narinfo.NarInfo, re
 	kept.Extra = nixExtra(ni.Extra)
 	text, err := kept.MarshalText()
 	if err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	var served string
 	if served, err = g.serve(&kept); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	rec.NarInfo, rec.Served, rec.UpdatedAt = string(text), served, now
 	if err := g.recordIn(d, "signatures", map[string]any{"path": rec.StorePath, "added": added}); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	if err := d.putPath(ctx, *rec); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
 	if err := g.cascade(ctx, d, rec.StorePath, true, now); err != nil {
-		return 0, "", err
+		return Verdict{}, err
 	}
-	return http.StatusOK, "already admitted " + rec.StorePath + "; added signatures of " + strings.Join(sigStrings(added), ", "), nil
+	return Verdict{Outcome: Admitted, Message: "already admitted " + rec.StorePath + "; added signatures of " + strings.Join(sigStrings(added), ", ")}, nil
 }
 
 func mergeSigs(a, b []signing.Signature) []signing.Signature {
@@ -664,10 +708,10 @@ func (g *Gate) cascade(ctx context.Context, d *db, admitted string, signed bool,
 		}
 		j.caNote = note
 		if len(j.signers) >= j.needed && len(j.waiting) == 0 && len(j.missing) == 0 {
-			if _, _, err := g.decide(ctx, d, ni, rec, j, now, cands); err != nil {
-				// Not a rejection of the upload that cascaded here (%v: a problem's
-				// status does not pass): the whole change rolls back.
-				return fmt.Errorf("admitting %s after %s: %v", rec.StorePath, admitted, err)
+			if _, err := g.decide(ctx, d, ni, rec, j, now, cands); err != nil {
+				// Not a rejection of the upload that cascaded here: the whole change
+				// rolls back.
+				return fmt.Errorf("admitting %s after %s: %w", rec.StorePath, admitted, err)
 			}
 		}
 	}
@@ -706,8 +750,12 @@ func (g *Gate) rejectIn(ctx context.Context, d *db, hash, storePath, reason, rem
 }
 
 // Status reports, for each store path (or hash part) given, whether the gate serves
-// it: "admitted PATH", "pending PATH: why", "quarantined PATH: why",
-// "rejected PATH: why" or "absent PATH".
+// it: "admitted PATH", "pending PATH: why", "quarantined PATH: …", "rejected PATH:
+// …" or "absent PATH". Anyone may ask, so the lines name no signer, key or
+// certificate: a pending path's line says how many identities signed it of how
+// many its rule needs, or which references it waits for; a quarantined or rejected
+// path's line points to the gate's log (nixpki gate audit), which has the reason.
+// The uploader saw the full reason in the answer to its upload.
 func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
 	out := make([]string, 0, len(paths))
 	// Two queries for each statusBatch paths, not two for each path.
@@ -727,8 +775,8 @@ func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
 			return nil, err
 		}
 		for i, p := range batch {
-			r, wasRejected := rejected[hashes[i]]
-			out = append(out, statusLine(p, cands[hashes[i]], r, wasRejected))
+			_, wasRejected := rejected[hashes[i]]
+			out = append(out, g.statusLine(p, cands[hashes[i]], wasRejected))
 		}
 	}
 	return out, nil
@@ -737,23 +785,32 @@ func (g *Gate) Status(ctx context.Context, paths []string) ([]string, error) {
 // statusBatch is how many paths a status query looks up at once.
 const statusBatch = 1000
 
-// statusLine is Status's line for path p, from its records (newest first) and its
-// last rejection's reason, if it was rejected.
-func statusLine(p string, cands []PathRec, rejection string, rejected bool) string {
-	line := ""
-	for _, c := range cands {
+// statusLine is Status's line for path p, from its records (newest first) and
+// whether it was rejected.
+func (g *Gate) statusLine(p string, cands []PathRec, rejected bool) string {
+	var best *PathRec
+	for i, c := range cands {
 		switch {
 		case c.State == StateAdmitted:
-			line = "admitted " + p
-		case line == "" || c.State == StatePending && !strings.HasPrefix(line, "admitted"):
-			line = c.State + " " + p + ": " + c.Reason
+			return "admitted " + p
+		case best == nil || c.State == StatePending && best.State != StatePending:
+			best = &cands[i]
 		}
 	}
 	switch {
-	case line != "":
-		return line
+	case best != nil && best.State == StatePending:
+		if len(best.Signers) < best.Needed {
+			_, rule := g.Cfg.SigsNeededFor(best.StorePath)
+			return fmt.Sprintf("pending %s: has %d of %d signatures from distinct certified identities (%s); waiting for another identity's push", p, len(best.Signers), best.Needed, rule)
+		}
+		if i := strings.Index(best.Reason, "waiting for its references"); i >= 0 {
+			return "pending " + p + ": " + best.Reason[i:]
+		}
+		return "pending " + p
+	case best != nil:
+		return best.State + " " + p + ": withdrawn after a revocation (nixpki gate audit on the gate tells why)"
 	case rejected:
-		return "rejected " + p + ": " + strings.TrimPrefix(rejection, "rejected "+p+": ")
+		return "rejected " + p + ": its last upload was refused (the answer to it said why; so does nixpki gate audit on the gate)"
 	}
 	return "absent " + p
 }

@@ -5,10 +5,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/storepath"
 	"nixpki/internal/tlog"
 )
@@ -159,4 +162,110 @@ func Records(dir string) (intermediates, leaves []*x509.Certificate, crls [][]by
 	}
 	crls, err = d.allCRLs(ctx)
 	return parse(cas), parse(lvs), crls, err
+}
+
+// CheckDB checks that the gate's database in dir agrees with its verified log v:
+// every path the database serves was admitted in the log (its last admission not
+// followed by a quarantine) with the same NarHash, and the narinfo served carries
+// exactly the signatures the log recorded for it (at admission and added since),
+// besides the gate's own. It returns how many served paths it checked. Safe while
+// `gate serve` runs; a path admitted meanwhile may be reported as missing from v
+// (read before it): check again.
+func CheckDB(dir string, v *tlog.Verified) (int, error) {
+	pub, err := ReadPublic(dir)
+	if err != nil {
+		return 0, err
+	}
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return 0, err
+	}
+	type logged struct {
+		narHash  string
+		admitted bool
+		sigs     map[string]bool
+		entry    uint64
+	}
+	state := map[string]*logged{}
+	for _, r := range v.Records {
+		var e struct {
+			Path    string   `json:"path"`
+			NarHash string   `json:"nar_hash"`
+			Signers []Signer `json:"signers"`
+			Added   []Signer `json:"added"`
+		}
+		switch r.Entry.Type {
+		case "admission", "signatures", "quarantine":
+		default:
+			continue
+		}
+		if json.Unmarshal(r.Entry.Data, &e) != nil || e.Path == "" {
+			continue
+		}
+		switch r.Entry.Type {
+		case "admission":
+			st := &logged{narHash: e.NarHash, admitted: true, sigs: map[string]bool{}, entry: r.Index}
+			for _, s := range e.Signers {
+				st.sigs[s.Sig] = true
+			}
+			state[e.Path] = st
+		case "signatures":
+			if st := state[e.Path]; st != nil && st.admitted {
+				for _, s := range e.Added {
+					st.sigs[s.Sig] = true
+				}
+			}
+		case "quarantine":
+			if st := state[e.Path]; st != nil {
+				st.admitted = false
+			}
+		}
+	}
+	d, err := openDB(filepath.Join(dir, DBFile))
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	recs, err := d.pathsInState(context.Background(), StateAdmitted)
+	if err != nil {
+		return 0, err
+	}
+	var bad []string
+	for _, rec := range recs {
+		st := state[rec.StorePath]
+		narHash := nixhash.FormatSHA256(rec.NarHash)
+		switch {
+		case st == nil:
+			bad = append(bad, fmt.Sprintf("%s is served, but the log has no admission of it", rec.StorePath))
+			continue
+		case !st.admitted:
+			bad = append(bad, fmt.Sprintf("%s is served, but the log quarantined it after its admission (log entry %d)", rec.StorePath, st.entry))
+			continue
+		case st.narHash != narHash:
+			bad = append(bad, fmt.Sprintf("%s is served with NarHash %s, but the log admitted NarHash %s (log entry %d)", rec.StorePath, narHash, st.narHash, st.entry))
+			continue
+		}
+		ni, err := narinfo.Parse(strings.NewReader(rec.Served), cfg.StoreDir)
+		if err == nil && (ni.StorePath != rec.StorePath || ni.NarHash != rec.NarHash) {
+			err = fmt.Errorf("it describes %s, NarHash %s", ni.StorePath, nixhash.FormatSHA256(ni.NarHash))
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: the narinfo served does not match its record: %v", rec.StorePath, err))
+			continue
+		}
+		served := map[string]bool{}
+		for _, s := range ni.Sigs {
+			if s.Name != pub.Name {
+				served[s.String()] = true
+			}
+		}
+		if !maps.Equal(served, st.sigs) {
+			bad = append(bad, fmt.Sprintf("%s is served with %d member signatures, but the log recorded %d for it (log entry %d and the signatures added since): the served narinfo's signers differ from the log's",
+				rec.StorePath, len(served), len(st.sigs), st.entry))
+		}
+	}
+	if len(bad) > 0 {
+		return len(recs), fmt.Errorf("the gate's database disagrees with its log:\n  %s", strings.Join(bad, "\n  "))
+	}
+	return len(recs), nil
 }

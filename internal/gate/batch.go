@@ -2,11 +2,9 @@ package gate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"nixpki/internal/nix/narinfo"
-	"nixpki/internal/problem"
 )
 
 // Group commit of admissions. Every admission ends with its log entries fsynced
@@ -33,12 +31,12 @@ type admitReq struct {
 	hash             string
 	ni               *narinfo.NarInfo
 	contentAddressed bool
+	noneCount        bool // no signature can count (mayCount)
 	caNote, remote   string
 
-	status int
-	msg    string
-	err    error
-	done   bool // answered (set and read under g.mu)
+	verdict Verdict
+	err     error
+	done    bool // answered (set and read under g.mu)
 }
 
 // admitBatched admits r, alone or in the batch of whoever holds g.mu next.
@@ -58,8 +56,8 @@ func (g *Gate) admitBatched(r *admitReq) {
 	}
 }
 
-// admitAll admits batch under g.mu in one transaction. A failure other than a
-// verdict (a problem) rolls the whole batch back and answers it to every upload in
+// admitAll admits batch under g.mu in one transaction. A failure (not a verdict)
+// rolls the whole batch back and answers it to every upload in
 // it, which may come again.
 func (g *Gate) admitAll(batch []*admitReq) {
 	d := g.db.begin()
@@ -67,9 +65,8 @@ func (g *Gate) admitAll(batch []*admitReq) {
 	defer d.rollback()
 	var failed error
 	for _, r := range batch {
-		r.status, r.msg, r.err = g.admit(r.ctx, d, r.hash, r.ni, r.contentAddressed, r.caNote, r.remote)
-		var pr *problem.Problem
-		if r.err != nil && !errors.As(r.err, &pr) {
+		r.verdict, r.err = g.admit(r.ctx, d, r.hash, r.ni, r.contentAddressed, r.caNote, r.noneCount, r.remote)
+		if r.err != nil {
 			failed = r.err
 			break
 		}
@@ -84,7 +81,7 @@ func (g *Gate) admitAll(batch []*admitReq) {
 	}
 	for _, r := range batch {
 		if failed != nil {
-			r.status, r.msg, r.err = 0, "", failed
+			r.verdict, r.err = Verdict{}, failed
 		}
 		r.done = true
 	}

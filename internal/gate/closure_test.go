@@ -96,7 +96,7 @@ func TestCAContentChecked(t *testing.T) {
 	dave := tg.pki.member(t, "dave-1", "dave", []string{"host-a"}, nixcert.Scope{ContentAddressedOnly: true}, nil)
 	tg.enroll(t, dave)
 	genuine := "the genuine source tarball"
-	for _, algo := range []string{"sha256", "sha1"} {
+	for _, algo := range []string{"sha256", "sha512"} {
 		h, _ := nixhash.New(algo)
 		h.Write([]byte(genuine))
 		ca := contentaddress.ContentAddress{Method: contentaddress.FixedFlat, Algo: algo, Digest: h.Sum(nil)}
@@ -115,6 +115,39 @@ func TestCAContentChecked(t *testing.T) {
 		}
 		if _, s, b := tg.push(t, upload{path: path, contents: genuine, signers: []member{dave}, mutate: setCA}); s != 200 {
 			t.Fatalf("%s: genuine file: %d %s", algo, s, b)
+		}
+	}
+}
+
+// Content addresses with hashes that are not collision-resistant (MD5, SHA-1) do not
+// make a path content-addressed: whoever chooses the content can make two files of
+// one digest, so a content-addressed-only certificate cannot get even the file it
+// names admitted, and the reason says why.
+func TestCAWeakHashIsInputAddressed(t *testing.T) {
+	tg := newTestGate(t, nil)
+	dave := tg.pki.member(t, "dave-1", "dave", []string{"host-a"}, nixcert.Scope{ContentAddressedOnly: true}, nil)
+	tg.enroll(t, dave)
+	genuine := "the genuine source tarball"
+	for _, m := range []contentaddress.Method{contentaddress.FixedFlat, contentaddress.FixedRecursive} {
+		for _, algo := range []string{"md5", "sha1"} {
+			h, _ := nixhash.New(algo)
+			if m == contentaddress.FixedFlat {
+				h.Write([]byte(genuine))
+			} else {
+				h.Write(makeNAR(t, genuine))
+			}
+			ca := contentaddress.ContentAddress{Method: m, Algo: algo, Digest: h.Sum(nil)}
+			path, err := contentaddress.StorePath(storepath.DefaultStoreDir, "src-"+algo+".tar.gz", ca, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, s, b := tg.push(t, upload{path: path, contents: genuine, signers: []member{dave}, mutate: func(ni *narinfo.NarInfo) { ni.CA = ca.String() }})
+			if s != 403 || !strings.Contains(b, "uses "+algo+", which is not collision-resistant") || !strings.Contains(b, "does not allow an input-addressed path") {
+				t.Fatalf("%s: %d %s", ca, s, b)
+			}
+			if _, ok := tg.served(t, path); ok {
+				t.Fatalf("%s: admitted on a content-addressed-only certificate", ca)
+			}
 		}
 	}
 }

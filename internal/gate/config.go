@@ -1,18 +1,16 @@
 package gate
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"nixpki/internal/config"
 	"nixpki/internal/nix/signing"
@@ -96,6 +94,15 @@ type Config struct {
 
 	TLS  TLS  `json:"tls"`
 	ACME ACME `json:"acme"`
+
+	// RootFile is the CA root certificate (PEM) a gate created from settings trusts;
+	// it is copied into the directory at the first start, and a later different one
+	// is refused.
+	RootFile string `json:"root_file,omitempty"`
+	// KeyFile is the gate's Nix secret key (nix-store --generate-binary-cache-key
+	// format, made out of band so the targets' trusted key is known before the
+	// deployment), read at every start; without it the key lives in gate.sec.
+	KeyFile string `json:"key_file,omitempty"`
 }
 
 // DefaultConfig returns the defaults for a gate called name.
@@ -122,24 +129,12 @@ func DefaultConfig(name string) Config {
 // LoadConfig reads dir/config.json strictly and validates it.
 func LoadConfig(dir string) (Config, error) {
 	p := filepath.Join(dir, ConfigFile)
-	data, err := os.ReadFile(p)
+	data, err := config.ReadSettings(p)
 	if err != nil {
 		return Config{}, err
 	}
-	var probe struct {
-		Name string `json:"name"`
-	}
-	json.Unmarshal(data, &probe)
-	cfg := DefaultConfig(probe.Name)
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", p, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Config{}, fmt.Errorf("%s: data after the JSON object", p)
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := ParseSettings(data)
+	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", p, err)
 	}
 	return cfg, nil
@@ -206,26 +201,46 @@ func (c Config) Validate() error {
 // SigsNeededFor returns how many distinct identities must sign storePath and the rule
 // that says so. A pattern is matched against the base name and the name, each also
 // with a "-" appended, so that a pattern written for versioned names ("*-sudo-*")
-// also covers the unversioned one ("<hash>-sudo"): a pattern raises a threshold, so
-// matching too much asks for more signatures, while matching too little would let a
-// protected path in on fewer.
+// also covers the unversioned one ("<hash>-sudo"); and again with both pattern and
+// name normalised (NormaliseName), so that "SUDO-1.9", "sudo_1.9" and "Sudo.1.9" need
+// what "*-sudo-*" needs. A pattern raises a threshold, so matching too much asks for
+// more signatures, while matching too little would let a protected path in on fewer.
 func (c Config) SigsNeededFor(storePath string) (int, string) {
 	base := storePath[strings.LastIndexByte(storePath, '/')+1:]
-	names := [...]string{base, base + "-", storepath.NamePart(base), storepath.NamePart(base) + "-"}
+	name := storepath.NamePart(base)
+	raw := [...]string{base, base + "-", name, name + "-"}
+	var norm [len(raw)]string
+	for i, s := range raw {
+		norm[i] = NormaliseName(s)
+	}
 	n, rule := c.SigsNeeded, fmt.Sprintf("sigs_needed %d", c.SigsNeeded)
 	for _, t := range c.Thresholds {
-		matched := false
-		for _, name := range names {
-			if m, _ := path.Match(t.Pattern, name); m {
-				matched = true
-				break
-			}
-		}
-		if matched && t.SigsNeeded > n {
+		if t.SigsNeeded > n && (matchAny(t.Pattern, raw[:]) || matchAny(NormaliseName(t.Pattern), norm[:])) {
 			n, rule = t.SigsNeeded, fmt.Sprintf("pattern %s needs %d", t.Pattern, t.SigsNeeded)
 		}
 	}
 	return n, rule
+}
+
+func matchAny(pattern string, names []string) bool {
+	for _, name := range names {
+		if m, _ := path.Match(pattern, name); m {
+			return true
+		}
+	}
+	return false
+}
+
+// NormaliseName is how threshold patterns and path names compare: lower case, with
+// '.', '_' and '+' read as '-'.
+func NormaliseName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '_', '+':
+			return '-'
+		}
+		return unicode.ToLower(r)
+	}, s)
 }
 
 // TLSEnabled reports whether the gate serves HTTPS.

@@ -219,7 +219,7 @@ func (d *db) insertNAR(ctx context.Context, n narRec) error {
 		return err
 	}
 	_, err = q.ExecContext(ctx, `INSERT INTO nars(url, compression, file_hash, file_size, nar_hash, nar_size, received_at)
-		VALUES(?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE SET received_at = excluded.received_at`,
+		VALUES(?,?,?,?,?,?,?) ON CONFLICT(url) DO NOTHING`, // staging ages from first receipt
 		n.URL, n.Compression, fh, n.FileSize, n.NarHash[:], n.NarSize, n.ReceivedAt.Unix())
 	return err
 }
@@ -241,15 +241,6 @@ func (d *db) getNAR(ctx context.Context, u string) (narRec, bool, error) {
 	copy(n.NarHash[:], nh)
 	n.ReceivedAt = time.Unix(at, 0)
 	return n, true, nil
-}
-
-func (d *db) touchNAR(ctx context.Context, u string, now time.Time) error {
-	q, err := d.w(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = q.ExecContext(ctx, `UPDATE nars SET received_at = ? WHERE url = ?`, now.Unix(), u)
-	return err
 }
 
 // narHeld reports whether the NAR at u is known, and the size of the NARs no path

@@ -13,11 +13,15 @@
 // at once. Every certificate, CRL, admission, rejection and quarantine is appended
 // to a tamper-evident log (internal/tlog).
 //
-// Files: config.go (G/config.json), init.go (gate init, keys), db.go (SQLite state),
-// nar.go (NAR uploads), xz.go (xz decoding with a bounded dictionary), trust.go
-// (certificates, CRLs, signature verdicts), admit.go (admission, pending),
-// quarantine.go (withdrawal after a CRL, along closures), server.go (HTTP, TLS),
-// audit.go (reports).
+// Files: config.go (G/config.json), init.go (gate init, keys), db.go and dbstmt.go
+// (the SQLite state and its prepared statements), nar.go (NAR uploads, decode
+// slots), xz.go (xz decoding with bounded dictionaries and their memory budget),
+// trust.go (certificates, CRLs, signature verdicts), verdict.go (what admission
+// and the uploads answer), admit.go (admission, pending), batch.go (group commit),
+// quarantine.go (withdrawal after a CRL, along closures), server.go (HTTP: the one
+// place verdicts and refusals become statuses), audit.go (reports, the database
+// checked against the log), crlfetch.go (CRLs from distribution points),
+// stats.go (metrics). The HTTPS certificate's upkeep is in internal/gate/tlscert.
 package gate
 
 import (
@@ -38,7 +42,6 @@ import (
 
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/signing"
-	"nixpki/internal/problem"
 	"nixpki/internal/tlog"
 )
 
@@ -53,6 +56,9 @@ type Gate struct {
 	// OnVerdict, if set before serving, is told each narinfo upload's verdict:
 	// admitted, pending or rejected, with a short reason class when rejected.
 	OnVerdict func(verdict, reason string)
+	// BodyTimeout is how long each chunk of a request body may take to arrive
+	// (bodyTimeout when zero).
+	BodyTimeout time.Duration
 
 	db    *db
 	tlog  *tlog.Log
@@ -76,12 +82,16 @@ type Gate struct {
 // configured password file), root, database and log. The log is verified first: a
 // gate whose log was tampered with does not start.
 func Open(dir, passwordFile string, log *slog.Logger) (*Gate, error) {
-	if log == nil {
-		log = slog.Default()
-	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
+	}
+	return open(dir, cfg, passwordFile, log)
+}
+
+func open(dir string, cfg Config, passwordFile string, log *slog.Logger) (*Gate, error) {
+	if log == nil {
+		log = slog.Default()
 	}
 	key, err := LoadKey(dir, cfg, passwordFile)
 	if err != nil {
@@ -211,20 +221,22 @@ const (
 
 // PutNARNamed is PutNAR for a file named as naming says.
 func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote string, naming NARNaming) (string, error) {
-	fail := func(status int, format string, args ...any) (string, error) {
+	fail := func(why Rejection, format string, args ...any) (string, error) {
 		msg := "NAR " + u + " refused: " + fmt.Sprintf(format, args...)
 		g.reject(ctx, "", "", msg, remote)
-		return "", problem.New(status, "", "%s", msg)
+		return "", rejectErr(why, "%s", msg)
 	}
 	fileHash, compression, err := ParseNARURL(u)
 	if err != nil {
-		return fail(http.StatusBadRequest, "%v", err)
+		return fail(Invalid, "%v", err)
 	}
 	held, staged, err := g.db.narHeld(ctx, u)
 	if err != nil {
 		return "", err
 	} else if held {
-		return "NAR " + u + " already held", g.db.touchNAR(ctx, u, g.Now())
+		// Its age is not refreshed: staging expires by first receipt, so re-sending
+		// a NAR cannot keep it (and staging) full.
+		return "NAR " + u + " already held", nil
 	}
 	f, err := createNARFile(filepath.Join(g.Dir, tmpDir), "nar")
 	if err != nil {
@@ -239,23 +251,25 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.Is(err, errStagingFull):
-		return fail(http.StatusInsufficientStorage, "staging is full (staging_max_bytes %d): NARs wait there until their narinfo comes; retry later", g.Cfg.StagingMaxBytes)
+		return fail(StagingFull, "staging is full (staging_max_bytes %d): NARs wait there until their narinfo comes; retry later", g.Cfg.StagingMaxBytes)
 	case errors.As(err, &tl):
-		return fail(http.StatusRequestEntityTooLarge, "%v", tl)
+		return fail(TooLarge, "%v", tl)
 	case errors.As(err, &mbe):
-		return fail(http.StatusRequestEntityTooLarge, "the upload is larger than max_nar_size (%d bytes)", g.Cfg.MaxNARSize)
+		return fail(TooLarge, "the upload is larger than max_nar_size (%d bytes)", g.Cfg.MaxNARSize)
+	case errors.As(err, new(errStalled)):
+		return fail(Stalled, "%v", err)
 	case errors.As(err, new(errWriting)):
 		// The gate's disk, not the upload: a 5xx, so that the uploader retries.
 		if errors.Is(err, syscall.ENOSPC) {
-			return "", problem.New(http.StatusInsufficientStorage, "", "NAR %s: the gate's disk is full (%v); retry once it has room", u, err)
+			return "", rejectErr(DiskFull, "NAR %s: the gate's disk is full (%v); retry once it has room", u, err)
 		}
 		return "", fmt.Errorf("NAR %s: %w", u, err)
 	case err != nil:
-		return fail(http.StatusBadRequest, "%v", err)
+		return fail(Invalid, "%v", err)
 	case naming == NamedByNarHash && res.NarHash != fileHash:
-		return fail(http.StatusBadRequest, "the NAR's SHA-256 is %s but the file's name says %s (corrupt or altered)", nixhash.FormatSHA256(res.NarHash), nixhash.FormatSHA256(fileHash))
+		return fail(Invalid, "the NAR's SHA-256 is %s but the file's name says %s (corrupt or altered)", nixhash.FormatSHA256(res.NarHash), nixhash.FormatSHA256(fileHash))
 	case naming != NamedByNarHash && res.FileHash != fileHash:
-		return fail(http.StatusBadRequest, "the file's SHA-256 is %s but its name says %s (corrupt or altered)", nixhash.FormatSHA256(res.FileHash), nixhash.FormatSHA256(fileHash))
+		return fail(Invalid, "the file's SHA-256 is %s but its name says %s (corrupt or altered)", nixhash.FormatSHA256(res.FileHash), nixhash.FormatSHA256(fileHash))
 	}
 	if err := f.Flush(); err != nil {
 		return "", err

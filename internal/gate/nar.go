@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -20,7 +21,6 @@ import (
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
-	"nixpki/internal/problem"
 )
 
 // Compressions the gate takes, by NAR file extension, as Nix names them.
@@ -158,6 +158,7 @@ type spool struct {
 	dst  io.Writer
 	fh   *hashWriter
 	buf  *alignedBuf // buf.mem[:buf.n] is received, buf.mem[r:buf.n] not yet read
+	fl   *flow       // the decode slot, given up while waiting for the body
 	r    int
 	err  error // from body, returned once what precedes it is read
 	werr error // from dst
@@ -187,10 +188,14 @@ func (s *spool) fill() error {
 	if s.err != nil {
 		return s.err
 	}
+	if s.buf.n == len(s.buf.mem) && s.r < s.buf.n {
+		return nil
+	}
+	// Waiting for the disk or the network holds no decode slot: an upload that
+	// stalls keeps none from the others.
+	s.fl.give()
+	defer s.fl.take()
 	if s.buf.n == len(s.buf.mem) {
-		if s.r < s.buf.n {
-			return nil
-		}
 		if _, err := s.dst.Write(s.buf.mem); err != nil {
 			s.werr = err
 			return err
@@ -247,13 +252,48 @@ func (s *spool) flush() error {
 	return nil
 }
 
-// xzSlots bounds concurrent xz decoding, whose dictionaries (at most max_xz_dict
-// each, see xzReader) the stream chooses.
-var xzSlots = make(chan struct{}, 2)
+// decodeSlots bounds concurrent decompression, of every format. An upload holds a
+// slot only while it decodes data that arrived (see spool.fill and flow): one
+// that waits for the network or the disk, or for xz dictionary memory, gives its
+// slot up meanwhile, so slow or idle uploads cannot keep others from decoding.
+var decodeSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// flow is one decode's claim on a decode slot. Its methods are called from the
+// goroutine doing the decode.
+type flow struct{ held bool }
+
+func (f *flow) take() {
+	if f != nil && !f.held {
+		decodeSlots <- struct{}{}
+		f.held = true
+	}
+}
+
+func (f *flow) give() {
+	if f != nil && f.held {
+		<-decodeSlots
+		f.held = false
+	}
+}
+
+// wait runs fn (a wait) without holding a slot, and takes one again if it held one.
+func (f *flow) wait(fn func()) {
+	if f == nil || !f.held {
+		fn()
+		return
+	}
+	f.give()
+	defer f.take()
+	fn()
+}
+
+// decodes counts the decompressions begun, for tests that check which requests cost one.
+var decodes atomic.Int64
 
 // decompress returns a reader of the decompressed stream and a function releasing
-// what it holds.
-func decompress(r io.Reader, compression string, maxXZDict int64) (io.Reader, func(), error) {
+// what it holds; fl is the decode's slot (xz gives it up while waiting for memory).
+func decompress(r io.Reader, compression string, maxXZDict int64, fl *flow) (io.Reader, func(), error) {
+	decodes.Add(1)
 	switch compression {
 	case "none":
 		return r, func() {}, nil
@@ -274,17 +314,15 @@ func decompress(r io.Reader, compression string, maxXZDict int64) (io.Reader, fu
 		}
 		return d, func() { d.Reset(nil); zstdPool.Put(d) }, nil
 	case "xz":
-		xzSlots <- struct{}{}
 		br, ok := r.(*bufio.Reader)
 		if !ok {
 			br = bufio.NewReaderSize(r, 256<<10)
 		}
-		xr, err := newXZReader(br, maxXZDict)
+		xr, err := newXZReader(br, maxXZDict, fl.wait)
 		if err != nil {
-			<-xzSlots
 			return nil, nil, err
 		}
-		return xr, func() { <-xzSlots }, nil
+		return xr, xr.release, nil
 	}
 	return nil, nil, fmt.Errorf("unsupported compression %q", compression)
 }
@@ -307,7 +345,10 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 	}
 	bufs := narBufPool.Get().(*narBufs)
 	defer narBufPool.Put(bufs)
-	sp := &spool{body: body, dst: dst, fh: fh, buf: alignedBufPool.Get().(*alignedBuf)}
+	// The decode slot is taken once data arrives (the spool's first fill).
+	fl := &flow{}
+	defer fl.give()
+	sp := &spool{body: body, dst: dst, fh: fh, fl: fl, buf: alignedBufPool.Get().(*alignedBuf)}
 	defer func() {
 		sp.buf.n = 0
 		alignedBufPool.Put(sp.buf)
@@ -321,7 +362,7 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 		defer bufs.dec.Reset(nil)
 		src = bufs.dec
 	}
-	dec, release, err := decompress(src, compression, maxXZDict)
+	dec, release, err := decompress(src, compression, maxXZDict, fl)
 	if err != nil {
 		return res, err
 	}
@@ -332,7 +373,7 @@ func receiveNARFile(body io.Reader, dst io.Writer, compression string, maxSize, 
 	if compression != "none" {
 		in = io.TeeReader(in, nh)
 	}
-	// A bufio.Reader of at least nar.Reader's size is used as it is (no second buffer).
+	// A bufio.Reader of at least NARReader's size is used as it is (no second buffer).
 	bufs.nar.Reset(in)
 	defer bufs.nar.Reset(nil)
 	nr := nar.NewReader(bufs.nar)
@@ -384,18 +425,26 @@ func (g *Gate) checkCAContent(ni *narinfo.NarInfo) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
+	if ca.Algo != "sha256" && ca.Algo != "sha512" {
+		// Whoever chooses content can make two files of one MD5 or SHA-1 digest: the
+		// address does not fix the content, so it is not checked at all.
+		return false, fmt.Sprintf("its CA field uses %s, which is not collision-resistant (only sha256 and sha512 are): it counts as input-addressed", ca.Algo), nil
+	}
 	if ca.Method == contentaddress.FixedRecursive && ca.Algo == "sha256" {
 		return true, "", nil
 	}
 	f, err := os.Open(filepath.Join(g.Dir, filepath.FromSlash(ni.URL)))
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, "", problem.New(http.StatusGone, "", "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
+		return false, "", rejectErr(Gone, "its NAR %s expired from staging (staging_max_age %s) before this narinfo came: push the path again", ni.URL, g.Cfg.StagingMaxAge.D())
 	}
 	if err != nil {
 		return false, "", err
 	}
 	defer f.Close()
-	dec, release, err := decompress(bufio.NewReaderSize(f, 256<<10), ni.Compression, g.Cfg.MaxXZDict)
+	fl := &flow{}
+	fl.take()
+	defer fl.give()
+	dec, release, err := decompress(bufio.NewReaderSize(f, 256<<10), ni.Compression, g.Cfg.MaxXZDict, fl)
 	if err != nil {
 		return false, "", fmt.Errorf("NAR %s: %w", ni.URL, err)
 	}

@@ -36,6 +36,17 @@ func (tg *testGate) status(t *testing.T, path string) string {
 	return b
 }
 
+// reason is the state and reason the gate keeps for path (what gate pending and
+// gate audit show its operator), newest record first.
+func (tg *testGate) reason(t *testing.T, path string) string {
+	t.Helper()
+	cands, err := tg.db.candidates(t.Context(), storepath.HashPart(path))
+	if err != nil || len(cands) == 0 {
+		t.Fatalf("records of %s: %v %v", path, cands, err)
+	}
+	return cands[0].State + " " + path + ": " + cands[0].Reason
+}
+
 // Finding 3: a pending record cannot be rewritten by replaying a member's narinfo
 // with other unsigned fields. Counted signers stay (here a content-addressed-only
 // certificate's, which a replay without the CA field used to drop), a different CA
@@ -71,7 +82,7 @@ func TestPendingRecordPinned(t *testing.T) {
 	if s, b := up(alice, replay); s != 409 || !strings.Contains(b, "rejected "+path) || !strings.Contains(b, "its CA field (none) differs") {
 		t.Fatalf("replay without CA: %d %s", s, b)
 	}
-	if st := tg.status(t, path); !strings.Contains(st, "has 2 of 3") || !strings.Contains(st, "dave") {
+	if st := tg.reason(t, path); !strings.Contains(st, "has 2 of 3") || !strings.Contains(st, "dave") {
 		t.Fatalf("the replay rewrote the pending record: %s", st)
 	}
 	// A replay with the same CA but another Deriver and an unknown key adds nothing
@@ -131,7 +142,7 @@ func TestPendingReferencesPinned(t *testing.T) {
 	if _, s, b := tg.push(t, upload{path: sudo, contents: "sudo", signers: []member{bob}}); s != 409 || !strings.Contains(b, "its References (none) differ") {
 		t.Fatalf("bob without references: %d %s", s, b)
 	}
-	if st := tg.status(t, sudo); !strings.Contains(st, "has 1 of 2") || !strings.Contains(st, "alice") {
+	if st := tg.reason(t, sudo); !strings.Contains(st, "has 1 of 2") || !strings.Contains(st, "alice") {
 		t.Fatalf("pending record rewritten: %s", st)
 	}
 	if _, s, b := tg.push(t, upload{path: sudo, contents: "sudo", refs: []string{dep}, signers: []member{bob}}); s != 200 {
@@ -171,10 +182,10 @@ func TestQuarantineFollowsClosure(t *testing.T) {
 		}
 	}
 	base := func(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
-	if st := tg.status(t, sys); !strings.Contains(st, "quarantined "+sys) || !strings.Contains(st, "its closure no longer meets its threshold: "+base(glibc)+" is left with 1 of the 2") || !strings.Contains(st, "(bob, key bob-1)") {
+	if st := tg.reason(t, sys); !strings.Contains(st, "quarantined "+sys) || !strings.Contains(st, "its closure no longer meets its threshold: "+base(glibc)+" is left with 1 of the 2") || !strings.Contains(st, "(bob, key bob-1)") {
 		t.Errorf("status of sys: %s", st)
 	}
-	if st := tg.status(t, boot); !strings.Contains(st, "its reference "+base(sys)+" is withdrawn") {
+	if st := tg.reason(t, boot); !strings.Contains(st, "its reference "+base(sys)+" is withdrawn") {
 		t.Errorf("status of boot: %s", st)
 	}
 	evs, _, err := Audit(tg.dir, sys)
@@ -264,7 +275,7 @@ func TestRootCRLRevokesIntermediate(t *testing.T) {
 	if _, ok := tg.served(t, app); ok {
 		t.Error("a path signed under a revoked intermediate is served")
 	}
-	if st := tg.status(t, app); !strings.Contains(st, "quarantined") || !strings.Contains(st, "(alice, key alice-1) revoked") {
+	if st := tg.reason(t, app); !strings.Contains(st, "quarantined") || !strings.Contains(st, "(alice, key alice-1) revoked") {
 		t.Errorf("status: %s", st)
 	}
 	other := storePath("other")
@@ -406,7 +417,8 @@ func TestCascadeSkipsUnjudgeablePending(t *testing.T) {
 }
 
 // One status query answers for many paths at once, each line in the order asked:
-// admitted, pending (with why), rejected (with why), absent.
+// admitted, pending (with why), rejected, absent; and no line names a signer, key or
+// certificate, since anyone may ask.
 func TestStatusOfMany(t *testing.T) {
 	tg := newTestGate(t, func(c *Config) { c.Thresholds = []Threshold{{Pattern: "two-*", SigsNeeded: 2}} })
 	alice := tg.pki.member(t, "alice-1", "alice", []string{"host-a"}, scopeAny, nil)
@@ -433,7 +445,17 @@ func TestStatusOfMany(t *testing.T) {
 			t.Errorf("line %d: %q, want it to begin %q", i+1, lines[i], w)
 		}
 	}
-	if !strings.Contains(lines[3], "has 1 of 2") || !strings.Contains(lines[1], "signature") {
-		t.Errorf("the reasons are missing:\n%s", body)
+	if !strings.Contains(lines[3], "has 1 of 2 signatures from distinct certified identities (pattern two-* needs 2)") {
+		t.Errorf("the pending path's reason is missing:\n%s", body)
+	}
+	if strings.Contains(body, "alice") || strings.Contains(body, "certificate ") || strings.Contains(body, "carries no signature") {
+		t.Errorf("the status names a signer, a certificate or a rejection's reason:\n%s", body)
+	}
+	// The quarantined paths' lines name no revoked certificate either.
+	if s, b := tg.do(t, "PUT", "/nixpki/crl", tg.pki.crl(t, time.Now().Unix()+1, time.Now(), alice.cert)); s != 200 {
+		t.Fatalf("CRL revoking alice: %d %s", s, b)
+	}
+	if st := tg.status(t, admitted); !strings.HasPrefix(st, "quarantined "+admitted+": ") || strings.Contains(st, "alice") {
+		t.Errorf("status of a quarantined path: %s", st)
 	}
 }

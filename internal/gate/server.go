@@ -3,10 +3,7 @@ package gate
 import (
 	"bufio"
 	"context"
-	"crypto"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -16,13 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"golang.org/x/crypto/acme"
-
 	"nixpki/internal/config"
-	"nixpki/internal/keys"
+	"nixpki/internal/gate/tlscert"
 	"nixpki/internal/nix/base32"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/storepath"
@@ -69,6 +63,9 @@ func (g *Gate) h(f func(http.ResponseWriter, *http.Request) error) http.Handler 
 			return
 		}
 		p := problem.From(err)
+		if rj := (*rejected)(nil); errors.As(err, &rj) {
+			p = problem.New(rejectionStatus(rj.why), "", "%s", rj.msg)
+		}
 		if p.Status >= 500 {
 			g.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
@@ -127,19 +124,51 @@ func (g *Gate) putNarInfo(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return problem.NotFound("PUT %s: the gate takes NARs (nar/…), narinfos (<hash>.narinfo) and /nixpki/ uploads", r.URL.Path)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, narinfo.MaxSize))
-	if err != nil {
-		return problem.New(http.StatusRequestEntityTooLarge, "", "%s: narinfo larger than %d bytes or cut short", file, narinfo.MaxSize)
-	}
-	status, msg, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
-	g.noteVerdict(status, msg, err, remote(r))
+	body, err := g.readBody(w, r, narinfo.MaxSize, file+": narinfo")
 	if err != nil {
 		return err
 	}
+	v, err := g.PutNarInfo(r.Context(), hash, body, remote(r))
+	if err != nil {
+		return err
+	}
+	g.noteVerdict(v, remote(r))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	io.WriteString(w, oneLine(msg)+"\n")
+	w.WriteHeader(verdictStatus(v))
+	io.WriteString(w, oneLine(v.Message)+"\n")
 	return nil
+}
+
+// rejectionStatus is the HTTP status of a refusal.
+func rejectionStatus(why Rejection) int {
+	switch why {
+	case Unsigned, CannotSign:
+		return http.StatusForbidden
+	case Conflict:
+		return http.StatusConflict
+	case Gone:
+		return http.StatusGone
+	case TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case StagingFull, DiskFull:
+		return http.StatusInsufficientStorage
+	case Stalled:
+		return http.StatusRequestTimeout
+	}
+	return http.StatusBadRequest
+}
+
+// verdictStatus is the HTTP status of an admission's verdict. Pending is a 4xx on
+// purpose: Nix retries any answer but 200, 201 and 204, and a 4xx makes nix copy
+// print the reason instead of reporting a success.
+func verdictStatus(v Verdict) int {
+	switch v.Outcome {
+	case Admitted:
+		return http.StatusOK
+	case Pending:
+		return http.StatusForbidden
+	}
+	return rejectionStatus(v.Why)
 }
 
 func (g *Gate) getNAR(w http.ResponseWriter, r *http.Request) error {
@@ -154,12 +183,11 @@ func (g *Gate) getNAR(w http.ResponseWriter, r *http.Request) error {
 	if !ok && r.Method == http.MethodHead {
 		// Uploaders ask before sending: a NAR held in staging or for a pending path
 		// need not come again.
+		// Asking does not refresh a staged NAR's age: staging expires by first
+		// receipt, so nobody can keep it full by asking.
 		_, ok, err = g.db.getNAR(r.Context(), u)
 		if err != nil {
 			return err
-		}
-		if ok {
-			g.db.touchNAR(r.Context(), u, g.Now())
 		}
 	}
 	if !ok {
@@ -193,7 +221,7 @@ func (g *Gate) putNAR(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return problem.BadRequest("NAR %s: %s: %.40q is not %s", u, NARNameHeader, h, NARNameNarHash)
 	}
-	msg, err := g.PutNARNamed(r.Context(), u, http.MaxBytesReader(w, r.Body, limit), remote(r), naming)
+	msg, err := g.PutNARNamed(r.Context(), u, http.MaxBytesReader(w, g.paced(w, r), limit), remote(r), naming)
 	if err != nil {
 		return err
 	}
@@ -201,8 +229,11 @@ func (g *Gate) putNAR(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func readBody(w http.ResponseWriter, r *http.Request, max int64, what string) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+func (g *Gate) readBody(w http.ResponseWriter, r *http.Request, max int64, what string) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, g.paced(w, r), max))
+	if errors.As(err, new(errStalled)) {
+		return nil, problem.New(http.StatusRequestTimeout, "", "%s: %v", what, err)
+	}
 	if err != nil {
 		return nil, problem.New(http.StatusRequestEntityTooLarge, "", "%s larger than %d bytes or cut short", what, max)
 	}
@@ -212,7 +243,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, what string) ([
 // upload adapts an upload method (certificates, CRL) to a handler.
 func (g *Gate) upload(max int64, what string, fn func(context.Context, []byte, string) (string, error)) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		body, err := readBody(w, r, max, what)
+		body, err := g.readBody(w, r, max, what)
 		if err != nil {
 			return err
 		}
@@ -226,7 +257,7 @@ func (g *Gate) upload(max int64, what string, fn func(context.Context, []byte, s
 }
 
 func (g *Gate) postStatus(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(w, r, 4<<20, "status request")
+	body, err := g.readBody(w, r, 4<<20, "status request")
 	if err != nil {
 		return err
 	}
@@ -263,6 +294,55 @@ func (g *Gate) getLogHead(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// Request bodies must keep coming: each bodyChunk bytes within Gate.BodyTimeout
+// (bodyTimeout by default) of the last chunk, or the upload is cut off. A
+// deadline per chunk, not per request, so a large honest upload on a slow link
+// still works, while a stalled one holds its connection and buffers no longer.
+const (
+	bodyChunk   = 64 << 10
+	bodyTimeout = 30 * time.Second
+)
+
+// pacedBody sets the connection's read deadline before each chunk of a body.
+type pacedBody struct {
+	r       io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	left    int
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	if p.left <= 0 {
+		// Not every connection can take a deadline (a test's, say): then none.
+		p.rc.SetReadDeadline(time.Now().Add(p.timeout))
+		p.left = bodyChunk
+	}
+	n, err := p.r.Read(b)
+	p.left -= n
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errStalled{p.timeout}
+	}
+	return n, err
+}
+
+func (p *pacedBody) Close() error { return p.r.Close() }
+
+// errStalled is a request body that stopped coming (answered 408).
+type errStalled struct{ timeout time.Duration }
+
+func (e errStalled) Error() string {
+	return fmt.Sprintf("the upload stalled: each %d KiB of a request body must arrive within %s", bodyChunk>>10, e.timeout)
+}
+
+// paced returns r's body read with a deadline per chunk.
+func (g *Gate) paced(w http.ResponseWriter, r *http.Request) io.ReadCloser {
+	t := g.BodyTimeout
+	if t <= 0 {
+		t = bodyTimeout
+	}
+	return &pacedBody{r: r.Body, rc: http.NewResponseController(w), timeout: t}
+}
+
 // ServeOptions override the configuration for one run.
 type ServeOptions struct {
 	Listen string
@@ -283,18 +363,23 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 	var tlsConf *tls.Config
 	switch {
 	case g.Cfg.ACME.Directory != "":
-		a, err := g.newACME()
+		names := g.Cfg.ACME.Names
+		if len(names) == 0 {
+			names = []string{g.Cfg.Name}
+		}
+		a, err := tlscert.NewACME(tlscert.ACMEConfig{Directory: g.Cfg.ACME.Directory, Names: names, Email: g.Cfg.ACME.Email,
+			Root: g.trust.v.Root(), CacheDir: filepath.Join(g.Dir, ACMECacheDir), PasswordFile: config.Resolve(g.Dir, g.Cfg.PasswordFile), Log: g.Log})
 		if err != nil {
 			return err
 		}
-		go a.run(ctx)
-		tlsConf = &tls.Config{GetCertificate: a.getCertificate, NextProtos: []string{"http/1.1", acme.ALPNProto}, MinVersion: tls.VersionTLS12}
+		go a.Run(ctx)
+		tlsConf = &tls.Config{GetCertificate: a.GetCertificate, NextProtos: tlscert.NextProtos, MinVersion: tls.VersionTLS12}
 	case g.Cfg.TLS.CertFile != "":
-		kp := &keyPair{cert: config.Resolve(g.Dir, g.Cfg.TLS.CertFile), key: config.Resolve(g.Dir, g.Cfg.TLS.KeyFile), gate: g}
-		if _, err := kp.get(nil); err != nil {
+		kp := &tlscert.Files{Cert: config.Resolve(g.Dir, g.Cfg.TLS.CertFile), Key: config.Resolve(g.Dir, g.Cfg.TLS.KeyFile), PasswordFile: config.Resolve(g.Dir, g.Cfg.PasswordFile)}
+		if _, err := kp.GetCertificate(nil); err != nil {
 			return err
 		}
-		tlsConf = &tls.Config{GetCertificate: kp.get, MinVersion: tls.VersionTLS12}
+		tlsConf = &tls.Config{GetCertificate: kp.GetCertificate, MinVersion: tls.VersionTLS12}
 	default:
 		if !IsLoopback(addr) {
 			return fmt.Errorf("listen %s: plain HTTP is only allowed on loopback addresses (127.0.0.1, ::1): configure tls (cert_file, key_file) or acme (directory) in %s, or listen on 127.0.0.1", addr, ConfigFile)
@@ -352,66 +437,4 @@ func (g *Gate) Serve(ctx context.Context, opts ServeOptions) error {
 		return nil
 	}
 	return err
-}
-
-// keyPair serves a certificate from files, re-read when they change.
-type keyPair struct {
-	cert, key string
-	gate      *Gate
-	mu        sync.Mutex
-	loaded    *tls.Certificate
-	mtime     time.Time
-	checked   time.Time
-}
-
-func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.loaded != nil && time.Since(k.checked) < 10*time.Second {
-		return k.loaded, nil
-	}
-	k.checked = time.Now()
-	fi, err := os.Stat(k.cert)
-	if err != nil {
-		return nil, err
-	}
-	if k.loaded != nil && fi.ModTime().Equal(k.mtime) {
-		return k.loaded, nil
-	}
-	certPEM, err := os.ReadFile(k.cert)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := keys.ReadPrivateFile(k.key)
-	if err != nil {
-		return nil, err
-	}
-	if strings.Contains(string(keyPEM), "ENCRYPTED PRIVATE KEY") {
-		password, err := keys.ReadPassword(config.Resolve(k.gate.Dir, k.gate.Cfg.PasswordFile))
-		if err != nil {
-			return nil, err
-		}
-		signer, err := keys.DecryptPEM(keyPEM, password, k.key)
-		if err != nil {
-			return nil, err
-		}
-		keyPEM, err = marshalPKCS8PEM(signer)
-		if err != nil {
-			return nil, err
-		}
-	}
-	c, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate %s / key %s: %w", k.cert, k.key, err)
-	}
-	k.loaded, k.mtime = &c, fi.ModTime()
-	return k.loaded, nil
-}
-
-func marshalPKCS8PEM(k crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }

@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"net/http"
 	"path/filepath"
 	"time"
-
-	"nixpki/internal/problem"
 )
 
 // Stats is the gate's state as monitoring reads it.
@@ -46,14 +43,20 @@ func (g *Gate) Stats(ctx context.Context) (*Stats, error) {
 	return st, nil
 }
 
-// ReadStats reads the state of the gate in dir without opening it for serving (no
-// key needed); safe while `gate serve` runs. LogEntries is left 0: VerifyLog reads
-// the log.
-func ReadStats(ctx context.Context, dir string) (*Stats, error) {
-	cfg, err := LoadConfig(dir)
-	if err != nil {
-		return nil, err
+// LoadSettings returns the configuration of the gate in dir: from settingsFile when
+// given (checked against what the directory recorded, secret paths resolved), else
+// from G/config.json.
+func LoadSettings(dir, settingsFile string) (Config, error) {
+	if settingsFile == "" {
+		return LoadConfig(dir)
 	}
+	return loadSettings(dir, settingsFile)
+}
+
+// ReadStats reads the state of the gate in dir, configured by cfg, without opening
+// it for serving (no key needed); safe while `gate serve` runs. LogEntries is left 0:
+// VerifyLog reads the log.
+func ReadStats(ctx context.Context, dir string, cfg Config) (*Stats, error) {
 	root, err := ReadRoot(dir)
 	if err != nil {
 		return nil, err
@@ -105,42 +108,34 @@ func readStats(ctx context.Context, d *db, cfg Config, root *x509.Certificate) (
 }
 
 // noteVerdict logs an admission or a pending verdict (rejections are logged where
-// they are recorded) and tells OnVerdict. Server errors are no verdict.
-func (g *Gate) noteVerdict(status int, msg string, err error, remote string) {
+// they are recorded) and tells OnVerdict.
+func (g *Gate) noteVerdict(v Verdict, remote string) {
 	verdict, reason := "admitted", ""
-	switch {
-	case err != nil:
-		verdict, reason = "rejected", rejectionClass(problem.From(err).Status)
-		if reason == "" {
-			return
-		}
-	case status != http.StatusOK:
+	switch v.Outcome {
+	case Pending:
 		verdict = "pending"
+	case Rejected:
+		verdict, reason = "rejected", rejectionClass(v.Why)
 	}
 	if verdict != "rejected" {
-		g.Log.Info("narinfo "+verdict, "detail", msg, "remote", remote)
+		g.Log.Info("narinfo "+verdict, "detail", v.Message, "remote", remote)
 	}
 	if g.OnVerdict != nil {
 		g.OnVerdict(verdict, reason)
 	}
 }
 
-// rejectionClass names a rejection by its HTTP status: what the uploader must fix.
-func rejectionClass(status int) string {
-	switch status {
-	case http.StatusBadRequest:
+// rejectionClass names a rejection: what the uploader must fix.
+func rejectionClass(why Rejection) string {
+	switch why {
+	case Invalid:
 		return "invalid" // malformed, mismatching its NAR, or missing references
-	case http.StatusForbidden:
+	case Unsigned:
 		return "signatures" // no signature counts
-	case http.StatusConflict:
+	case Conflict:
 		return "conflict" // other content admitted, or references changed
-	case http.StatusGone:
+	case Gone:
 		return "nar_expired"
-	case http.StatusRequestEntityTooLarge:
-		return "too_large"
 	}
-	if status >= 400 && status < 500 {
-		return "other"
-	}
-	return ""
+	return "other"
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
-	"nixpki/internal/problem"
 	"nixpki/internal/x509util"
 )
 
@@ -185,6 +183,9 @@ func (g *Gate) loadTrust(ctx context.Context) error {
 	return nil
 }
 
+// crlSkew is how far ahead of the gate's clock a CRL's thisUpdate may be.
+const crlSkew = 5 * time.Minute
+
 // Upload limits of the nixpki endpoints.
 const (
 	maxCertsBody = 1 << 20
@@ -196,7 +197,7 @@ const (
 func parseUpload(data []byte) (certs []*x509.Certificate, crls [][]byte, err error) {
 	if len(data) > 0 && data[0] == 0x30 { // DER: a CRL
 		if _, err := x509.ParseRevocationList(data); err != nil {
-			return nil, nil, fmt.Errorf("DER CRL: %v", err)
+			return nil, nil, fmt.Errorf("DER CRL: %w", err)
 		}
 		return nil, [][]byte{data}, nil
 	}
@@ -214,7 +215,7 @@ func parseUpload(data []byte) (certs []*x509.Certificate, crls [][]byte, err err
 			}
 			c, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				return nil, nil, fmt.Errorf("certificate %d: %v", len(certs)+1, err)
+				return nil, nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
 			}
 			certs = append(certs, c)
 		case "X509 CRL":
@@ -222,7 +223,7 @@ func parseUpload(data []byte) (certs []*x509.Certificate, crls [][]byte, err err
 				return nil, nil, errors.New("more than 8 CRLs")
 			}
 			if _, err := x509.ParseRevocationList(b.Bytes); err != nil {
-				return nil, nil, fmt.Errorf("CRL %d: %v", len(crls)+1, err)
+				return nil, nil, fmt.Errorf("CRL %d: %w", len(crls)+1, err)
 			}
 			crls = append(crls, b.Bytes)
 		default:
@@ -249,7 +250,7 @@ func (g *Gate) Upload(ctx context.Context, data []byte, remote string) (string, 
 	certs, crls, err := parseUpload(data)
 	if err != nil {
 		g.reject(ctx, "", "", "upload refused: "+err.Error(), remote)
-		return "", problem.BadRequest("upload refused: %v", err)
+		return "", rejectErr(Invalid, "upload refused: %v", err)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -275,22 +276,24 @@ func (g *Gate) Upload(ctx context.Context, data []byte, remote string) (string, 
 		}
 		lines = append(lines, msg)
 	}
-	status := http.StatusOK
+	var refused Rejection // CannotSign over Invalid: the upload's worst
 	for _, c := range leaves {
 		msg, err := g.addMember(ctx, c, now, remote)
 		if err != nil {
-			var p *problem.Problem
-			if !errors.As(err, &p) {
+			var rj *rejected
+			if !errors.As(err, &rj) {
 				return "", err
 			}
-			status = max(status, p.Status)
-			msg = p.Detail
+			if refused != CannotSign {
+				refused = rj.why
+			}
+			msg = rj.msg
 		}
 		lines = append(lines, msg)
 	}
 	out := strings.Join(lines, "\n")
-	if status != http.StatusOK {
-		return "", problem.New(status, "", "%s", out)
+	if refused != 0 {
+		return "", rejectErr(refused, "%s", out)
 	}
 	return out, nil
 }
@@ -325,7 +328,7 @@ func (g *Gate) addMember(ctx context.Context, c *x509.Certificate, now time.Time
 	if err != nil {
 		msg := fmt.Sprintf("certificate %s refused: %v", strings.ToUpper(serial), err)
 		g.reject(ctx, "", "", msg, remote)
-		return "", problem.New(http.StatusBadRequest, "", "%s", msg)
+		return "", rejectErr(Invalid, "%s", msg)
 	}
 	if g.trust.addLeaf(c) {
 		if err := g.record("certificate", map[string]any{
@@ -340,7 +343,7 @@ func (g *Gate) addMember(ctx context.Context, c *x509.Certificate, now time.Time
 		}
 	}
 	if _, err := g.usable(c, now); err != nil {
-		return "", problem.New(http.StatusForbidden, "", "certificate kept, but it cannot sign for gate %s: %v", g.Cfg.Name, err)
+		return "", rejectErr(CannotSign, "certificate kept, but it cannot sign for gate %s: %v", g.Cfg.Name, err)
 	}
 	return fmt.Sprintf("certificate %s (%s, key %s, scope %s) may sign for gate %s until %s",
 		strings.ToUpper(serial), id.Constraints.Subject, id.Constraints.KeyName, id.Constraints.Scope, g.Cfg.Name, c.NotAfter.UTC().Format(time.RFC3339)), nil
@@ -354,7 +357,7 @@ func (g *Gate) AddCRL(ctx context.Context, data []byte, remote string) (string, 
 	}
 	if err != nil {
 		g.reject(ctx, "", "", "CRL refused: "+err.Error(), remote)
-		return "", problem.BadRequest("CRL refused: %v", err)
+		return "", rejectErr(Invalid, "CRL refused: %v", err)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -366,17 +369,34 @@ func (g *Gate) AddCRL(ctx context.Context, data []byte, remote string) (string, 
 // revokes intermediates, and so every certificate they issued.
 func (g *Gate) addCRLLocked(ctx context.Context, der []byte, remote string) (string, error) {
 	list, _ := x509.ParseRevocationList(der)
-	before := g.revokedCerts()
-	accepted, err := g.trust.v.AddCRL(der)
-	if err != nil {
-		g.reject(ctx, "", "", err.Error(), remote)
-		return "", problem.BadRequest("%v", err)
-	}
 	number := "?"
 	if list.Number != nil {
 		number = list.Number.String()
 	}
+	refuse := func(why Rejection, format string, args ...any) (string, error) {
+		msg := fmt.Sprintf("CRL number %s of %q refused: ", number, list.Issuer.CommonName) + fmt.Sprintf(format, args...)
+		g.reject(ctx, "", "", msg, remote)
+		return "", rejectErr(why, "%s", msg)
+	}
+	// A CRL dated ahead would stay "newest" until its date, so that no later CRL
+	// replaced it and max_crl_age never tripped: revocation frozen for its issuer.
+	if now := g.Now(); list.ThisUpdate.After(now.Add(crlSkew)) {
+		return refuse(Invalid, "its thisUpdate %s is ahead of the gate's clock (%s) by more than %s: check the CA's clock and issue it again",
+			list.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), crlSkew)
+	}
+	before := g.revokedCerts()
+	accepted, err := g.trust.v.AddCRL(der)
+	if err != nil {
+		g.reject(ctx, "", "", err.Error(), remote)
+		return "", rejectErr(Invalid, "%v", err)
+	}
 	if !accepted {
+		held, ok := g.trust.v.CRL(g.trust.v.IssuedBy(der))
+		if ok && list.Number != nil && held.Number != nil && list.Number.Cmp(held.Number) > 0 {
+			// A higher number that cannot replace the held CRL: the pusher must see it.
+			return refuse(Conflict, "it is dated %s, before the CRL number %s held (%s): a newer CRL must not be older; issue it again",
+				list.ThisUpdate.UTC().Format(time.RFC3339), held.Number, held.ThisUpdate.UTC().Format(time.RFC3339))
+		}
 		return fmt.Sprintf("CRL number %s of %q is not newer than the one held: kept the held one", number, list.Issuer.CommonName), nil
 	}
 	g.trust.changed()

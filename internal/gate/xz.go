@@ -12,6 +12,7 @@ import (
 	"hash/crc64"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/ulikunitz/xz/lzma"
 )
@@ -36,6 +37,10 @@ type xzReader struct {
 	r       *bufio.Reader
 	maxDict int64
 	err     error
+	// held is this reader's share of xzMemory, for the block being decoded; wait
+	// runs a wait for it (the upload gives up its decode slot meanwhile).
+	held int64
+	wait func(func())
 	// allocated sums the dictionaries of the blocks begun; decoded counts the bytes
 	// they produced.
 	allocated, decoded int64
@@ -61,12 +66,32 @@ var crc64Table = crc64.MakeTable(crc64.ECMA)
 
 const xzMagic = "\xfd7zXZ\x00"
 
-func newXZReader(r *bufio.Reader, maxDict int64) (*xzReader, error) {
-	x := &xzReader{r: r, maxDict: maxDict}
+func newXZReader(r *bufio.Reader, maxDict int64, wait func(func())) (*xzReader, error) {
+	if wait == nil {
+		wait = func(f func()) { f() }
+	}
+	x := &xzReader{r: r, maxDict: maxDict, wait: wait}
 	if err := x.streamHeader(); err != nil {
 		return nil, err
 	}
 	return x, nil
+}
+
+// xzMemory bounds the dictionaries of the xz blocks decoded at once, by every
+// upload and check together: a block takes its dictionary's size from it (all of it
+// when larger) before the dictionary is allocated, and gives it back when it ends.
+// Only a block whose header arrived takes any, so an upload that sent a stream
+// header and stopped holds none.
+var xzMemory = newBudget(128 << 20)
+
+// release gives back the reader's share of xzMemory; the reader is not read again.
+func (x *xzReader) release() {
+	xzMemory.release(x.held)
+	x.held = 0
+	x.blk = nil
+	if x.err == nil {
+		x.err = errors.New("xz: reader released")
+	}
 }
 
 func (x *xzReader) Read(p []byte) (int, error) {
@@ -260,6 +285,7 @@ func (x *xzReader) blockHeader(n int) error {
 			len(x.records)+1, (x.allocated+dictCap)>>20, x.decoded)
 	}
 	x.allocated += dictCap
+	x.wait(func() { x.held = xzMemory.acquire(dictCap) })
 	blk.data = &lzma2Data{r: x.r}
 	dec, err := lzma.Reader2Config{DictCap: int(dictCap)}.NewReader2(blk.data)
 	if err != nil {
@@ -273,6 +299,8 @@ func (x *xzReader) blockHeader(n int) error {
 func (x *xzReader) endBlock() error {
 	blk := x.blk
 	x.blk = nil
+	xzMemory.release(x.held)
+	x.held = 0
 	if !blk.data.done {
 		return errors.New("LZMA2 data does not end where its chunks say")
 	}
@@ -443,4 +471,41 @@ func (d *lzma2Data) Read(p []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// budget is a counting semaphore of bytes.
+type budget struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	size int64
+	free int64
+}
+
+func newBudget(size int64) *budget {
+	b := &budget{size: size, free: size}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// acquire waits until n bytes (at most the whole budget) are free, takes them and
+// returns how many it took.
+func (b *budget) acquire(n int64) int64 {
+	n = min(n, b.size)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.free < n {
+		b.cond.Wait()
+	}
+	b.free -= n
+	return n
+}
+
+func (b *budget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.free += n
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }

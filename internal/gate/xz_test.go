@@ -80,7 +80,7 @@ func TestXZDictionaryTotal(t *testing.T) {
 	for range 3 {
 		data = append(data, b...)
 	}
-	xr, err := newXZReader(bufioReader(data), 64<<20)
+	xr, err := newXZReader(bufioReader(data), 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func FuzzXZReader(f *testing.F) {
 		f.Add(d)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		xr, err := newXZReader(bufioReader(data), 16<<20)
+		xr, err := newXZReader(bufioReader(data), 16<<20, nil)
 		if err != nil {
 			return
 		}

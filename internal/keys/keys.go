@@ -69,6 +69,21 @@ func TypeOf(pub crypto.PublicKey) Type {
 	return ""
 }
 
+// Describe names a public key as people do: "RSA 1024-bit", "ECDSA P-521", "Ed25519".
+func Describe(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d-bit", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case nil:
+		return "no"
+	}
+	return "an unsupported kind of"
+}
+
 // NewPassword returns a fresh random password (base64url, no padding).
 func NewPassword() (string, error) {
 	b := make([]byte, GeneratedPasswordBytes)

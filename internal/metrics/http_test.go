@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -65,5 +67,49 @@ func TestInstrument(t *testing.T) {
 	}
 	if got := value(t, r.http.problems.WithLabelValues("badNonce")); got != 1 {
 		t.Errorf("badNonce problems = %v, want 1", got)
+	}
+}
+
+// countingCollector counts its readings.
+type countingCollector struct {
+	mu    sync.Mutex
+	reads int
+	gate  chan struct{}
+}
+
+var countDesc = prometheus.NewDesc("test_reads", "readings", nil, nil)
+
+func (c *countingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- countDesc }
+
+func (c *countingCollector) Collect(ch chan<- prometheus.Metric) {
+	<-c.gate
+	c.mu.Lock()
+	c.reads++
+	n := c.reads
+	c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(countDesc, prometheus.GaugeValue, float64(n))
+}
+
+// TestShared: scrapes that wait for a reading in progress reuse it; a later scrape
+// reads again.
+func TestShared(t *testing.T) {
+	c := &countingCollector{gate: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(Shared(c))
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() { defer wg.Done(); reg.Gather() }()
+	}
+	time.Sleep(50 * time.Millisecond) // let every scrape arrive
+	close(c.gate)
+	wg.Wait()
+	if c.reads >= 5 {
+		t.Errorf("5 concurrent scrapes read %d times: none shared a reading", c.reads)
+	}
+	before := c.reads
+	reg.Gather()
+	if c.reads != before+1 {
+		t.Errorf("a later scrape did not read again")
 	}
 }

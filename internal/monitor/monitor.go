@@ -75,21 +75,28 @@ func (c *CA) Names(ctx context.Context) (names []store.NameExpiry, dropped int, 
 	return all, 0, nil
 }
 
-// Overdue returns the tracked names whose newest certificate has less than the
-// renewal window left (or has expired): hosts that stopped renewing.
-func (c *CA) Overdue(ctx context.Context) ([]store.NameExpiry, error) {
-	names, _, err := c.Names(ctx)
+// Renewal is what Names says about renewal: how many names are tracked, those whose
+// newest certificate has less than the renewal window left (or has expired) —
+// hosts that stopped renewing — and how many names were left out.
+type Renewal struct {
+	Tracked, Dropped int
+	Overdue          []store.NameExpiry
+}
+
+// Renewal reads the tracked names and picks the overdue ones.
+func (c *CA) Renewal(ctx context.Context) (*Renewal, error) {
+	names, dropped, err := c.Names(ctx)
 	if err != nil {
 		return nil, err
 	}
+	r := &Renewal{Tracked: len(names), Dropped: dropped}
 	limit := c.Now().Add(c.Monitor.RenewalWindow.D())
-	var out []store.NameExpiry
 	for _, n := range names {
 		if n.NotAfter.Before(limit) {
-			out = append(out, n)
+			r.Overdue = append(r.Overdue, n)
 		}
 	}
-	return out, nil
+	return r, nil
 }
 
 // ForCA monitors a loaded CA.

@@ -3,6 +3,7 @@
 package problem
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +71,12 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		p.Status = http.StatusInternalServerError
 	}
 	if p.Status >= 500 && log != nil {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client went away: nothing failed on this side, and nobody reads
+			// the answer.
+			log.Debug("request ended by the client", "method", r.Method, "path", r.URL.Path)
+			return
+		}
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", errOr(p))
 	}
 	for k, vs := range p.Headers {

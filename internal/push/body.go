@@ -62,7 +62,7 @@ func newEncoderPool(n, level int) encoderPool {
 // team's network, and the Go encoder maps levels 1–2 to its fastest mode: on 1 MiB
 // pieces of the Go installation about 1.6× as fast as level 3 (what Nix writes by
 // default) for about 5% more bytes; a push of such a closure took 17% less client
-// CPU (BenchmarkZstdLevel; docs/benchmarks.md, ninth pass).
+// CPU (BenchmarkZstdLevel; docs/benchmarks.md, "The push's zstd level").
 const DefaultZstdLevel = 2
 
 // get takes an encoder, waiting for one unless stop is closed first.
@@ -100,8 +100,8 @@ func (u *uploader) narBody(w *worker, in pathInfo) (io.ReadCloser, int64, *narSt
 	case "none":
 		// Streamed into the connection (narStream, sent chunked), as --compression auto
 		// sends an incompressible NAR. With a Content-Length, net/http reads the body
-		// through an io.LimitReader, so every chunk crossed a pipe between goroutines:
-		// a push took ~9% longer (docs/benchmarks.md, eighth pass).
+		// through an io.LimitReader, so every chunk would cross a pipe between
+		// goroutines: a push takes ~9% longer that way.
 		s := newNARStream(func(out io.Writer) error { return dumpExactly(out, in.Path, in.NarSize, 0) })
 		return s, -1, s, "none", nil
 	case "xz":

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"sync"
 	"time"
@@ -30,6 +32,27 @@ func (m *certManager) current() *tls.Certificate {
 
 func (m *certManager) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return m.current(), nil }
 
+// start takes the certificate kept from the last run if it still fits, else
+// issues one.
+func (m *certManager) start(ctx context.Context) error {
+	if chain, key, err := m.ca.LoadServerCert(ctx); err == nil {
+		m.set(chain, key)
+		m.log.Info("server certificate reused", "serial", x509util.SerialHex(chain[0].SerialNumber), "not_after", chain[0].NotAfter.Format(time.RFC3339))
+		return nil
+	}
+	return m.renew(ctx)
+}
+
+func (m *certManager) set(chain []*x509.Certificate, key crypto.Signer) {
+	tc := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	m.mu.Lock()
+	m.cert = tc
+	m.mu.Unlock()
+}
+
 func (m *certManager) renew(ctx context.Context) error {
 	key, err := keys.Generate(keys.P256)
 	if err != nil {
@@ -46,13 +69,10 @@ func (m *certManager) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tc := &tls.Certificate{PrivateKey: key, Leaf: iss.Cert}
-	for _, c := range iss.Chain {
-		tc.Certificate = append(tc.Certificate, c.Raw)
+	m.set(iss.Chain, key)
+	if err := m.ca.SaveServerCert(iss.Chain, key); err != nil {
+		m.log.Warn("the server certificate is not kept for the next start", "err", err)
 	}
-	m.mu.Lock()
-	m.cert = tc
-	m.mu.Unlock()
 	m.log.Info("server certificate issued", "serial", x509util.SerialHex(iss.Cert.SerialNumber), "not_after", iss.Cert.NotAfter.Format(time.RFC3339))
 	return nil
 }

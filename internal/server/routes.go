@@ -122,7 +122,7 @@ func (s *Server) answerOCSP(w http.ResponseWriter, r *http.Request, der []byte) 
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
-	if err := s.CA.DB.SQL().PingContext(r.Context()); err != nil {
+	if err := s.CA.DB.Ping(r.Context()); err != nil {
 		return &problem.Problem{Status: http.StatusServiceUnavailable, Detail: "database unavailable", Err: err}
 	}
 	w.Header().Set("Content-Type", "application/json")

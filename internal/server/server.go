@@ -25,8 +25,10 @@ type Server struct {
 	// server at "/acme/".
 	Mounts map[string]http.Handler
 	// Wrap, if set, wraps both listeners' handlers (request metrics).
-	Wrap  func(http.Handler) http.Handler
-	certs *certManager
+	Wrap func(http.Handler) http.Handler
+	// Limits on slow clients; zero means DefaultLimits.
+	Limits Limits
+	certs  *certManager
 }
 
 // Addrs are the addresses the server actually listens on.
@@ -38,21 +40,28 @@ type Addrs struct {
 // ctx ends, then shuts down gracefully. ready is called once both listen.
 func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(Addrs)) error {
 	s.certs = &certManager{ca: s.CA, log: s.Log}
-	if err := s.certs.renew(ctx); err != nil {
+	if err := s.certs.start(ctx); err != nil {
 		return fmt.Errorf("issuing the server's own TLS certificate: %w", err)
 	}
 	go s.certs.loop(ctx)
 
 	tlsConf := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   tlsSuites,
 		GetCertificate: s.certs.get,
 		NextProtos:     []string{"h2", "http/1.1"},
+	}
+	lim := s.Limits
+	if lim == (Limits{}) {
+		lim = DefaultLimits
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", listen, err)
 	}
-	servers := []*http.Server{{Handler: s.wrap(s.HTTPSHandler()), TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}}
+	https := lim.httpServer(withHSTS(s.wrap(s.HTTPSHandler())))
+	https.TLSConfig, https.ErrorLog = tlsConf, slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)
+	servers := []*http.Server{https}
 	lns := []net.Listener{tls.NewListener(ln, tlsConf)}
 	addrs := Addrs{HTTPS: ln.Addr()}
 	if httpListen != "" {
@@ -61,7 +70,7 @@ func (s *Server) Run(ctx context.Context, listen, httpListen string, ready func(
 			ln.Close()
 			return fmt.Errorf("--http-listen %s: %w", httpListen, err)
 		}
-		servers = append(servers, &http.Server{Handler: s.wrap(s.HTTPHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute})
+		servers = append(servers, lim.httpServer(s.wrap(s.HTTPHandler())))
 		lns = append(lns, hl)
 		addrs.HTTP = hl.Addr()
 	}

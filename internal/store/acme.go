@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -116,131 +115,6 @@ type ACMEAuthz struct {
 	StartedAt   time.Time
 }
 
-// The ACME server runs a few statements very often: they are prepared once per
-// connection (parsing SQL costs SQLite more than running these does).
-type stmtKey struct {
-	db *DB
-	q  string
-}
-
-var stmtCache sync.Map // stmtKey → *sql.Stmt
-
-func (db *DB) prepared(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
-	key := stmtKey{db, q}
-	v, ok := stmtCache.Load(key)
-	if !ok {
-		st, err := db.sql.PrepareContext(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		var loaded bool
-		if v, loaded = stmtCache.LoadOrStore(key, st); loaded {
-			st.Close()
-		}
-	}
-	st := v.(*sql.Stmt)
-	if tx != nil {
-		return tx.StmtContext(ctx, st), nil
-	}
-	return st, nil
-}
-
-// exec runs a prepared statement, in tx when tx is not nil.
-func (db *DB) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
-	db.stats.statements.Add(1)
-	st, err := db.prepared(ctx, tx, q)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(ctx, args...)
-}
-
-// row runs a prepared one-row query, in tx when tx is not nil. Outside a transaction
-// it runs on the write connection when that is idle: its page cache survives this
-// process's commits, where every other connection must re-read its pages after each.
-func (db *DB) row(ctx context.Context, tx *sql.Tx, q string, args ...any) scanner {
-	db.stats.statements.Add(1)
-	if tx == nil && db.wmu.TryLock() {
-		if db.w == nil {
-			db.wmu.Unlock()
-		} else {
-			st, err := db.wprepared(ctx, q)
-			if err != nil {
-				db.wmu.Unlock()
-				return errScanner{err}
-			}
-			return lockedRow{st.QueryRowContext(ctx, args...), &db.wmu}
-		}
-	}
-	st, err := db.prepared(ctx, tx, q)
-	if err != nil {
-		return errScanner{err}
-	}
-	return st.QueryRowContext(ctx, args...)
-}
-
-// wprepared returns q prepared on the write connection (wmu held).
-func (db *DB) wprepared(ctx context.Context, q string) (*sql.Stmt, error) {
-	if st := db.wstmts[q]; st != nil {
-		return st, nil
-	}
-	st, err := db.w.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if db.wstmts == nil {
-		db.wstmts = map[string]*sql.Stmt{}
-	}
-	db.wstmts[q] = st
-	return st, nil
-}
-
-// lockedRow is a row read on the write connection; Scan releases the connection.
-type lockedRow struct {
-	r  *sql.Row
-	mu *sync.Mutex
-}
-
-func (l lockedRow) Scan(dst ...any) error {
-	defer l.mu.Unlock()
-	return l.r.Scan(dst...)
-}
-
-type errScanner struct{ err error }
-
-func (e errScanner) Scan(...any) error { return e.err }
-
-// all runs a prepared query and scans every row.
-func all[T any](ctx context.Context, db *DB, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
-	st, err := db.prepared(ctx, nil, q)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-// changed reports whether a statement changed a row.
-func changed(res sql.Result, err error) (bool, error) {
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n > 0, err
-}
-
 func (db *DB) spendNonce(ctx context.Context, tx *sql.Tx, n *Nonce) error {
 	if n == nil {
 		return nil
@@ -251,7 +125,7 @@ func (db *DB) spendNonce(ctx context.Context, tx *sql.Tx, n *Nonce) error {
 		res, err = db.exec(ctx, tx, `INSERT INTO acme_nonces (expires_at, nonce) VALUES (?, ?) ON CONFLICT (expires_at, nonce) DO NOTHING`, n.Expires.Unix(), n.Value)
 	} else {
 		res, err = db.exec(ctx, tx, `INSERT INTO acme_nonces (expires_at, nonce)
-			SELECT ?, ? WHERE EXISTS (SELECT 1 FROM acme_accounts WHERE id = ? AND thumbprint = ? AND status = 'valid')
+			SELECT CAST(? AS BIGINT), CAST(? AS TEXT) WHERE EXISTS (SELECT 1 FROM acme_accounts WHERE id = ? AND thumbprint = ? AND status = 'valid')
 			ON CONFLICT (expires_at, nonce) DO NOTHING`, n.Expires.Unix(), n.Value, n.AccountID, n.Thumbprint)
 	}
 	if err != nil {
@@ -270,16 +144,6 @@ func (db *DB) spendNonce(ctx context.Context, tx *sql.Tx, n *Nonce) error {
 		}
 	}
 	return ErrNonceReused
-}
-
-// lightTx runs fn in a transaction that is not synced to disk on commit (synchronous
-// NORMAL): for bookkeeping whose loss in a power cut costs nothing — spent-nonce
-// records of requests that changed nothing, validation progress that a restarted
-// server redoes. It is visible to every reader at once like any other commit, and the
-// next synced commit makes it durable. Writers still take turns, on one connection, and
-// are group-committed (store.go).
-func (db *DB) lightTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	return db.group(ctx, "NORMAL", fn)
 }
 
 // SpendNonces records a batch of nonces in one transaction (group commit for requests
@@ -309,7 +173,7 @@ func (db *DB) SpendNonces(ctx context.Context, ns []Nonce, purgeBefore time.Time
 // server on the database ends up with the same one.
 func (db *DB) ACMESecret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error) {
 	var v []byte
-	err := db.sql.QueryRowContext(ctx, `SELECT value FROM acme_secrets WHERE name = ?`, name).Scan(&v)
+	err := db.row(ctx, nil, `SELECT value FROM acme_secrets WHERE name = ?`, name).Scan(&v)
 	if err == nil {
 		return v, nil
 	}
@@ -321,11 +185,11 @@ func (db *DB) ACMESecret(ctx context.Context, name string, gen func() ([]byte, e
 		return nil, err
 	}
 	err = db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO acme_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, nv)
+		_, err := db.exec(ctx, tx, `INSERT INTO acme_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, nv)
 		if err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, `SELECT value FROM acme_secrets WHERE name = ?`, name).Scan(&v)
+		return db.row(ctx, tx, `SELECT value FROM acme_secrets WHERE name = ?`, name).Scan(&v)
 	})
 	return v, err
 }
@@ -371,7 +235,7 @@ func (db *DB) CreateACMEAccount(ctx context.Context, a *ACMEAccount, n *Nonce) e
 		var eab any
 		if a.EABKID != "" {
 			eab = a.EABKID
-			res, err := tx.ExecContext(ctx, `UPDATE acme_eab_keys SET bound_account = ?, bound_at = ? WHERE kid = ? AND provisioner = ? AND bound_account IS NULL`,
+			res, err := db.exec(ctx, tx, `UPDATE acme_eab_keys SET bound_account = ?, bound_at = ? WHERE kid = ? AND provisioner = ? AND bound_account IS NULL`,
 				a.ID, a.CreatedAt.Unix(), a.EABKID, a.Provisioner)
 			if err != nil {
 				return err
@@ -380,9 +244,9 @@ func (db *DB) CreateACMEAccount(ctx context.Context, a *ACMEAccount, n *Nonce) e
 				return ErrEABUsed
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO acme_accounts (`+acmeAccountColumns+`) VALUES (?,?,?,?,?,?,?,?)`,
+		_, err := db.exec(ctx, tx, `INSERT INTO acme_accounts (`+acmeAccountColumns+`) VALUES (?,?,?,?,?,?,?,?)`,
 			a.ID, a.Provisioner, a.Thumbprint, string(a.JWK), a.Status, contactsJSON(a.Contacts), eab, a.CreatedAt.Unix())
-		if isUniqueViolation(err) {
+		if db.isUniqueViolation(err) {
 			return ErrConflict
 		}
 		return err
@@ -409,12 +273,12 @@ func (db *DB) UpdateACMEAccount(ctx context.Context, id string, contacts []strin
 			return err
 		}
 		if contacts != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE acme_accounts SET contacts = ? WHERE id = ? AND status = 'valid'`, contactsJSON(contacts), id); err != nil {
+			if _, err := db.exec(ctx, tx, `UPDATE acme_accounts SET contacts = ? WHERE id = ? AND status = 'valid'`, contactsJSON(contacts), id); err != nil {
 				return err
 			}
 		}
 		if status != "" {
-			res, err := tx.ExecContext(ctx, `UPDATE acme_accounts SET status = ? WHERE id = ? AND status = 'valid'`, status, id)
+			res, err := db.exec(ctx, tx, `UPDATE acme_accounts SET status = ? WHERE id = ? AND status = 'valid'`, status, id)
 			if err != nil {
 				return err
 			}
@@ -423,7 +287,7 @@ func (db *DB) UpdateACMEAccount(ctx context.Context, id string, contacts []strin
 			}
 		}
 		var err error
-		out, err = scanACMEAccount(tx.QueryRowContext(ctx, `SELECT `+acmeAccountColumns+` FROM acme_accounts WHERE id = ?`, id))
+		out, err = scanACMEAccount(db.row(ctx, tx, `SELECT `+acmeAccountColumns+` FROM acme_accounts WHERE id = ?`, id))
 		return err
 	})
 	return out, err
@@ -437,9 +301,9 @@ func (db *DB) ChangeACMEAccountKey(ctx context.Context, id, oldThumbprint, newTh
 		if err := db.spendNonce(ctx, tx, n); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ? AND thumbprint = ? AND status = 'valid'`,
+		res, err := db.exec(ctx, tx, `UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ? AND thumbprint = ? AND status = 'valid'`,
 			newThumbprint, string(newJWK), id, oldThumbprint)
-		if isUniqueViolation(err) {
+		if db.isUniqueViolation(err) {
 			return ErrConflict
 		}
 		if err != nil {
@@ -457,9 +321,9 @@ func (db *DB) ChangeACMEAccountKey(ctx context.Context, id, oldThumbprint, newTh
 // CreateACMEEABKey stores a new External Account Binding key.
 func (db *DB) CreateACMEEABKey(ctx context.Context, k *ACMEEABKey) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO acme_eab_keys (kid, provisioner, hmac_key, note, created_at) VALUES (?,?,?,?,?)`,
+		_, err := db.exec(ctx, tx, `INSERT INTO acme_eab_keys (kid, provisioner, hmac_key, note, created_at) VALUES (?,?,?,?,?)`,
 			k.KID, k.Provisioner, k.Key, k.Note, k.CreatedAt.Unix())
-		if isUniqueViolation(err) {
+		if db.isUniqueViolation(err) {
 			return ErrConflict
 		}
 		return err
@@ -488,11 +352,11 @@ func scanEAB(s scanner) (*ACMEEABKey, error) {
 
 // GetACMEEABKey returns the provisioner's EAB key with this key ID.
 func (db *DB) GetACMEEABKey(ctx context.Context, provisioner, kid string) (*ACMEEABKey, error) {
-	return scanEAB(db.sql.QueryRowContext(ctx, `SELECT `+eabColumns+` FROM acme_eab_keys WHERE kid = ? AND provisioner = ?`, kid, provisioner))
+	return scanEAB(db.row(ctx, nil, `SELECT `+eabColumns+` FROM acme_eab_keys WHERE kid = ? AND provisioner = ?`, kid, provisioner))
 }
 
 // ListACMEEABKeys lists EAB keys (of one provisioner when provisioner is not empty),
 // oldest first.
 func (db *DB) ListACMEEABKeys(ctx context.Context, provisioner string) ([]*ACMEEABKey, error) {
-	return all(ctx, db, scanEAB, `SELECT `+eabColumns+` FROM acme_eab_keys WHERE provisioner = ? OR ? = '' ORDER BY created_at, kid`, provisioner, provisioner)
+	return all(ctx, db, nil, scanEAB, `SELECT `+eabColumns+` FROM acme_eab_keys WHERE provisioner = ? OR ? = '' ORDER BY created_at, kid`, provisioner, provisioner)
 }

@@ -84,6 +84,17 @@ func (db *DB) CreateACMEOrder(ctx context.Context, o *ACMEOrder, authzs []*ACMEA
 		if err := db.spendNonce(ctx, tx, n); err != nil {
 			return err
 		}
+		// Reuse, the rate limit and replaces are checks before an insert: they hold
+		// against other servers' concurrent orders under the account's lock (and the
+		// replaced certificate's, which another account cannot hold but may name).
+		if err := db.lockName(ctx, tx, "acme-account:"+o.AccountID); err != nil {
+			return err
+		}
+		if o.Replaces != "" {
+			if err := db.lockName(ctx, tx, "acme-replaces:"+o.Replaces); err != nil {
+				return err
+			}
+		}
 		if opts.Reuse {
 			ex, err := scanACMEOrder(db.row(ctx, tx, `SELECT `+acmeOrderColumns+` FROM acme_orders
 				WHERE account_id = ? AND ident_key = ? AND status IN ('pending', 'ready') AND profile = ? AND replaces = ? AND expires_at > ?
@@ -175,7 +186,7 @@ func (db *DB) ACMECertReplaced(ctx context.Context, serial string) (bool, error)
 // ListACMEOrders returns up to limit order IDs of the account after skipping offset,
 // newest first.
 func (db *DB) ListACMEOrders(ctx context.Context, accountID string, limit, offset int) ([]string, error) {
-	return all(ctx, db, func(s scanner) (string, error) {
+	return all(ctx, db, nil, func(s scanner) (string, error) {
 		var id string
 		return id, s.Scan(&id)
 	}, `SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?`, accountID, limit, offset)
@@ -271,6 +282,11 @@ func (db *DB) FinishACMEChallenge(ctx context.Context, authzID string, problem [
 		if problem != nil {
 			return db.invalidateOrder(ctx, tx, orderID, problem)
 		}
+		// The order's last two authorizations may finish at once on two servers: each
+		// counts under the order's lock, so the second sees the first's commit.
+		if err := db.lockName(ctx, tx, "acme-order:"+orderID); err != nil {
+			return err
+		}
 		var left int
 		if err := db.row(ctx, tx, `SELECT COUNT(*) FROM acme_authzs WHERE order_id = ? AND status <> 'valid'`, orderID).Scan(&left); err != nil {
 			return err
@@ -296,7 +312,7 @@ func (db *DB) DeactivateACMEAuthz(ctx context.Context, authzID string, problem [
 		if err := db.spendNonce(ctx, tx, n); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE acme_authzs SET status = 'deactivated' WHERE id = ? AND status IN ('pending', 'valid')`, authzID)
+		res, err := db.exec(ctx, tx, `UPDATE acme_authzs SET status = 'deactivated' WHERE id = ? AND status IN ('pending', 'valid')`, authzID)
 		if err != nil {
 			return err
 		}
@@ -304,7 +320,7 @@ func (db *DB) DeactivateACMEAuthz(ctx context.Context, authzID string, problem [
 			return ErrConflict
 		}
 		var orderID string
-		if err := tx.QueryRowContext(ctx, `SELECT order_id FROM acme_authzs WHERE id = ?`, authzID).Scan(&orderID); err != nil {
+		if err := db.row(ctx, tx, `SELECT order_id FROM acme_authzs WHERE id = ?`, authzID).Scan(&orderID); err != nil {
 			return err
 		}
 		return db.invalidateOrder(ctx, tx, orderID, problem)
@@ -314,7 +330,7 @@ func (db *DB) DeactivateACMEAuthz(ctx context.Context, authzID string, problem [
 // StaleACMEChallenges lists authorizations whose validation started before `before`
 // and never finished (their server stopped): another server picks them up.
 func (db *DB) StaleACMEChallenges(ctx context.Context, before time.Time, limit int) ([]*ACMEAuthz, error) {
-	return all(ctx, db, scanACMEAuthz, `SELECT `+acmeAuthzColumns+` FROM acme_authzs WHERE chall_status = 'processing' AND started_at < ? LIMIT ?`, before.Unix(), limit)
+	return all(ctx, db, nil, scanACMEAuthz, `SELECT `+acmeAuthzColumns+` FROM acme_authzs WHERE chall_status = 'processing' AND started_at < ? LIMIT ?`, before.Unix(), limit)
 }
 
 // ClaimACMEChallenge moves the start time of a stale validation to now, so one server
@@ -323,7 +339,7 @@ func (db *DB) ClaimACMEChallenge(ctx context.Context, authzID string, startedAt,
 	var won bool
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		won, err = changed(tx.ExecContext(ctx, `UPDATE acme_authzs SET started_at = ? WHERE id = ? AND chall_status = 'processing' AND started_at = ?`, now.Unix(), authzID, startedAt.Unix()))
+		won, err = changed(db.exec(ctx, tx, `UPDATE acme_authzs SET started_at = ? WHERE id = ? AND chall_status = 'processing' AND started_at = ?`, now.Unix(), authzID, startedAt.Unix()))
 		return err
 	})
 	return won, err

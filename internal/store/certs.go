@@ -30,8 +30,6 @@ func (c *Cert) Revoked() bool { return c.RevokedAt != nil }
 
 const certColumns = `serial, issuer, subject, sans, not_before, not_after, der, requester, method, created_at, revoked_at, revocation_reason`
 
-type scanner interface{ Scan(...any) error }
-
 func scanCert(s scanner) (*Cert, error) {
 	var c Cert
 	var sans string
@@ -58,11 +56,11 @@ func scanCert(s scanner) (*Cert, error) {
 // PutCert records a newly issued certificate; ErrConflict if the serial exists.
 func (db *DB) PutCert(ctx context.Context, c *Cert) error {
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)`,
+		_, err := db.exec(ctx, tx, `INSERT INTO certificates (`+certColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)`,
 			c.Serial, c.Issuer, c.Subject, strings.Join(c.SANs, ","), c.NotBefore.Unix(), c.NotAfter.Unix(), c.DER, c.Requester, c.Method, c.CreatedAt.Unix())
 		return err
 	})
-	if isUniqueViolation(err) {
+	if db.isUniqueViolation(err) {
 		return fmt.Errorf("certificate serial %s: %w", c.Serial, ErrConflict)
 	}
 	return err
@@ -70,7 +68,7 @@ func (db *DB) PutCert(ctx context.Context, c *Cert) error {
 
 // GetCert returns the certificate with this serial (lowercase hex) or ErrNotFound.
 func (db *DB) GetCert(ctx context.Context, serial string) (*Cert, error) {
-	return scanCert(db.sql.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
+	return scanCert(db.row(ctx, nil, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
 }
 
 // CertFilter selects certificates for ListCerts; zero fields don't filter.
@@ -104,22 +102,10 @@ func (db *DB) ListCerts(ctx context.Context, f CertFilter) ([]*Cert, error) {
 	}
 	q += ` ORDER BY created_at DESC, serial`
 	if f.Limit > 0 {
-		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
 	}
-	rows, err := db.sql.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Cert
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return all(ctx, db, nil, scanCert, q, args...)
 }
 
 // ErrAlreadyRevoked reports a revocation of a certificate that is already revoked.
@@ -131,32 +117,28 @@ var ErrAlreadyRevoked = errors.New("already revoked")
 func (db *DB) RevokeCert(ctx context.Context, serial string, at time.Time, reason int) (*Cert, error) {
 	var out *Cert
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		c, err := scanCert(tx.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
+		// The conditional update decides the race between two revokers: the row lock
+		// makes the second wait and then find revoked_at set.
+		ok, err := changed(db.exec(ctx, tx, `UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL`, at.Unix(), reason, serial))
+		if err != nil {
+			return err
+		}
+		c, err := scanCert(db.row(ctx, tx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
 		if err != nil {
 			return err
 		}
 		out = c
-		if c.Revoked() {
+		if !ok {
 			return ErrAlreadyRevoked
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?`, at.Unix(), reason, serial); err != nil {
-			return err
-		}
-		t := at.UTC().Truncate(time.Second)
-		c.RevokedAt, c.Reason = &t, reason
-		return bumpCRLRevision(ctx, tx, c.Issuer)
+		return db.bumpCRLRevision(ctx, tx, c.Issuer)
 	})
 	return out, err
 }
 
-func bumpCRLRevision(ctx context.Context, tx *sql.Tx, issuer string) error {
-	res, err := tx.ExecContext(ctx, `UPDATE crls SET revision = revision + 1 WHERE issuer = ?`, issuer)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		_, err = tx.ExecContext(ctx, `INSERT INTO crls (issuer, revision, number, built_revision, this_update, next_update, der) VALUES (?, 1, 0, 0, 0, 0, NULL)`, issuer)
-	}
+func (db *DB) bumpCRLRevision(ctx context.Context, tx *sql.Tx, issuer string) error {
+	_, err := db.exec(ctx, tx, `INSERT INTO crls (issuer, revision, number, built_revision, this_update, next_update, der) VALUES (?, 1, 0, 0, 0, 0, NULL)
+		ON CONFLICT (issuer) DO UPDATE SET revision = crls.revision + 1`, issuer)
 	return err
 }
 
@@ -181,7 +163,7 @@ type CRLState struct {
 func (db *DB) GetCRL(ctx context.Context, issuer string) (*CRLState, error) {
 	var s CRLState
 	var tu, nu int64
-	err := db.sql.QueryRowContext(ctx, `SELECT revision, number, built_revision, this_update, next_update, der FROM crls WHERE issuer = ?`, issuer).
+	err := db.row(ctx, nil, `SELECT revision, number, built_revision, this_update, next_update, der FROM crls WHERE issuer = ?`, issuer).
 		Scan(&s.Revision, &s.Number, &s.BuiltRevision, &tu, &nu, &s.DER)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &CRLState{}, nil
@@ -193,47 +175,36 @@ func (db *DB) GetCRL(ctx context.Context, issuer string) (*CRLState, error) {
 	return &s, nil
 }
 
-// RebuildCRL builds a new CRL in one transaction: it reads the revision and the revoked
-// serials, calls build with them and the next CRL number, and stores the result. Two
-// servers rebuilding at once get distinct, increasing CRL numbers.
+// RebuildCRL builds a new CRL in one transaction: it takes the next CRL number (which
+// locks the issuer's row, so one builder at a time across every server on the
+// database), reads the revision and the revoked serials, calls build with them and
+// stores the result. Two servers rebuilding at once get distinct, increasing numbers.
 func (db *DB) RebuildCRL(ctx context.Context, issuer string, build func(number int64, revoked []RevokedEntry) (der []byte, thisUpdate, nextUpdate time.Time, err error)) (*CRLState, error) {
 	var out CRLState
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
 		var rev, num int64
-		err := tx.QueryRowContext(ctx, `SELECT revision, number FROM crls WHERE issuer = ?`, issuer).Scan(&rev, &num)
-		if errors.Is(err, sql.ErrNoRows) {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO crls (issuer, revision, number, built_revision, this_update, next_update, der) VALUES (?, 0, 0, 0, 0, 0, NULL)`, issuer); err != nil {
-				return err
-			}
-		} else if err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL ORDER BY revoked_at, serial`, issuer)
+		err := db.row(ctx, tx, `INSERT INTO crls (issuer, revision, number, built_revision, this_update, next_update, der) VALUES (?, 0, 1, 0, 0, 0, NULL)
+			ON CONFLICT (issuer) DO UPDATE SET number = crls.number + 1 RETURNING revision, number`, issuer).Scan(&rev, &num)
 		if err != nil {
 			return err
 		}
-		var revoked []RevokedEntry
-		for rows.Next() {
+		revoked, err := all(ctx, db, tx, func(s scanner) (RevokedEntry, error) {
 			var e RevokedEntry
 			var at int64
-			if err := rows.Scan(&e.Serial, &at, &e.Reason); err != nil {
-				rows.Close()
-				return err
-			}
+			err := s.Scan(&e.Serial, &at, &e.Reason)
 			e.RevokedAt = time.Unix(at, 0).UTC()
-			revoked = append(revoked, e)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		der, tu, nu, err := build(num+1, revoked)
+			return e, err
+		}, `SELECT serial, revoked_at, revocation_reason FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL ORDER BY revoked_at, serial`, issuer)
 		if err != nil {
 			return err
 		}
-		out = CRLState{Revision: rev, Number: num + 1, BuiltRevision: rev, ThisUpdate: tu, NextUpdate: nu, DER: der}
-		_, err = tx.ExecContext(ctx, `UPDATE crls SET number = ?, built_revision = ?, this_update = ?, next_update = ?, der = ? WHERE issuer = ?`,
-			out.Number, rev, tu.Unix(), nu.Unix(), der, issuer)
+		der, tu, nu, err := build(num, revoked)
+		if err != nil {
+			return err
+		}
+		out = CRLState{Revision: rev, Number: num, BuiltRevision: rev, ThisUpdate: tu, NextUpdate: nu, DER: der}
+		_, err = db.exec(ctx, tx, `UPDATE crls SET built_revision = ?, this_update = ?, next_update = ?, der = ? WHERE issuer = ?`,
+			rev, tu.Unix(), nu.Unix(), der, issuer)
 		return err
 	})
 	if err != nil {

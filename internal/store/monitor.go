@@ -81,7 +81,7 @@ func (db *DB) NewestPerName(ctx context.Context, since time.Time, methods []stri
 	for _, m := range methods {
 		args = append(args, m)
 	}
-	rows, err := db.sql.QueryContext(ctx, q, args...)
+	rows, err := db.sql.QueryContext(ctx, db.q(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -112,27 +112,11 @@ func (db *DB) NewestPerName(ctx context.Context, since time.Time, methods []stri
 	return out, nil
 }
 
-// SchemaVersion is the newest migration applied to the database, and the newest
-// this program knows.
-func (db *DB) SchemaVersion(ctx context.Context) (applied, known int, err error) {
-	if err := db.sql.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&applied); err != nil {
-		return 0, 0, err
-	}
-	ms, err := loadMigrations()
-	if err != nil {
-		return 0, 0, err
-	}
-	if len(ms) > 0 {
-		known = ms[len(ms)-1].version
-	}
-	return applied, known, nil
-}
-
 // Now is the database server's clock (for SQLite, the host's), in whole seconds.
 func (db *DB) Now(ctx context.Context) (time.Time, error) {
 	var s int64
 	q := `SELECT CAST(strftime('%s','now') AS INTEGER)`
-	if db.dialect == "postgres" {
+	if db.dialect == postgresDialect {
 		q = `SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)`
 	}
 	if err := db.sql.QueryRowContext(ctx, q).Scan(&s); err != nil {

@@ -69,9 +69,9 @@ func jsonList(l []string) string {
 
 // PutNixToken stores a new token; ErrConflict if its ID or hash exists.
 func (db *DB) PutNixToken(ctx context.Context, t *NixToken) error {
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO nix_tokens (`+nixTokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,'')`,
+	_, err := db.exec(ctx, nil, `INSERT INTO nix_tokens (`+nixTokenColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,'')`,
 		t.ID, t.Hash, t.Subject, t.KeyName, jsonList(t.Targets), t.Scope, int64(t.Validity/time.Second), t.CreatedBy, t.CreatedAt.Unix(), t.ExpiresAt.Unix())
-	if isUniqueViolation(err) {
+	if db.isUniqueViolation(err) {
 		return ErrConflict
 	}
 	return err
@@ -83,7 +83,7 @@ func (db *DB) PutNixToken(ctx context.Context, t *NixToken) error {
 func (db *DB) ConsumeNixToken(ctx context.Context, hash []byte, now time.Time, check func(*NixToken) error) (*NixToken, error) {
 	var out *NixToken
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		t, err := scanNixToken(tx.QueryRowContext(ctx, `SELECT `+nixTokenColumns+` FROM nix_tokens WHERE hash = ?`, hash))
+		t, err := scanNixToken(db.row(ctx, tx, `SELECT `+nixTokenColumns+` FROM nix_tokens WHERE hash = ?`, hash))
 		if err != nil {
 			return err
 		}
@@ -99,7 +99,7 @@ func (db *DB) ConsumeNixToken(ctx context.Context, hash []byte, now time.Time, c
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE nix_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL`, now.Unix(), t.ID)
+		res, err := db.exec(ctx, tx, `UPDATE nix_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL`, now.Unix(), t.ID)
 		if err != nil {
 			return err
 		}
@@ -115,32 +115,19 @@ func (db *DB) ConsumeNixToken(ctx context.Context, hash []byte, now time.Time, c
 
 // SetNixTokenSerial records the certificate issued with a spent token.
 func (db *DB) SetNixTokenSerial(ctx context.Context, id, serial string) error {
-	_, err := db.sql.ExecContext(ctx, `UPDATE nix_tokens SET used_serial = ? WHERE id = ?`, serial, id)
+	_, err := db.exec(ctx, nil, `UPDATE nix_tokens SET used_serial = ? WHERE id = ?`, serial, id)
 	return err
 }
 
 // ReleaseNixToken un-spends a token whose certificate could not be issued.
 func (db *DB) ReleaseNixToken(ctx context.Context, id string) error {
-	_, err := db.sql.ExecContext(ctx, `UPDATE nix_tokens SET used_at = NULL WHERE id = ? AND used_serial = ''`, id)
+	_, err := db.exec(ctx, nil, `UPDATE nix_tokens SET used_at = NULL WHERE id = ? AND used_serial = ''`, id)
 	return err
 }
 
 // ListNixTokens returns tokens, newest first.
 func (db *DB) ListNixTokens(ctx context.Context) ([]*NixToken, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT `+nixTokenColumns+` FROM nix_tokens ORDER BY created_at DESC, id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*NixToken
-	for rows.Next() {
-		t, err := scanNixToken(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return all(ctx, db, nil, scanNixToken, `SELECT `+nixTokenColumns+` FROM nix_tokens ORDER BY created_at DESC, id`)
 }
 
 // NixCert is what a Nix certificate was issued for and on what authentication.
@@ -189,11 +176,15 @@ func scanNixCert(s scanner) (*NixCert, error) {
 // binds to another key.
 func (db *DB) PutNixCert(ctx context.Context, c *NixCert) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
-		// The key-name check and the insert are one transaction, so two issuances
-		// racing for one name with different keys cannot both be recorded.
+		// The key-name check and the insert are one transaction holding the name's
+		// lock, so two issuances racing for one name with different keys, on any
+		// servers of the database, cannot both be recorded.
+		if err := db.lockName(ctx, tx, "nix-key-name:"+c.KeyName); err != nil {
+			return err
+		}
 		var serial string
 		var notAfter int64
-		err := tx.QueryRowContext(ctx, `SELECT n.serial, n.not_after FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial
+		err := db.row(ctx, tx, `SELECT n.serial, n.not_after FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial
 			WHERE n.key_name = ? AND n.public_key != ? AND c.revoked_at IS NULL AND n.not_after > ? ORDER BY n.not_after DESC LIMIT 1`,
 			c.KeyName, c.PublicKey, c.CreatedAt.Unix()).Scan(&serial, &notAfter)
 		switch {
@@ -202,9 +193,9 @@ func (db *DB) PutNixCert(ctx context.Context, c *NixCert) error {
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO nix_certs (serial, subject, key_name, public_key, targets, scope, auth_method, auth_at, renewed_from, not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+		_, err = db.exec(ctx, tx, `INSERT INTO nix_certs (serial, subject, key_name, public_key, targets, scope, auth_method, auth_at, renewed_from, not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
 			c.Serial, c.Subject, c.KeyName, c.PublicKey, jsonList(c.Targets), c.Scope, c.AuthMethod, c.AuthAt.Unix(), c.RenewedFrom, c.NotAfter.Unix(), c.CreatedAt.Unix())
-		if isUniqueViolation(err) {
+		if db.isUniqueViolation(err) {
 			return ErrConflict
 		}
 		return err
@@ -227,7 +218,7 @@ func (e *KeyNameTakenError) Is(target error) bool { return target == ErrConflict
 
 // GetNixCert returns the record of the Nix certificate with this serial.
 func (db *DB) GetNixCert(ctx context.Context, serial string) (*NixCert, error) {
-	return scanNixCert(db.sql.QueryRowContext(ctx, `SELECT `+nixCertColumns+` FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial WHERE n.serial = ?`, serial))
+	return scanNixCert(db.row(ctx, nil, `SELECT `+nixCertColumns+` FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial WHERE n.serial = ?`, serial))
 }
 
 // NixCertFilter selects Nix certificates; zero fields don't filter.
@@ -254,20 +245,7 @@ func (db *DB) ListNixCerts(ctx context.Context, f NixCertFilter) ([]*NixCert, er
 		q += ` AND c.revoked_at IS NULL AND n.not_after > ?`
 		args = append(args, f.LiveAt.Unix())
 	}
-	rows, err := db.sql.QueryContext(ctx, q+` ORDER BY n.created_at DESC, n.serial`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*NixCert
-	for rows.Next() {
-		c, err := scanNixCert(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return all(ctx, db, nil, scanNixCert, q+` ORDER BY n.created_at DESC, n.serial`, args...)
 }
 
 // NixAttempt is one issuance attempt.
@@ -288,47 +266,35 @@ type NixAttempt struct {
 
 // AddNixAttempt records an attempt and sets its ID.
 func (db *DB) AddNixAttempt(ctx context.Context, a *NixAttempt) error {
-	res, err := db.sql.ExecContext(ctx, `INSERT INTO nix_attempts (at, method, outcome, reason, subject, key_name, key_fingerprint, remote, token_id, ssh_identity, serial) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-		a.At.Unix(), a.Method, a.Outcome, a.Reason, a.Subject, a.KeyName, a.KeyFingerprint, a.Remote, a.TokenID, a.SSHIdentity, a.Serial)
-	if err != nil {
-		return err
-	}
-	a.ID, err = res.LastInsertId()
-	return err
+	return db.row(ctx, nil, `INSERT INTO nix_attempts (at, method, outcome, reason, subject, key_name, key_fingerprint, remote, token_id, ssh_identity, serial) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
+		a.At.Unix(), a.Method, a.Outcome, a.Reason, a.Subject, a.KeyName, a.KeyFingerprint, a.Remote, a.TokenID, a.SSHIdentity, a.Serial).Scan(&a.ID)
 }
 
 // ListNixAttempts returns the newest attempts first; limit 0 means all.
 func (db *DB) ListNixAttempts(ctx context.Context, limit int) ([]*NixAttempt, error) {
 	q := `SELECT id, at, method, outcome, reason, subject, key_name, key_fingerprint, remote, token_id, ssh_identity, serial FROM nix_attempts ORDER BY id DESC`
+	var args []any
 	if limit > 0 {
-		q += fmt.Sprintf(` LIMIT %d`, limit)
+		q += ` LIMIT ?`
+		args = append(args, limit)
 	}
-	rows, err := db.sql.QueryContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*NixAttempt
-	for rows.Next() {
+	return all(ctx, db, nil, func(s scanner) (*NixAttempt, error) {
 		var a NixAttempt
 		var at int64
-		if err := rows.Scan(&a.ID, &at, &a.Method, &a.Outcome, &a.Reason, &a.Subject, &a.KeyName, &a.KeyFingerprint, &a.Remote, &a.TokenID, &a.SSHIdentity, &a.Serial); err != nil {
-			return nil, err
-		}
+		err := s.Scan(&a.ID, &at, &a.Method, &a.Outcome, &a.Reason, &a.Subject, &a.KeyName, &a.KeyFingerprint, &a.Remote, &a.TokenID, &a.SSHIdentity, &a.Serial)
 		a.At = time.Unix(at, 0).UTC()
-		out = append(out, &a)
-	}
-	return out, rows.Err()
+		return &a, err
+	}, q, args...)
 }
 
 // PutNixChallenge stores a fresh challenge and drops expired ones.
 func (db *DB) PutNixChallenge(ctx context.Context, value string, expires, now time.Time) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM nix_challenges WHERE expires_at <= ?`, now.Unix()); err != nil {
+		if _, err := db.exec(ctx, tx, `DELETE FROM nix_challenges WHERE expires_at <= ?`, now.Unix()); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO nix_challenges (value, expires_at) VALUES (?, ?)`, value, expires.Unix())
-		if isUniqueViolation(err) {
+		_, err := db.exec(ctx, tx, `INSERT INTO nix_challenges (value, expires_at) VALUES (?, ?)`, value, expires.Unix())
+		if db.isUniqueViolation(err) {
 			return ErrConflict
 		}
 		return err
@@ -338,7 +304,7 @@ func (db *DB) PutNixChallenge(ctx context.Context, value string, expires, now ti
 // ConsumeNixChallenge spends a challenge: ErrNotFound if it is unknown, spent or
 // expired.
 func (db *DB) ConsumeNixChallenge(ctx context.Context, value string, now time.Time) error {
-	res, err := db.sql.ExecContext(ctx, `DELETE FROM nix_challenges WHERE value = ? AND expires_at > ?`, value, now.Unix())
+	res, err := db.exec(ctx, nil, `DELETE FROM nix_challenges WHERE value = ? AND expires_at > ?`, value, now.Unix())
 	if err != nil {
 		return err
 	}

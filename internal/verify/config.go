@@ -179,7 +179,14 @@ type PolicyConfig struct {
 	Gate        string   // gate data directory
 	// OpenGate reads the gate data directory Gate; required when Gate is set.
 	OpenGate func(dir string) (GateSource, error)
-	Now      time.Time
+	// Target is the machine the paths are verified for: a certificate counts only
+	// if its targets name it. Empty: no certificate counts.
+	Target string
+	// NoCRL trusts certificates without checking revocation; otherwise an issuer
+	// whose CRL is missing, or older than MaxCRLAge (0: any age), is not trusted.
+	NoCRL     bool
+	MaxCRLAge time.Duration
+	Now       time.Time
 }
 
 // openGate reads the gate cfg names.
@@ -198,7 +205,7 @@ func openGate(cfg PolicyConfig) (*GateLog, error) {
 // an error for the run's exit status) and left out: the policy then trusts less,
 // never more. warn receives notices that are not errors.
 func LoadPolicy(cfg PolicyConfig, problem, warn func(error)) *Policy {
-	p := &Policy{Now: cfg.Now}
+	p := &Policy{Now: cfg.Now, Target: cfg.Target}
 	if p.Now.IsZero() {
 		p.Now = time.Now()
 	}
@@ -270,23 +277,38 @@ func LoadPolicy(cfg PolicyConfig, problem, warn func(error)) *Policy {
 	for _, c := range rest {
 		_ = p.Verifier.AddIntermediate(c)
 	}
-	// The gate's CRLs are revocation information like --crl's (the newest one of
-	// each issuer wins); they do not make a CRL required.
+	// Revocation does not fail open: unless NoCRL, an issuer without a CRL recent
+	// enough is not trusted. The gate's CRLs are revocation information like
+	// --crl's (the newest one of each issuer wins).
+	p.Verifier.RequireCRL = !cfg.NoCRL
+	tooOld := func(der []byte) error {
+		l, err := x509.ParseRevocationList(der)
+		if err != nil || cfg.MaxCRLAge <= 0 || p.Now.Sub(l.ThisUpdate) <= cfg.MaxCRLAge {
+			return nil
+		}
+		return fmt.Errorf("the CRL of %q was issued %s, more than --max-crl-age %s ago: fetch a fresh one (nixpki nix crl, or the CA's /crl/nix.crl)", l.Issuer.CommonName, l.ThisUpdate.UTC().Format(time.RFC3339), cfg.MaxCRLAge)
+	}
 	if gl != nil {
 		for _, der := range gl.CRLs {
-			_, _ = p.Verifier.AddCRL(der)
+			if tooOld(der) == nil {
+				_, _ = p.Verifier.AddCRL(der)
+			}
 		}
 	}
-	// With CRLs, an issuer whose CRL is missing or unreadable is not trusted.
-	p.Verifier.RequireCRL = len(cfg.CRLs) > 0
 	for _, name := range cfg.CRLs {
 		der, err := LoadCRL(name)
+		if err == nil {
+			err = tooOld(der)
+		}
 		if err == nil {
 			_, err = p.Verifier.AddCRL(der)
 		}
 		if err != nil {
 			problem(fmt.Errorf("%s: %w; certificates of its issuer are refused", name, err))
 		}
+	}
+	if !cfg.NoCRL && len(cfg.CRLs) == 0 && (gl == nil || len(gl.CRLs) == 0) && len(chains) > 0 {
+		warn(errors.New("revocation was not checked: no CRL given, so no certificate counts; pass --crl nix.crl (from nixpki nix crl or the CA's /crl/nix.crl) or --gate G, or --no-crl to trust certificates without checking revocation"))
 	}
 	for _, in := range p.Verifier.Intermediates() {
 		if l, ok := p.Verifier.CRL(in); ok && !l.NextUpdate.IsZero() && l.NextUpdate.Before(p.Now) {

@@ -60,7 +60,10 @@ type Policy struct {
 	TrustedKeys map[string]signing.PublicKey // by name
 	Verifier    *nixcert.Verifier            // nil: no root, no certificate counts
 	Gate        AdmissionLog                 // nil: no gate
-	Now         time.Time
+	// Target is the machine verified for: a certificate counts only where its
+	// targets name it.
+	Target string
+	Now    time.Time
 
 	certs map[string][]*Chain // by key name
 
@@ -195,6 +198,10 @@ func (p *Policy) evaluate(pi *PathInfo, fp string, caOK bool) (signers []Signer,
 			}
 			if verr != nil {
 				reasons = append(reasons, certReason(leafID, verr)+gateNote)
+				continue
+			}
+			if !id.AllowsTarget(p.Target) {
+				reasons = append(reasons, fmt.Sprintf("certificate %s of %s: its targets (%s) do not include this machine %q (--target)", id.Serial(), id.Constraints.Subject, strings.Join(id.Constraints.Targets, ","), p.Target))
 				continue
 			}
 			if !id.AllowsPath(pi.Path, caOK) {

@@ -1,4 +1,7 @@
-package gate
+// Package tlscert keeps the gate's HTTPS certificate: from PEM files, re-read when
+// they change (Files), or obtained and renewed from an ACME directory with the
+// TLS-ALPN-01 challenge on the gate's own listener (ACME).
+package tlscert
 
 import (
 	"context"
@@ -11,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,18 +26,27 @@ import (
 
 	"golang.org/x/crypto/acme"
 
-	"nixpki/internal/config"
 	"nixpki/internal/keys"
 	"nixpki/internal/x509util"
 )
 
-// acmeCerts obtains and renews the gate's HTTPS certificate from an ACME directory
-// (nixpki serve's), answering TLS-ALPN-01 challenges on the gate's own listener.
-// The account key, certificate and key are kept in G/acme, keys encrypted with the
-// gate's password.
-type acmeCerts struct {
-	g      *Gate
-	names  []string
+// ACMEConfig says where and how the gate's certificate is obtained.
+type ACMEConfig struct {
+	Directory string   // the ACME directory URL (nixpki serve's /acme/<provisioner>/directory)
+	Names     []string // DNS names or IP addresses the certificate is for
+	Email     string   // the account's contact, if any
+	// Root is trusted for the directory's HTTPS, besides the system's roots.
+	Root *x509.Certificate
+	// CacheDir keeps the account key, the certificate and its key (the keys
+	// encrypted with the password read from PasswordFile).
+	CacheDir, PasswordFile string
+	Log                    *slog.Logger
+}
+
+// ACME obtains and renews a certificate from an ACME directory, answering
+// TLS-ALPN-01 challenges on the listener whose tls.Config uses GetCertificate.
+type ACME struct {
+	cfg    ACMEConfig
 	client *acme.Client
 
 	mu         sync.Mutex
@@ -42,38 +55,43 @@ type acmeCerts struct {
 	challenges map[string]*tls.Certificate
 }
 
-func (g *Gate) newACME() (*acmeCerts, error) {
-	names := g.Cfg.ACME.Names
-	if len(names) == 0 {
-		names = []string{g.Cfg.Name}
+// NextProtos are the ALPN protocols a listener serving ACME's challenges offers.
+var NextProtos = []string{"http/1.1", acme.ALPNProto}
+
+// NewACME prepares the account (its key made and kept on first use) and loads the
+// certificate kept from an earlier run, if any. Run obtains one.
+func NewACME(cfg ACMEConfig) (*ACME, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	pool.AddCert(g.trust.v.Root())
+	if cfg.Root != nil {
+		pool.AddCert(cfg.Root)
+	}
 	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	a := &acmeCerts{g: g, names: names, challenges: map[string]*tls.Certificate{}}
-	dir := filepath.Join(g.Dir, ACMECacheDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	a := &ACME{cfg: cfg, challenges: map[string]*tls.Certificate{}}
+	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 		return nil, err
 	}
-	password, err := keys.ReadPassword(config.Resolve(g.Dir, g.Cfg.PasswordFile))
+	password, err := keys.ReadPassword(cfg.PasswordFile)
 	if err != nil {
 		return nil, err
 	}
-	accountKey, err := a.loadOrMakeKey(filepath.Join(dir, "account.key"), password)
+	accountKey, err := a.loadOrMakeKey(filepath.Join(cfg.CacheDir, "account.key"), password)
 	if err != nil {
 		return nil, err
 	}
-	a.client = &acme.Client{Key: accountKey, DirectoryURL: g.Cfg.ACME.Directory, HTTPClient: hc, UserAgent: "nixpki-gate"}
+	a.client = &acme.Client{Key: accountKey, DirectoryURL: cfg.Directory, HTTPClient: hc, UserAgent: "nixpki-gate"}
 	if c, err := a.load(password); err == nil {
 		a.setCert(c)
 	}
 	return a, nil
 }
 
-func (a *acmeCerts) loadOrMakeKey(path string, password []byte) (crypto.Signer, error) {
+func (a *ACME) loadOrMakeKey(path string, password []byte) (crypto.Signer, error) {
 	if _, err := os.Stat(path); err == nil {
 		return keys.LoadSigner(path, password)
 	}
@@ -84,8 +102,8 @@ func (a *acmeCerts) loadOrMakeKey(path string, password []byte) (crypto.Signer, 
 	return k, keys.WriteEncrypted(path, k, password)
 }
 
-func (a *acmeCerts) load(password []byte) (*tls.Certificate, error) {
-	dir := filepath.Join(a.g.Dir, ACMECacheDir)
+func (a *ACME) load(password []byte) (*tls.Certificate, error) {
+	dir := a.cfg.CacheDir
 	chain, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
 	if err != nil {
 		return nil, err
@@ -105,15 +123,15 @@ func (a *acmeCerts) load(password []byte) (*tls.Certificate, error) {
 	return c, nil
 }
 
-func (a *acmeCerts) setCert(c *tls.Certificate) {
+func (a *ACME) setCert(c *tls.Certificate) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.cert, a.leaf = c, c.Leaf
 }
 
-// getCertificate answers challenge handshakes (ALPN acme-tls/1) with the challenge
+// GetCertificate answers challenge handshakes (ALPN acme-tls/1) with the challenge
 // certificate and others with the obtained certificate.
-func (a *acmeCerts) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if slices.Contains(hello.SupportedProtos, acme.ALPNProto) {
@@ -130,7 +148,7 @@ func (a *acmeCerts) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 
 // needsRenewal reports whether the certificate is missing or in the last third of
 // its life.
-func (a *acmeCerts) needsRenewal(now time.Time) bool {
+func (a *ACME) needsRenewal(now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.leaf == nil {
@@ -140,17 +158,17 @@ func (a *acmeCerts) needsRenewal(now time.Time) bool {
 	return now.After(a.leaf.NotAfter.Add(-life / 3))
 }
 
-// run obtains the certificate when needed, checking every minute until ctx is done.
-func (a *acmeCerts) run(ctx context.Context) {
+// Run obtains the certificate when needed, checking every minute until ctx is done.
+func (a *ACME) Run(ctx context.Context) {
 	for {
 		if a.needsRenewal(time.Now()) {
 			octx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 			err := a.obtain(octx)
 			cancel()
 			if err != nil {
-				a.g.Log.Error("ACME: obtaining the gate's certificate", "directory", a.g.Cfg.ACME.Directory, "err", err)
+				a.cfg.Log.Error("ACME: obtaining the gate's certificate", "directory", a.cfg.Directory, "err", err)
 			} else {
-				a.g.Log.Info("ACME: obtained the gate's certificate", "names", a.names)
+				a.cfg.Log.Info("ACME: obtained the gate's certificate", "names", a.cfg.Names)
 			}
 		}
 		select {
@@ -173,15 +191,15 @@ func identifiers(names []string) []acme.AuthzID {
 	return ids
 }
 
-func (a *acmeCerts) obtain(ctx context.Context) error {
+func (a *ACME) obtain(ctx context.Context) error {
 	acct := &acme.Account{}
-	if a.g.Cfg.ACME.Email != "" {
-		acct.Contact = []string{"mailto:" + a.g.Cfg.ACME.Email}
+	if a.cfg.Email != "" {
+		acct.Contact = []string{"mailto:" + a.cfg.Email}
 	}
 	if _, err := a.client.Register(ctx, acct, acme.AcceptTOS); err != nil && !errors.Is(err, acme.ErrAccountAlreadyExists) {
 		return fmt.Errorf("registering: %w", err)
 	}
-	order, err := a.client.AuthorizeOrder(ctx, identifiers(a.names))
+	order, err := a.client.AuthorizeOrder(ctx, identifiers(a.cfg.Names))
 	if err != nil {
 		return fmt.Errorf("ordering: %w", err)
 	}
@@ -228,8 +246,8 @@ func (a *acmeCerts) obtain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: a.names[0]}}
-	for _, n := range a.names {
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: a.cfg.Names[0]}}
+	for _, n := range a.cfg.Names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
@@ -257,9 +275,9 @@ func (a *acmeCerts) obtain(ctx context.Context) error {
 }
 
 // store keeps the certificate and its key (encrypted) for the next start.
-func (a *acmeCerts) store(c *tls.Certificate, key crypto.Signer) error {
-	dir := filepath.Join(a.g.Dir, ACMECacheDir)
-	password, err := keys.ReadPassword(config.Resolve(a.g.Dir, a.g.Cfg.PasswordFile))
+func (a *ACME) store(c *tls.Certificate, key crypto.Signer) error {
+	dir := a.cfg.CacheDir
+	password, err := keys.ReadPassword(a.cfg.PasswordFile)
 	if err != nil {
 		return err
 	}
