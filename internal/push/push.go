@@ -312,7 +312,7 @@ func fetchCRL(ctx context.Context, c *http.Client, u string, timeout time.Durati
 		return nil, err
 	}
 	if _, err := x509.ParseRevocationList(der); err != nil {
-		return nil, fmt.Errorf("not a DER CRL: %v", err)
+		return nil, fmt.Errorf("not a DER CRL: %w", err)
 	}
 	return der, nil
 }
@@ -327,7 +327,7 @@ func readCRL(path string) ([]byte, error) {
 		data = b.Bytes
 	}
 	if _, err := x509.ParseRevocationList(data); err != nil {
-		return nil, fmt.Errorf("%s: not a CRL: %v", path, err)
+		return nil, fmt.Errorf("%s: not a CRL: %w", path, err)
 	}
 	return data, nil
 }
