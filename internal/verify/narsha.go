@@ -3,18 +3,19 @@ package verify
 import "os"
 
 // SHA256Env names the environment variable that picks how NAR hashes of a local
-// store are computed. By default (unset or empty), when the CPU has AVX-512 and a
-// run has enough paths, sixteen paths at once per core with
-// github.com/minio/sha256-simd's AVX-512 kernel (mbhash_linux.go), else
-// crypto/sha256, one stream per path; "generic" always uses crypto/sha256, and
-// "multi-buffer" always uses the multi-buffer driver, even for a single path and
-// on a CPU without AVX-512 (sixteen crypto/sha256 streams then). All give the
-// same digests; the variable is for tests and benchmarks.
+// store are computed. By default (unset, empty or "generic"), crypto/sha256, one
+// stream per path (SHA-NI where the CPU has it); "multi-buffer" hashes sixteen
+// paths at once per core (mbhash_linux.go) with github.com/minio/sha256-simd's
+// AVX-512 kernel where the CPU has AVX-512, else with sixteen crypto/sha256
+// streams. Measured on a shared machine, the multi-buffer driver, whose AVX-512
+// rounds run in sha256-simd's server goroutine, cost more CPU than crypto/sha256,
+// so it is not the default. All give the same digests; the variable is for tests
+// and benchmarks.
 const SHA256Env = "NIXPKI_SHA256"
 
 func useMultiBuffer() bool {
 	env := os.Getenv(SHA256Env)
-	return multiBufferOS && env != "generic" && (avx512() || env == "multi-buffer")
+	return multiBufferOS && env == "multi-buffer"
 }
 
 // hashJobs is how many paths a local store hashes at once by default: enough to
