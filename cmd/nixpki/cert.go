@@ -254,7 +254,7 @@ func newCertListCmd() *cobra.Command {
 				} else if time.Now().After(c.NotAfter) {
 					status = "expired"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(c.Serial), c.Issuer, c.Subject, names(c), c.NotAfter.Format(time.RFC3339), status)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(c.Serial), termSafe(c.Issuer), termSafe(c.Subject), termSafe(names(c)), c.NotAfter.Format(time.RFC3339), status)
 			}
 			return tw.Flush()
 		},
@@ -324,7 +324,7 @@ func newCertRevokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Revoked %s (%s) at %s\n", strings.ToUpper(rec.Serial), rec.Subject, rec.RevokedAt.Format(time.RFC3339))
+			fmt.Fprintf(cmd.OutOrStdout(), "Revoked %s (%s) at %s\n", strings.ToUpper(rec.Serial), termSafe(rec.Subject), rec.RevokedAt.Format(time.RFC3339))
 			return nil
 		},
 	}

@@ -183,7 +183,7 @@ func newGatePendingCmd() *cobra.Command {
 				for _, s := range r.Signers {
 					who = append(who, s.Subject)
 				}
-				fmt.Fprintf(tw, "%s\t%d of %d (%s)\t%s\t%s\n", r.StorePath, len(r.Signers), r.Needed, strings.Join(who, ","), r.FirstSeen.UTC().Format(time.RFC3339), r.Reason)
+				fmt.Fprintf(tw, "%s\t%d of %d (%s)\t%s\t%s\n", termSafe(r.StorePath), len(r.Signers), r.Needed, termSafe(strings.Join(who, ",")), r.FirstSeen.UTC().Format(time.RFC3339), termSafe(r.Reason))
 			}
 			return tw.Flush()
 		},
@@ -293,7 +293,7 @@ func newLogShowCmd() *cobra.Command {
 			}
 			for _, r := range v.Records {
 				if typ == "" || r.Entry.Type == typ {
-					fmt.Fprintf(cmd.OutOrStdout(), "%d\t%s\n", r.Index, r.Raw)
+					fmt.Fprintf(cmd.OutOrStdout(), "%d\t%s\n", r.Index, jsonTermSafe(string(r.Raw)))
 				}
 			}
 			return nil

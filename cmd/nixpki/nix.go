@@ -281,7 +281,7 @@ func newNixTokenListCmd() *cobra.Command {
 				case time.Now().After(t.ExpiresAt):
 					status = "expired"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Subject, strings.Join(t.Targets, ","), t.Scope, t.ExpiresAt.Format(time.RFC3339), status)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termSafe(t.ID), termSafe(t.Subject), termSafe(strings.Join(t.Targets, ",")), termSafe(t.Scope), t.ExpiresAt.Format(time.RFC3339), termSafe(status))
 			}
 			return tw.Flush()
 		},
@@ -467,12 +467,11 @@ func newNixRevokeCmd() *cobra.Command {
 				}
 				return err
 			}
-			rec, err := a.Revoke(cmd.Context(), args[0], code)
-			if err != nil {
-				return err
+			recs, err := a.Revoke(cmd.Context(), args[0], code)
+			for _, rec := range recs {
+				printRevoked(cmd, rec)
 			}
-			printRevoked(cmd, rec)
-			return nil
+			return err
 		},
 	}
 	cf.register(cmd)
@@ -482,7 +481,7 @@ func newNixRevokeCmd() *cobra.Command {
 }
 
 func printRevoked(cmd *cobra.Command, rec *store.Cert) {
-	fmt.Fprintf(cmd.OutOrStdout(), "Revoked %s (%s) at %s\n", strings.ToUpper(rec.Serial), rec.Subject, rec.RevokedAt.Format(time.RFC3339))
+	fmt.Fprintf(cmd.OutOrStdout(), "Revoked %s (%s) at %s\n", strings.ToUpper(rec.Serial), termSafe(rec.Subject), rec.RevokedAt.Format(time.RFC3339))
 }
 
 func newNixCRLCmd() *cobra.Command {
@@ -589,7 +588,7 @@ func newNixAttemptsCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "AT\tMETHOD\tOUTCOME\tSUBJECT\tKEY\tSERIAL\tREASON")
 			for _, a := range as {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), a.Method, a.Outcome, a.Subject, a.KeyName, strings.ToUpper(a.Serial), a.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), termSafe(a.Method), termSafe(a.Outcome), termSafe(a.Subject), termSafe(a.KeyName), termSafe(strings.ToUpper(a.Serial)), termSafe(a.Reason))
 			}
 			return tw.Flush()
 		},

@@ -66,6 +66,20 @@ const fakePackage = "/nix/store/11111111111111111111111111111111-nixpki"
 // evalModule evaluates nix/module.nix with the NixOS configuration caseNix.
 func evalModule(t *testing.T, caseNix string) moduleEval {
 	t.Helper()
+	out, err := evalModuleRaw(t, caseNix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev moduleEval
+	if err := json.Unmarshal(out, &ev); err != nil {
+		t.Fatalf("eval output: %v\n%s", err, out)
+	}
+	return ev
+}
+
+// evalModuleRaw runs the evaluation; an error carries nix-instantiate's message.
+func evalModuleRaw(t *testing.T, caseNix string) ([]byte, error) {
+	t.Helper()
 	nixInst := testutil.NeedTool(t, "nix-instantiate")
 	lib := nixpkgsLib(t)
 	dir := t.TempDir()
@@ -78,13 +92,9 @@ func evalModule(t *testing.T, caseNix string) moduleEval {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("nix-instantiate: %v\n%s", err, stderr.String())
+		return nil, fmt.Errorf("nix-instantiate: %v\n%s", err, stderr.String())
 	}
-	var ev moduleEval
-	if err := json.Unmarshal(out, &ev); err != nil {
-		t.Fatalf("eval output: %v\n%s", err, out)
-	}
-	return ev
+	return out, nil
 }
 
 // caCase is a CA host's configuration as a user writes it.
@@ -245,6 +255,12 @@ func TestNixOSModuleRefuses(t *testing.T) {
     rootCertificate = "/etc/root.crt"; keyFile = "/nix/store/33333333333333333333333333333333-gate-key"; publicKey = "g-gate-1:x"; };
 }`, fakePackage, fakePackage))
 	all := strings.Join(ev.FailedAssertions, "\n")
+	// A setting of the wrong type fails the evaluation, naming the option.
+	_, err := evalModuleRaw(t, fmt.Sprintf(`{ services.nixpki = { enable = true; package = { type = "derivation"; name = "nixpki"; outPath = %q; };
+    settings.listen = 8443; }; }`, fakePackage))
+	if err == nil || !strings.Contains(err.Error(), "services.nixpki.settings.listen") || !strings.Contains(err.Error(), "is not of type") {
+		t.Errorf("listen = 8443: %v", err)
+	}
 	wantIn(t, "assertions", all, "services.nixpki.passwordFile is /nix/store/22222222222222222222222222222222-password: a secret must not be in /nix/store",
 		"services.nixpki-gate.keyFile is /nix/store/33333333333333333333333333333333-gate-key")
 }

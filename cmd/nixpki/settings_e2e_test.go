@@ -239,11 +239,16 @@ func TestGateServeFromSettings(t *testing.T) {
 		t.Fatalf("config check --gate: %s", o)
 	}
 	gdir := filepath.Join(tmp, "gate")
+	// What an interrupted first start leaves is cleared by the next.
+	os.MkdirAll(filepath.Join(gdir, ".init-1234", "log"), 0o700)
 	env := []string{"CREDENTIALS_DIRECTORY=" + creds}
 	o := startUntil(t, []string{nixpkiBin(t), "gate", "serve", "--config", sf, "--dir", gdir}, env, "serving on")
 	wantIn(t, "gate first start", o, "Gate host-a created in "+gdir, pub)
 	if _, err := os.Stat(filepath.Join(gdir, "gate.sec")); err == nil {
 		t.Error("the gate stored a key although key_file gave it")
+	}
+	if ents, _ := os.ReadDir(gdir); len(ents) == 0 || strings.HasPrefix(ents[0].Name(), ".init-") {
+		t.Errorf("the gate directory after the first start: %v", ents)
 	}
 	resp, err := http.Get("http://" + addr + "/nix-cache-info")
 	if err != nil {

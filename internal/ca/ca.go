@@ -52,6 +52,9 @@ func Open(ctx context.Context, dir, passwordFile string, log *slog.Logger) (*CA,
 // OpenSettings loads the CA in dir with its settings from settingsFile (empty: from
 // D/config.json). passwordFile overrides the configured one.
 func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, log *slog.Logger) (*CA, error) {
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
+	}
 	cfg, err := config.LoadDir(dir, settingsFile)
 	if err != nil {
 		return nil, err
@@ -83,11 +86,29 @@ func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, l
 			c.Nix = iss
 		}
 	}
-	if c.DB, err = store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
+	dbs := DatabaseSettings(dir, cfg)
+	if dbs.URL == "" {
+		c.DB, err = openDB(ctx, dbs.SQLitePath)
+	} else {
+		c.DB, err = store.Open(ctx, dbs)
+	}
+	if err != nil {
 		return nil, err
+	}
+	if log != nil {
+		log.Info("database", "kind", c.DB.Dialect(), "at", dbs.Describe())
 	}
 	c.Certs = c.DB
 	return c, nil
+}
+
+// DatabaseSettings are the database a data directory's configuration names.
+func DatabaseSettings(dir string, cfg config.Config) store.Settings {
+	s := store.Settings{SQLitePath: config.Resolve(dir, cfg.Database.Path)}
+	if cfg.Database.Postgres() {
+		s.URL, s.PasswordFile = cfg.Database.URL, config.Resolve(dir, cfg.Database.PasswordFile)
+	}
+	return s
 }
 
 // Close releases the database.
@@ -128,7 +149,12 @@ func (c *CA) Issuer(name string) (*Issuer, error) {
 func (c *CA) RootPEM() []byte { return x509util.ChainPEM(c.Root) }
 
 func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, requester, method string) error {
-	return db.PutCert(ctx, &store.Cert{
+	return db.PutCert(ctx, certRecord(cert, issuer, requester, method))
+}
+
+// certRecord is the database row of a certificate the CA issued.
+func certRecord(cert *x509.Certificate, issuer, requester, method string) *store.Cert {
+	return &store.Cert{
 		Serial:    x509util.SerialHex(cert.SerialNumber),
 		Issuer:    issuer,
 		Subject:   cert.Subject.String(),
@@ -139,7 +165,7 @@ func recordCert(ctx context.Context, db Certs, cert *x509.Certificate, issuer, r
 		Requester: requester,
 		Method:    method,
 		CreatedAt: time.Now(),
-	})
+	}
 }
 
 func sanStrings(cert *x509.Certificate) []string {

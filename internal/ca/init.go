@@ -20,7 +20,6 @@ import (
 
 	"nixpki/internal/config"
 	"nixpki/internal/keys"
-	"nixpki/internal/store"
 	"nixpki/internal/x509util"
 )
 
@@ -74,7 +73,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		// completed one alone: it is not empty).
 		defer os.Remove(dir)
 	}
-	tmp, err := os.MkdirTemp(dir, initTmpPrefix)
+	tmp, err := os.MkdirTemp(dir, config.InitTmpPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +130,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 
-	db, err := store.OpenSQLite(ctx, filepath.Join(tmp, cfg.Database.Path))
+	db, err := openDB(ctx, filepath.Join(tmp, cfg.Database.Path))
 	if err != nil {
 		return nil, err
 	}
@@ -216,20 +215,16 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	if err := os.WriteFile(filepath.Join(tmp, marker), data, 0o640); err != nil {
 		return nil, err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := config.SyncDir(tmp); err != nil {
 		return nil, err
 	}
-	if err := placeDir(tmp, dir, marker); err != nil {
+	if err := config.PlaceInitDir(tmp, dir, marker); err != nil {
 		return nil, err
 	}
 	res.Root = root
 	res.Config = cfg
 	return res, nil
 }
-
-// initTmpPrefix names the directory an init builds in; one left by an interrupted
-// init is removed by the next.
-const initTmpPrefix = ".init-"
 
 // prepare normalises and checks what creating a CA from cfg needs.
 func prepare(cfg *config.Config) (keys.Type, []string, []*net.IPNet, error) {
@@ -266,56 +261,7 @@ func checkInitTarget(dir string) error {
 	if config.Initialised(dir) {
 		return fmt.Errorf("%s is already initialised: refusing to overwrite a CA; choose another --dir", dir)
 	}
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), initTmpPrefix) {
-			return fmt.Errorf("%s exists and is not empty: nixpki init needs a new or empty directory", dir)
-		}
-	}
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// placeDir moves the finished tmp directory's entries into dir, marker last.
-func placeDir(tmp, dir, marker string) error {
-	ents, err := os.ReadDir(tmp)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.Name() == marker {
-			continue
-		}
-		if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("moving the new CA into %s: %w", dir, err)
-		}
-	}
-	if err := syncDir(dir); err != nil {
-		return err
-	}
-	if err := os.Rename(filepath.Join(tmp, marker), filepath.Join(dir, marker)); err != nil {
-		return fmt.Errorf("moving the new CA into %s: %w", dir, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return config.ClearInitTarget(dir, "CA (nixpki init)")
 }
 
 func selfSign(cn string, key crypto.Signer, kt keys.Type, now time.Time) (*x509.Certificate, error) {

@@ -21,6 +21,10 @@ import (
 type Meta struct {
 	Requester string // e.g. a user name, an ACME account URL, a Nix subject
 	Method    string // cli, acme, server, nix-token, nix-ssh, ...
+	// Unrecorded issues without a database record: only for a server's own HTTPS
+	// certificate when its database is a read-only standby (it takes no records),
+	// so that the standby can serve reads.
+	Unrecorded bool
 }
 
 // Issued is a signed, recorded certificate with its chain up to (not including) the root.
@@ -40,6 +44,14 @@ func (i *Issued) ChainPEM() []byte { return x509util.ChainPEM(i.Chain...) }
 // set in tmpl is kept (validity counts from it); a notAfter set in tmpl is kept, or
 // refused when it is after the issuer's.
 func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration, meta Meta) (*Issued, error) {
+	return c.SignAndRecord(ctx, iss, tmpl, pub, validity, meta, c.Certs.PutCert)
+}
+
+// SignAndRecord is Sign with the caller's record step, for issuances that record
+// more than the certificate: record must store the certificate's row with the rest
+// in one transaction. A certificate whose record fails is dropped unseen, so it was
+// never issued; store.ErrConflict (a serial collision) draws another serial.
+func (c *CA) SignAndRecord(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration, meta Meta, record func(context.Context, *store.Cert) error) (*Issued, error) {
 	now := c.Now().UTC().Truncate(time.Second)
 	out := &Issued{}
 	notBefore, notAfter := now.Add(-keys.Backdate), now.Add(validity)
@@ -86,7 +98,9 @@ func (c *CA) Sign(ctx context.Context, iss *Issuer, tmpl *x509.Certificate, pub 
 		if err != nil {
 			return nil, err
 		}
-		err = recordCert(ctx, c.Certs, cert, iss.Name, meta.Requester, meta.Method)
+		if !meta.Unrecorded {
+			err = record(ctx, certRecord(cert, iss.Name, meta.Requester, meta.Method))
+		}
 		if errors.Is(err, store.ErrConflict) && attempt < 3 {
 			continue // a 2^-126 event: draw another serial
 		}

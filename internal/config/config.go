@@ -36,6 +36,10 @@ type Config struct {
 	// ExternalURL is the plain-HTTP base used for CRL, OCSP and caIssuers URLs in
 	// certificates, e.g. http://ca.internal:8080.
 	ExternalURL string `json:"external_url"`
+	// ExternalHTTPSURL is the HTTPS base clients reach the server at when that is not
+	// its own listen address: a load balancer in front of several servers, e.g.
+	// https://ca.internal. ACME URLs are built on it. Empty: the listen address.
+	ExternalHTTPSURL string `json:"external_https_url,omitempty"`
 	// Listen is the HTTPS address; HTTPListen the plain-HTTP one (CRL, OCSP, CA certs).
 	Listen     string `json:"listen"`
 	HTTPListen string `json:"http_listen"`
@@ -62,10 +66,48 @@ type Monitor struct {
 
 // Database selects the storage backend.
 type Database struct {
-	// Driver is "sqlite" (embedded, default).
+	// Driver is "sqlite" (embedded, default) or "postgres" (URL is then required).
 	Driver string `json:"driver"`
 	// Path of the SQLite file; relative paths are inside the data directory.
 	Path string `json:"path"`
+	// URL, when set, selects PostgreSQL: postgres://USER@HOST/DB, or a key=value DSN
+	// (host=/run/postgresql for a unix socket). The environment variable
+	// NIXPKI_DATABASE_URL and the flag --database-url override it.
+	URL string `json:"url,omitempty"`
+	// PasswordFile holds the PostgreSQL role's password (first line); relative paths
+	// are inside the data directory. Else the URL's passfile or ~/.pgpass apply.
+	PasswordFile string `json:"password_file,omitempty"`
+}
+
+// DatabaseURLEnv overrides database.url when set.
+const DatabaseURLEnv = "NIXPKI_DATABASE_URL"
+
+// Postgres tells whether the settings select PostgreSQL.
+func (d Database) Postgres() bool { return d.URL != "" || d.Driver == "postgres" }
+
+func (d Database) validate() error {
+	switch d.Driver {
+	case "sqlite", "postgres", "":
+	default:
+		return fmt.Errorf("database.driver %q: use \"sqlite\" (embedded) or \"postgres\" with database.url", d.Driver)
+	}
+	if d.Postgres() {
+		u := d.URL
+		if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") && !strings.Contains(u, "=") {
+			return fmt.Errorf("database.url %q: want postgres://USER@HOST/DATABASE or a key=value DSN such as \"host=/run/postgresql dbname=nixpki\"", redactURL(u))
+		}
+	}
+	return nil
+}
+
+// redactURL hides anything after a ':' in the user part, for messages.
+func redactURL(u string) string {
+	if i, j := strings.Index(u, "://"), strings.LastIndex(u, "@"); i >= 0 && j > i {
+		if k := strings.Index(u[i+3:j], ":"); k >= 0 {
+			return u[:i+3+k] + ":xxxxx" + u[j:]
+		}
+	}
+	return u
 }
 
 // Policy bounds what direct issuance may produce.
@@ -125,6 +167,15 @@ type Nix struct {
 	DefaultValidity Duration `json:"default_validity"`
 	MaxValidity     Duration `json:"max_validity"`
 	TokenTTL        Duration `json:"token_ttl"`
+	// TokenMaxTTL bounds the lifetime an admin may give a token (--ttl).
+	TokenMaxTTL Duration `json:"token_max_ttl"`
+	// RatePerMinute and RateBurst limit the enrollment endpoints per client address
+	// (a token bucket); 0 turns the limit off.
+	RatePerMinute int `json:"rate_per_minute"`
+	RateBurst     int `json:"rate_burst"`
+	// AttemptsMax and AttemptsMaxAge bound the attempt log; 0 = no bound.
+	AttemptsMax    int      `json:"attempts_max"`
+	AttemptsMaxAge Duration `json:"attempts_max_age"`
 	// RenewMaxAge bounds renewal: a certificate is renewed by proof of possession
 	// only while its last token or SSH authentication is younger than this.
 	RenewMaxAge Duration `json:"renew_max_age"`
@@ -138,7 +189,10 @@ type NixSSHPrincipal struct {
 	Principal string   `json:"principal"`
 	Subject   string   `json:"subject"`
 	Targets   []string `json:"targets"`
-	Scope     string   `json:"scope,omitempty"` // default "any"
+	// MultiSubject lets the SSH signers of this mapping also enroll for other
+	// subjects whose mappings say the same: one person, several signing identities.
+	MultiSubject bool   `json:"multi_subject,omitempty"`
+	Scope        string `json:"scope,omitempty"` // default "any"
 }
 
 // Duration is a time.Duration written as Go duration text ("8760h").
@@ -182,7 +236,8 @@ func Defaults() Config {
 		},
 		ACME: ACME{HTTPPort: 80, TLSPort: 443},
 		Nix: Nix{DefaultValidity: Duration(7 * 24 * time.Hour), MaxValidity: Duration(30 * 24 * time.Hour),
-			TokenTTL: Duration(15 * time.Minute), RenewMaxAge: Duration(30 * 24 * time.Hour)},
+			TokenTTL: Duration(15 * time.Minute), TokenMaxTTL: Duration(7 * 24 * time.Hour), RenewMaxAge: Duration(30 * 24 * time.Hour),
+			RatePerMinute: 60, RateBurst: 20, AttemptsMax: 100000, AttemptsMaxAge: Duration(90 * 24 * time.Hour)},
 		Monitor: Monitor{Window: Duration(180 * 24 * time.Hour), MaxNames: 10000, RenewalWindow: Duration(10 * 24 * time.Hour)},
 	}
 }
@@ -203,14 +258,17 @@ func ParseOnto(base Config, data []byte) (Config, error) {
 
 // Validate checks values that JSON types alone don't constrain.
 func (c *Config) Validate() error {
-	if c.Database.Driver != "sqlite" {
-		return fmt.Errorf("database.driver %q: only \"sqlite\" is built in", c.Database.Driver)
+	if err := c.Database.validate(); err != nil {
+		return err
 	}
 	if c.Policy.MaxValidity != 0 && c.Policy.DefaultValidity > c.Policy.MaxValidity {
 		return fmt.Errorf("policy.default_validity %s exceeds policy.max_validity %s", c.Policy.DefaultValidity.D(), c.Policy.MaxValidity.D())
 	}
 	if c.Nix.DefaultValidity <= 0 || c.Nix.MaxValidity < c.Nix.DefaultValidity {
 		return fmt.Errorf("nix.default_validity %s must be positive and at most nix.max_validity %s", c.Nix.DefaultValidity.D(), c.Nix.MaxValidity.D())
+	}
+	if c.Nix.TokenTTL <= 0 || c.Nix.TokenMaxTTL < c.Nix.TokenTTL {
+		return fmt.Errorf("nix.token_ttl %s must be positive and at most nix.token_max_ttl %s", c.Nix.TokenTTL.D(), c.Nix.TokenMaxTTL.D())
 	}
 	if err := CheckSecretPath("password_file", c.PasswordFile); err != nil {
 		return err

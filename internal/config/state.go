@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"nixpki/internal/keys"
 )
 
 // StateFile records, in a directory created from a settings file, what the first start
@@ -81,6 +83,20 @@ func ReadSettings(path string) ([]byte, error) {
 // recorded at creation; a creation-only setting that contradicts the record is an
 // error naming both values.
 func LoadDir(dir, settingsFile string) (Config, error) {
+	c, err := loadDir(dir, settingsFile)
+	if err != nil {
+		return c, err
+	}
+	if u := os.Getenv(DatabaseURLEnv); u != "" {
+		c.Database.URL = u
+		if err := c.Database.validate(); err != nil {
+			return c, fmt.Errorf("%s: %w", DatabaseURLEnv, err)
+		}
+	}
+	return c, nil
+}
+
+func loadDir(dir, settingsFile string) (Config, error) {
 	legacy := filepath.Join(dir, FileName)
 	data, err := os.ReadFile(legacy)
 	haveLegacy := err == nil
@@ -89,6 +105,9 @@ func LoadDir(dir, settingsFile string) (Config, error) {
 	}
 	var base Config
 	if haveLegacy {
+		if err := keys.CheckNotWorldWritable(legacy); err != nil {
+			return Config{}, err
+		}
 		if base, err = Parse(data); err != nil {
 			return base, fmt.Errorf("%s: %w", legacy, err)
 		}

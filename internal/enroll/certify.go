@@ -9,10 +9,10 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"nixpki/internal/ca"
@@ -43,6 +43,10 @@ type Authority struct {
 	// sshErr is a configuration error in nix.ssh_user_cas / nix.ssh_principals; SSH
 	// enrollment is refused while it is set.
 	sshErr error
+	// limit is the per-address rate limit of the HTTP endpoints.
+	limit *limiter
+	// attempts counts recorded attempts, to bound the attempt log now and then.
+	attempts atomic.Int64
 }
 
 // NewAuthority wraps an open CA. SSH configuration errors are kept (see ConfigError)
@@ -53,6 +57,7 @@ func NewAuthority(c *ca.CA) *Authority {
 		log = slog.Default()
 	}
 	a := &Authority{CA: c, Store: c.DB, Log: log}
+	a.limit = newLimiter(c.Config.Nix.RatePerMinute, c.Config.Nix.RateBurst, maxLimitedClients)
 	a.ssh, a.sshErr = newSSHAuth(c.Config.Nix)
 	if a.sshErr != nil {
 		log.Error("nix: SSH enrollment disabled by a configuration error", "err", a.sshErr)
@@ -90,11 +95,14 @@ type issueRequest struct {
 	authMethod  string
 	authAt      time.Time
 	renewedFrom string
+	// att is the attempt, recorded "issued" in the issuance's own transaction.
+	att *store.NixAttempt
+	// signers are the SSH signers that authenticated the request (one person, one
+	// signer); multiSubject says their mapping grants several subjects.
+	signers      []string
+	multiSubject bool
+	tokenID      string
 }
-
-// revokeReasonNeverIssued is the CRL reason for a certificate signed but refused
-// before it was handed out (RFC 5280 cessationOfOperation: it is no longer needed).
-const revokeReasonNeverIssued = 5
 
 // issue checks the request against policy, signs and records it.
 func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, error) {
@@ -143,50 +151,97 @@ func (a *Authority) issue(ctx context.Context, r issueRequest) (*ca.Issued, erro
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
-	iss, err := a.CA.Sign(ctx, a.CA.Nix, tmpl, r.key.Key, validity, ca.Meta{Requester: r.cons.Subject, Method: "nix-" + r.method})
-	if err != nil {
-		return nil, err
-	}
 	if r.authAt.IsZero() {
 		r.authAt = now
 	}
-	rec := &store.NixCert{
-		Serial: x509util.SerialHex(iss.Cert.SerialNumber), Subject: r.cons.Subject, KeyName: r.key.Name, PublicKey: r.key.Key,
-		Targets: r.cons.Targets, Scope: r.cons.Scope.String(), AuthMethod: r.authMethod, AuthAt: r.authAt,
-		RenewedFrom: r.renewedFrom, NotAfter: iss.Cert.NotAfter, CreatedAt: now,
-	}
-	if err := a.Store.PutNixCert(ctx, rec); err != nil {
-		var taken *store.KeyNameTakenError
-		if errors.As(err, &taken) {
-			// Another issuance for this name with another key won the race between
-			// the check above and this record: the certificate just signed was never
-			// handed out; revoke it so no copy of it can ever count.
-			if _, rerr := a.CA.Revoke(context.WithoutCancel(ctx), rec.Serial, revokeReasonNeverIssued); rerr != nil {
-				return nil, fmt.Errorf("revoking certificate %s, signed for the taken key name %q: %w", rec.Serial, r.key.Name, rerr)
+	// The certificate, its details, its attempt record, its SSH signers and its token
+	// commit in one transaction: a certificate the CA cannot record (a full disk) is
+	// dropped unseen, so none exists without its audit record.
+	var refusal error
+	iss, err := a.CA.SignAndRecord(ctx, a.CA.Nix, tmpl, r.key.Key, validity, ca.Meta{Requester: r.cons.Subject, Method: "nix-" + r.method},
+		func(ctx context.Context, row *store.Cert) error {
+			att := *r.att
+			att.At, att.Outcome, att.Reason, att.Serial = now, "issued", "", row.Serial
+			boundAttempt(&att)
+			err := a.Store.IssueNixCert(ctx, &store.NixIssuance{
+				Cert: row, Attempt: &att, Signers: r.signers, MultiSubject: r.multiSubject, TokenID: r.tokenID,
+				Nix: &store.NixCert{
+					Serial: row.Serial, Subject: r.cons.Subject, KeyName: r.key.Name, PublicKey: r.key.Key,
+					Targets: r.cons.Targets, Scope: r.cons.Scope.String(), AuthMethod: r.authMethod, AuthAt: r.authAt,
+					RenewedFrom: r.renewedFrom, NotAfter: row.NotAfter, CreatedAt: now,
+				},
+			})
+			if refusal = a.issueRefusal(err, r); refusal != nil {
+				return errRefused // not ErrConflict: a refusal draws no new serial
 			}
-			return nil, forbidden("key name %q is already certified for another key (certificate %s, valid until %s): name the new key differently, e.g. %s-2, or revoke %s first",
-				r.key.Name, strings.ToUpper(taken.Serial), taken.NotAfter.Format(time.RFC3339), r.cons.Subject, strings.ToUpper(taken.Serial))
-		}
-		return nil, fmt.Errorf("recording Nix certificate %s: %w", rec.Serial, err)
+			return err
+		})
+	switch {
+	case refusal != nil:
+		return nil, refusal
+	case err != nil:
+		return nil, refused(http.StatusServiceUnavailable, "the CA could not record the issuance, so it issued nothing: %v; the administrator must check the CA's database and free disk space", err)
 	}
+	r.att.Serial = x509util.SerialHex(iss.Cert.SerialNumber) // recorded above
+	a.attemptRecorded(ctx)
 	return iss, nil
 }
 
-// record writes the attempt with its outcome; it never fails the caller.
+var errRefused = errors.New("issuance refused")
+
+// issueRefusal turns what the issuance transaction refused into the requester's
+// error; nil for anything else.
+func (a *Authority) issueRefusal(err error, r issueRequest) error {
+	var taken *store.KeyNameTakenError
+	var blocked *store.KeyBlockedError
+	var bound *store.SignerBoundError
+	switch {
+	case errors.As(err, &taken):
+		return forbidden("key name %q is already certified for another key (certificate %s, valid until %s): name the new key differently, e.g. %s-2, or revoke %s first",
+			r.key.Name, strings.ToUpper(taken.Serial), taken.NotAfter.Format(time.RFC3339), r.cons.Subject, strings.ToUpper(taken.Serial))
+	case errors.As(err, &blocked):
+		return forbidden("the Nix key %s is blocked: certificate %s for it was revoked for key compromise at %s; generate a new key",
+			r.key, strings.ToUpper(blocked.Serial), blocked.BlockedAt.Format(time.RFC3339))
+	case errors.As(err, &bound):
+		return forbidden("%s already enrolled for subject %q: one SSH signer enrolls for one subject (a mapping with multi_subject may grant several)", bound.Signer, bound.Subject)
+	}
+	return nil
+}
+
+// Bounds of what an attempt record keeps of each field.
+const (
+	maxAttemptField  = 256
+	maxAttemptReason = 512
+)
+
+// boundAttempt cuts every field of an attempt to its bound, so a record costs the
+// database a bounded amount whatever a request carried.
+func boundAttempt(att *store.NixAttempt) {
+	for _, f := range []*string{&att.Method, &att.Outcome, &att.Subject, &att.KeyName, &att.KeyFingerprint, &att.Remote, &att.TokenID, &att.SSHIdentity, &att.Serial} {
+		*f = clip(*f, maxAttemptField)
+	}
+	att.Reason = clip(att.Reason, maxAttemptReason)
+}
+
+// record writes a refused attempt; issued ones were recorded with their
+// certificate. It never fails the caller.
 func (a *Authority) record(ctx context.Context, att *store.NixAttempt, iss *ca.Issued, err error) {
+	if err == nil && iss != nil {
+		return
+	}
 	att.At = a.now()
-	if err != nil {
-		att.Outcome, att.Reason = "refused", oneLine(err)
-		var p *problem.Problem
-		if !errors.As(err, &p) || p.Status >= 500 {
-			att.Reason = "internal error: " + oneLine(err)
-		}
-	} else {
-		att.Outcome, att.Serial = "issued", x509util.SerialHex(iss.Cert.SerialNumber)
+	att.Outcome, att.Reason, att.Serial = "refused", oneLine(err), ""
+	var p *problem.Problem
+	if !errors.As(err, &p) || p.Status >= 500 {
+		att.Reason = "internal error: " + oneLine(err)
 	}
+	boundAttempt(att)
 	if rerr := a.Store.AddNixAttempt(context.WithoutCancel(ctx), att); rerr != nil {
-		a.Log.Error("nix: recording an issuance attempt", "err", rerr, "attempt", att)
+		// Only what identifies the attempt: the request's fields stay out of logs.
+		a.Log.Error("nix: recording a refused issuance attempt", "err", rerr, "method", att.Method, "remote", att.Remote)
+		return
 	}
+	a.attemptRecorded(ctx)
 }
 
 // CertifyRequest is an admin's offline certification of a member's public key.
@@ -210,58 +265,8 @@ func (a *Authority) Certify(ctx context.Context, r CertifyRequest) (iss *ca.Issu
 	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	return a.issue(ctx, issueRequest{
 		key: pub, cons: nixcert.Constraints{Subject: r.Subject, Targets: r.Targets, Scope: r.Scope},
-		validity: r.Validity, method: MethodCLI, authMethod: MethodCLI,
+		validity: r.Validity, method: MethodCLI, authMethod: MethodCLI, att: att,
 	})
-}
-
-// IsNixCert reports whether a recorded certificate was issued by the Nix intermediate.
-func IsNixCert(c *store.Cert) bool { return c.Issuer == ca.IssuerNix }
-
-// Revoke revokes one Nix certificate by serial; other issuers' serials are refused.
-func (a *Authority) Revoke(ctx context.Context, serial string, reason int) (*store.Cert, error) {
-	s, err := x509util.ParseSerial(serial)
-	if err != nil {
-		return nil, err
-	}
-	rec, err := a.Store.GetCert(ctx, s)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no certificate with serial %s was issued by this CA", strings.ToUpper(s))
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !IsNixCert(rec) {
-		return nil, fmt.Errorf("certificate %s was issued by the %s intermediate, not the Nix one: revoke it with `nixpki cert revoke`", strings.ToUpper(s), rec.Issuer)
-	}
-	return a.CA.Revoke(ctx, s, reason)
-}
-
-// RevokeSubject revokes every live Nix certificate of a subject and returns them.
-func (a *Authority) RevokeSubject(ctx context.Context, subject string, reason int) ([]*store.Cert, error) {
-	if err := nixcert.ValidateSubject(subject); err != nil {
-		return nil, err
-	}
-	certs, err := a.Store.ListNixCerts(ctx, store.NixCertFilter{Subject: subject})
-	if err != nil {
-		return nil, err
-	}
-	var out []*store.Cert
-	for _, c := range certs {
-		if c.RevokedAt != nil {
-			continue
-		}
-		rec, err := a.CA.Revoke(ctx, c.Serial, reason)
-		if err != nil && !errors.Is(err, store.ErrAlreadyRevoked) {
-			return out, err
-		}
-		if err == nil {
-			out = append(out, rec)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("subject %q has no unrevoked Nix certificates", subject)
-	}
-	return out, nil
 }
 
 // CRL returns the Nix-signing intermediate's current CRL (DER).

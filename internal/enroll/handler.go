@@ -5,9 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"nixpki/internal/ca"
 	"nixpki/internal/nixcert"
@@ -68,9 +71,9 @@ func Handler(c *ca.CA, log *slog.Logger) http.Handler {
 func (a *Authority) Handler() http.Handler {
 	mux := http.NewServeMux()
 	h := func(f problem.HandlerFunc) http.Handler { return problem.Handler(a.Log, f) }
-	mux.Handle("POST /nix/challenge", h(a.serveChallenge))
-	mux.Handle("POST /nix/enroll", h(a.serveEnroll))
-	mux.Handle("POST /nix/renew", h(a.serveRenew))
+	mux.Handle("POST /nix/challenge", h(a.limited(a.serveChallenge)))
+	mux.Handle("POST /nix/enroll", h(a.limited(a.serveEnroll)))
+	mux.Handle("POST /nix/renew", h(a.limited(a.serveRenew)))
 	mux.Handle("/nix/", h(func(w http.ResponseWriter, r *http.Request) error {
 		switch r.URL.Path {
 		case "/nix/challenge", "/nix/enroll", "/nix/renew":
@@ -83,6 +86,20 @@ func (a *Authority) Handler() http.Handler {
 	return mux
 }
 
+// limited applies the per-address rate limit before any other work: every request
+// here is unauthenticated until its body is checked.
+func (a *Authority) limited(f problem.HandlerFunc) problem.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if ok, wait := a.limit.allow(r.RemoteAddr, time.Now()); !ok {
+			secs := int((wait + time.Second - 1) / time.Second)
+			p := problem.New(http.StatusTooManyRequests, "", "too many enrollment requests from %s: retry in %d s (nix.rate_per_minute, nix.rate_burst)", clientKey(r.RemoteAddr), secs)
+			p.Headers = http.Header{"Retry-After": {strconv.Itoa(secs)}}
+			return p
+		}
+		return f(w, r)
+	}
+}
+
 func (a *Authority) serveChallenge(w http.ResponseWriter, r *http.Request) error {
 	v, exp, err := a.NewChallenge(r.Context())
 	if err != nil {
@@ -92,8 +109,14 @@ func (a *Authority) serveChallenge(w http.ResponseWriter, r *http.Request) error
 }
 
 func readEnrollJSON(w http.ResponseWriter, r *http.Request) (*EnrollJSON, time.Duration, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return nil, 0, problem.New(http.StatusUnsupportedMediaType, "", "send application/json, not %s", ct)
+	// The media type must be application/json exactly (parameters such as charset
+	// aside): a prefix test would take application/jsonx or application/json-seq.
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		if ct == "" {
+			return nil, 0, problem.New(http.StatusUnsupportedMediaType, "", "send Content-Type application/json (the request has none)")
+		}
+		return nil, 0, problem.New(http.StatusUnsupportedMediaType, "", "send Content-Type application/json, not %q", clip(ct, 64))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	if err != nil {
@@ -181,4 +204,17 @@ func errProblem(status string, body []byte) error {
 		s = s[:200] + "…"
 	}
 	return errors.New(status + ": " + s)
+}
+
+// clip bounds a string from a request before it goes into a message or a record,
+// marking the cut: what a client sends is echoed or stored only this long.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -6,6 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"testing"
+
+	"nixpki/internal/ca"
+	"nixpki/internal/store"
 )
 
 func ecKey(t testing.TB) *ecdsa.PrivateKey {
@@ -23,3 +26,8 @@ func edKey(t testing.TB) ed25519.PrivateKey {
 	}
 	return k
 }
+
+var (
+	storeFilterAll = store.NixCertFilter{}
+	storeCertsNix  = store.CertFilter{Issuer: ca.IssuerNix, IncludeRevoked: true}
+)

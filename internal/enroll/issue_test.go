@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/keys"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
@@ -50,14 +52,14 @@ type env struct {
 	sshCA  ssh.Signer
 }
 
-func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+// openCA initialises a CA in dir and opens it.
+func openCA(t *testing.T, dir string) *ca.CA {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.Name = "NixTest"
 	cfg.DNSNames = []string{"ca.internal"}
 	cfg.IPAddresses = []string{"127.0.0.1"}
 	cfg.ExternalURL = "http://127.0.0.1:1"
-	dir := filepath.Join(t.TempDir(), "ca")
 	if _, err := ca.Init(context.Background(), ca.InitOptions{Dir: dir, Config: cfg}); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +68,12 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+	t.Helper()
+	c := openCA(t, filepath.Join(t.TempDir(), "ca"))
 	e := &env{t: t, ca: c, clock: &clock{}}
 	c.Now = e.clock.Now
 
@@ -79,6 +87,8 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 		{Principal: "ops", Subject: "ops1", Targets: []string{"prod-*"}},
 		{Principal: "ops-alt", Subject: "ops2", Targets: []string{"prod-*"}},
 	}
+	// Tests make many requests from one address; the rate limit has its own test.
+	c.Config.Nix.RatePerMinute, c.Config.Nix.RateBurst = 600000, 100000
 	if mutate != nil {
 		mutate(&c.Config)
 	}
@@ -273,9 +283,9 @@ func TestTokenEnrollment(t *testing.T) {
 	}
 	before = e.nixCerts()
 
-	pinned, _, _ := e.auth.CreateToken(ctx, TokenRequest{Subject: "carol", KeyName: "carol-laptop", Targets: []string{"x"}})
+	pinned, _, _ := e.auth.CreateToken(ctx, TokenRequest{Subject: "carol", KeyName: "carol-7", Targets: []string{"x"}})
 	_, err = e.client.EnrollToken(ctx, e.key("carol-1"), pinned, EnrollOptions{})
-	e.refused(err, `key name "carol-1" does not match the token, which is for key name "carol-laptop"`, before)
+	e.refused(err, `key name "carol-1" does not match the token, which is for key name "carol-7"`, before)
 
 	_, err = e.client.EnrollToken(ctx, e.key("alice-2"), TokenPrefix+"AAAA", EnrollOptions{})
 	e.refused(err, "unknown token", before)
@@ -330,7 +340,7 @@ func TestTokenSingleUseUnderConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := e.client.EnrollToken(ctx, e.key("alice-"+string(rune('a'+i))), tok, EnrollOptions{})
+			_, err := e.client.EnrollToken(ctx, e.key(fmt.Sprintf("alice-%d", 10+i)), tok, EnrollOptions{})
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -386,8 +396,8 @@ func TestSSHEnrollment(t *testing.T) {
 		t.Errorf("attempt %+v", a)
 	}
 	// A builder principal maps to a content-addressed-only scope.
-	builder := sshCert(t, e.sshCA, []string{"ci-builder"}, now.Add(-time.Hour), now.Add(time.Hour), nil)
-	got, err = e.client.EnrollSSH(ctx, e.key("builder1-a"), builder, EnrollOptions{Subject: "builder1"})
+	builder := sshCert(t, e.sshCA, []string{"ci-builder"}, now.Add(-time.Hour), now.Add(time.Hour), func(c *ssh.Certificate) { c.KeyId = "ci" })
+	got, err = e.client.EnrollSSH(ctx, e.key("builder1-2"), builder, EnrollOptions{Subject: "builder1"})
 	if err != nil || !got.Identity.Constraints.Scope.ContentAddressedOnly {
 		t.Fatalf("builder: %v %+v", err, got)
 	}
@@ -509,7 +519,7 @@ func TestSSHRSAAndConfig(t *testing.T) {
 			t.Errorf("config error %v, want %q", err, tc.want)
 		}
 	}
-	broken := *e.auth
+	broken := NewAuthority(e.ca)
 	broken.sshErr = errors.New("broken")
 	if _, err := broken.EnrollSSH(ctx, EnrollRequest{CSR: csr}); err == nil || !strings.Contains(err.Error(), "configuration error") {
 		t.Errorf("EnrollSSH with a broken config: %v", err)
@@ -645,7 +655,11 @@ func TestHandlerErrors(t *testing.T) {
 		want                      string
 	}{
 		{"POST", "/nix/enroll", "application/json", `{`, 400, "malformed request"},
-		{"POST", "/nix/enroll", "text/plain", `{}`, 415, "send application/json"},
+		{"POST", "/nix/enroll", "text/plain", `{}`, 415, "send Content-Type application/json"},
+		{"POST", "/nix/enroll", "application/jsonx", `{}`, 415, `not "application/jsonx"`},
+		{"POST", "/nix/enroll", "application/json-seq", `{}`, 415, "send Content-Type application/json"},
+		{"POST", "/nix/enroll", "", `{}`, 415, "the request has none"},
+		{"POST", "/nix/enroll", "application/json; charset=utf-8", `{"csr":"AA=="}`, 400, "no authentication"},
 		{"POST", "/nix/enroll", "application/json", `{"csr":"AA=="}`, 400, "no authentication"},
 		{"POST", "/nix/enroll", "application/json", `{"token":"x","ssh_certificate":"y"}`, 400, "not both"},
 		{"POST", "/nix/enroll", "application/json", `{"token":"x","validity":"-1h"}`, 400, "positive duration"},
@@ -717,4 +731,32 @@ func TestKeyNameUniqueUnderConcurrency(t *testing.T) {
 		}
 	}
 	t.Logf("%d refused before signing, %d signed then refused and revoked", n-len(all), len(all)-1)
+}
+
+// A token's validity bound holds for the renewals of what it enrolled: a renewal
+// lasts no longer than the certificate it renews.
+func TestRenewalKeepsTokenValidity(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Nix.RenewMaxAge = config.Duration(10 * 24 * time.Hour) })
+	ctx := context.Background()
+	alice := e.key("alice-1")
+	tok, _, err := e.auth.CreateToken(ctx, TokenRequest{Subject: "alice", Targets: []string{"lab-*"}, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.client.EnrollToken(ctx, alice, tok, EnrollOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Set(30 * time.Minute)
+	renewed, err := e.client.Renew(ctx, alice, first.Chain, EnrollOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := renewed.Identity.Cert
+	if life := c.NotAfter.Sub(c.NotBefore); life > time.Hour+keys.Backdate {
+		t.Errorf("the renewal of a 1h token's certificate lasts %s", life)
+	}
+	before := e.nixCerts()
+	_, err = e.client.Renew(ctx, alice, renewed.Chain, EnrollOptions{Validity: 2 * time.Hour})
+	e.refused(err, "the validity of the certificate renewed, 1h0m0s", before)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
 )
@@ -37,7 +38,6 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 	if err != nil {
 		return nil, err
 	}
-	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	if len(r.Chain) == 0 {
 		return nil, badRequest("renewal needs the current certificate")
 	}
@@ -46,10 +46,11 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 	if err != nil {
 		return nil, forbidden("the certificate to renew is not valid: %v", err)
 	}
-	att.Subject = id.Constraints.Subject
 	if !id.Key.Equal(pub) {
 		return nil, forbidden("the CSR's key (%s) is not the certificate's key (%s): renewal keeps the key; enroll a new key with a token or SSH certificate", pub, id.Key)
 	}
+	// Authenticated: the attempt may keep what the certificate says.
+	att.Subject, att.KeyName, att.KeyFingerprint = id.Constraints.Subject, pub.Name, pub.String()
 	rec, err := a.Store.GetNixCert(ctx, id.Serial())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, forbidden("certificate %s is not in this CA's records", strings.ToUpper(id.Serial()))
@@ -68,10 +69,17 @@ func (a *Authority) Renew(ctx context.Context, r RenewRequest) (iss *ca.Issued, 
 		return nil, forbidden("the last authentication (%s at %s) is older than nix.renew_max_age %s: enroll again with a token or SSH certificate",
 			rec.AuthMethod, rec.AuthAt.Format(time.RFC3339), maxAge)
 	}
+	// A renewal lasts no longer than the certificate it renews, so the validity a
+	// token granted (nixpki nix token create --valid) holds for its renewals too.
+	cap := deadline.Sub(now).Truncate(time.Second)
+	capReason := fmt.Sprintf("the renewal limit, %s after the last authentication (nix.renew_max_age)", maxAge)
+	if life := r.Chain[0].NotAfter.Sub(r.Chain[0].NotBefore) - keys.Backdate; life < cap {
+		cap, capReason = life, fmt.Sprintf("the validity of the certificate renewed, %s", life)
+	}
 	return a.issue(ctx, issueRequest{
 		key: pub, cons: nixcert.Constraints{Subject: rec.Subject, Targets: id.Constraints.Targets, Scope: id.Constraints.Scope},
-		validity: r.Validity, cap: deadline.Sub(now).Truncate(time.Second),
-		capReason: fmt.Sprintf("the renewal limit, %s after the last authentication (nix.renew_max_age)", maxAge),
-		method:    MethodRenew, authMethod: rec.AuthMethod, authAt: rec.AuthAt, renewedFrom: rec.Serial,
+		validity: r.Validity, cap: cap,
+		capReason: capReason,
+		method:    MethodRenew, authMethod: rec.AuthMethod, authAt: rec.AuthAt, renewedFrom: rec.Serial, att: att,
 	})
 }

@@ -23,6 +23,7 @@ import (
 
 	"nixpki/internal/ca"
 	"nixpki/internal/config"
+	"nixpki/internal/keys"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
 )
@@ -85,6 +86,9 @@ func newSSHAuth(cfg config.Nix) (*sshAuth, error) {
 		if _, isCert := k.(*ssh.Certificate); isCert {
 			return nil, fmt.Errorf("nix.ssh_user_cas[%d]: a certificate, not a CA's public key", i)
 		}
+		if k.Type() == ssh.InsecureKeyAlgoDSA {
+			return nil, fmt.Errorf("nix.ssh_user_cas[%d]: a DSA key, which signs with SHA-1: use an Ed25519, ECDSA or RSA CA key", i)
+		}
 		s.cas = append(s.cas, k)
 	}
 	for i, p := range cfg.SSHPrincipals {
@@ -92,7 +96,7 @@ func newSSHAuth(cfg config.Nix) (*sshAuth, error) {
 		if p.Principal == "" {
 			return nil, fmt.Errorf("%s: principal is empty", where)
 		}
-		if err := nixcert.ValidateSubject(p.Subject); err != nil {
+		if err := nixcert.CheckIssuableSubject(p.Subject); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		if _, err := nixcert.ParseTargets(p.Targets); err != nil {
@@ -121,7 +125,7 @@ func (s *sshAuth) isCA(k ssh.PublicKey) bool {
 
 // describeSSHCert names an SSH certificate for messages and records.
 func describeSSHCert(c *ssh.Certificate) string {
-	return fmt.Sprintf("key ID %q serial %d from CA %s", c.KeyId, c.Serial, ssh.FingerprintSHA256(c.SignatureKey))
+	return fmt.Sprintf("key ID %q serial %d from CA %s", clip(c.KeyId, 64), c.Serial, ssh.FingerprintSHA256(c.SignatureKey))
 }
 
 // check authenticates an enrollment by SSH certificate and returns the mapping it
@@ -146,6 +150,9 @@ func (s *sshAuth) check(r EnrollRequest, now time.Time) (*sshPrincipal, *ssh.Cer
 	}
 	if !s.isCA(cert.SignatureKey) {
 		return nil, cert, forbidden("SSH certificate %s is signed by an unknown CA: this CA trusts only %s", describeSSHCert(cert), s.caList())
+	}
+	if err := refuseSHA1(cert); err != nil {
+		return nil, cert, forbidden("SSH certificate %s: %v", describeSSHCert(cert), err)
 	}
 	unix := now.Unix()
 	if cert.ValidBefore != ssh.CertTimeInfinity && (int64(cert.ValidBefore) < 0 || unix >= int64(cert.ValidBefore)) {
@@ -206,6 +213,30 @@ func (s *sshAuth) check(r EnrollRequest, now time.Time) (*sshPrincipal, *ssh.Cer
 	return m, cert, nil
 }
 
+// refuseSHA1 refuses what would rest on SHA-1: a CA signature made with ssh-rsa,
+// and a DSA user key (DSA signs only with SHA-1). The enrollment signature itself is
+// checked where it is verified.
+func refuseSHA1(cert *ssh.Certificate) error {
+	if cert.Signature != nil && cert.Signature.Format == ssh.KeyAlgoRSA {
+		return errors.New("its CA signed it with ssh-rsa (SHA-1), which is refused: have the CA sign with rsa-sha2-512 (ssh-keygen -s ca -t rsa-sha2-512)")
+	}
+	if cert.Key.Type() == ssh.InsecureKeyAlgoDSA {
+		return errors.New("it certifies a DSA key, which signs with SHA-1 and is refused: use an Ed25519, ECDSA or RSA key")
+	}
+	return nil
+}
+
+// sshSigners names what signed an SSH enrollment, for the one-person-one-signer
+// rule: the SSH key, and the key ID its CA gave (hashed: key IDs are unbounded).
+func sshSigners(cert *ssh.Certificate) []string {
+	out := []string{"SSH key " + ssh.FingerprintSHA256(cert.Key)}
+	if cert.KeyId != "" {
+		h := sha256.Sum256([]byte(cert.KeyId))
+		out = append(out, fmt.Sprintf("SSH key ID %q of CA %s (%x)", clip(cert.KeyId, 64), ssh.FingerprintSHA256(cert.SignatureKey), h[:8]))
+	}
+	return out
+}
+
 func (s *sshAuth) caList() string {
 	var out []string
 	for _, c := range s.cas {
@@ -257,25 +288,24 @@ func (a *Authority) NewChallenge(ctx context.Context) (string, time.Time, error)
 // certificate from a configured SSH CA, whose principal nix.ssh_principals maps to a
 // subject, targets and scope. The SSH key signs the server's challenge and the CSR.
 func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Issued, err error) {
-	att := &store.NixAttempt{Method: MethodSSH, Subject: r.Subject, Remote: r.Remote}
+	// The attempt keeps what the request says only once its SSH certificate and
+	// signature are authenticated.
+	att := &store.NixAttempt{Method: MethodSSH, Remote: r.Remote}
 	defer func() { a.record(ctx, att, iss, err) }()
 	pub, err := parseCSR(r.CSR)
 	if err != nil {
 		return nil, err
 	}
-	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	if a.sshErr != nil {
 		return nil, refused(503, "SSH enrollment is disabled by a configuration error on the CA; the administrator has it in the server log")
 	}
 	now := a.now()
 	m, cert, err := a.ssh.check(r, now)
-	if cert != nil {
-		att.SSHIdentity = describeSSHCert(cert)
-	}
 	if err != nil {
 		return nil, err
 	}
-	att.Subject = m.Subject
+	att.SSHIdentity, att.Subject = describeSSHCert(cert), m.Subject
+	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	// The challenge is spent only by a request that passed every other check, so a
 	// mistyped request does not cost the member a round trip; replay is stopped all
 	// the same.
@@ -287,6 +317,7 @@ func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Iss
 	return a.issue(ctx, issueRequest{
 		key: pub, cons: nixcert.Constraints{Subject: m.Subject, Targets: m.Targets, Scope: m.scope},
 		validity: r.Validity, method: MethodSSH, authMethod: MethodSSH, authAt: now,
+		att: att, signers: sshSigners(cert), multiSubject: m.MultiSubject,
 	})
 }
 
@@ -294,7 +325,8 @@ func (a *Authority) EnrollSSH(ctx context.Context, r EnrollRequest) (iss *ca.Iss
 // encrypted keys) and its certificate, by default the file next to it named
 // "<key>-cert.pub" as ssh-keygen -s writes it.
 func LoadSSHSigner(keyPath, certPath string) (ssh.Signer, error) {
-	data, err := os.ReadFile(keyPath)
+	// As ssh does, a private key that group or others may read is refused.
+	data, err := keys.ReadPrivateFile(keyPath)
 	if err != nil {
 		return nil, err
 	}

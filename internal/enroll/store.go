@@ -22,6 +22,12 @@ type Store interface {
 	GetNixCert(ctx context.Context, serial string) (*store.NixCert, error)
 	ListNixCerts(ctx context.Context, f store.NixCertFilter) ([]*store.NixCert, error)
 	AddNixAttempt(ctx context.Context, a *store.NixAttempt) error
+	PruneNixAttempts(ctx context.Context, keep int, before time.Time) (int64, error)
+
+	// IssueNixCert records a certificate, its details, attempt, SSH signers and token
+	// in one transaction, refusing blocked keys and signers bound to another subject.
+	IssueNixCert(ctx context.Context, r *store.NixIssuance) error
+	BlockNixKey(ctx context.Context, publicKey []byte, serial string, at time.Time) error
 
 	PutNixChallenge(ctx context.Context, value string, expires, now time.Time) error
 	ConsumeNixChallenge(ctx context.Context, value string, now time.Time) error

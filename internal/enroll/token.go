@@ -14,7 +14,6 @@ import (
 	"nixpki/internal/ca"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/store"
-	"nixpki/internal/x509util"
 )
 
 // TokenPrefix starts every enrollment token, so secret scanners and people can tell
@@ -65,6 +64,9 @@ func (a *Authority) CreateToken(ctx context.Context, r TokenRequest) (string, *s
 	if ttl <= 0 {
 		ttl = 15 * time.Minute
 	}
+	if max := pol.TokenMaxTTL.D(); max > 0 && ttl > max {
+		return "", nil, fmt.Errorf("token lifetime %s exceeds nix.token_max_ttl %s: give a shorter --ttl", ttl, max)
+	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", nil, err
@@ -101,13 +103,13 @@ type EnrollRequest struct {
 // is consumed in one transaction with its checks, so it serves at most one
 // certificate; it is given back if issuance then fails (nothing was issued with it).
 func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.Issued, err error) {
-	att := &store.NixAttempt{Method: MethodToken, Subject: r.Subject, Remote: r.Remote}
+	// The attempt keeps what the request says only once a real token vouches for it.
+	att := &store.NixAttempt{Method: MethodToken, Remote: r.Remote}
 	defer func() { a.record(ctx, att, iss, err) }()
 	pub, err := parseCSR(r.CSR)
 	if err != nil {
 		return nil, err
 	}
-	att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	token := strings.TrimSpace(r.Token)
 	if !strings.HasPrefix(token, TokenPrefix) {
 		return nil, forbidden("malformed token: enrollment tokens start with %q (from `nixpki nix token create`)", TokenPrefix)
@@ -115,7 +117,7 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 	now := a.now()
 	tok, err := a.Store.ConsumeNixToken(ctx, hashToken(token), now, func(t *store.NixToken) error {
 		if r.Subject != "" && r.Subject != t.Subject {
-			return forbidden("the token was issued for another subject, %q, not %q", t.Subject, r.Subject)
+			return forbidden("the token was issued for another subject, %q, not %q", t.Subject, clip(r.Subject, nixcert.MaxSubjectLen))
 		}
 		if t.KeyName != "" && t.KeyName != pub.Name {
 			return forbidden("key name %q does not match the token, which is for key name %q", pub.Name, t.KeyName)
@@ -127,6 +129,7 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 	})
 	if tok != nil {
 		att.TokenID, att.Subject = tok.ID, tok.Subject
+		att.KeyName, att.KeyFingerprint = pub.Name, pub.String()
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -145,16 +148,13 @@ func (a *Authority) EnrollToken(ctx context.Context, r EnrollRequest) (iss *ca.I
 	iss, err = a.issue(ctx, issueRequest{
 		key: pub, cons: nixcert.Constraints{Subject: tok.Subject, Targets: tok.Targets, Scope: scope},
 		validity: r.Validity, cap: tok.Validity, capReason: "the validity the token grants, " + tok.Validity.String(),
-		method: MethodToken, authMethod: MethodToken, authAt: now,
+		method: MethodToken, authMethod: MethodToken, authAt: now, att: att, tokenID: tok.ID,
 	})
 	if err != nil {
 		if rerr := a.Store.ReleaseNixToken(context.WithoutCancel(ctx), tok.ID); rerr != nil {
 			a.Log.Error("nix: giving back a token after a failed issuance", "token", tok.ID, "err", rerr)
 		}
 		return nil, err
-	}
-	if err := a.Store.SetNixTokenSerial(ctx, tok.ID, x509util.SerialHex(iss.Cert.SerialNumber)); err != nil {
-		a.Log.Error("nix: recording a token's certificate", "token", tok.ID, "err", err)
 	}
 	return iss, nil
 }

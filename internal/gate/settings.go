@@ -215,10 +215,25 @@ func initFromSettings(dir, settingsFile, passwordFile string) error {
 			return err
 		}
 	}
+	// Built inside dir (a systemd StateDirectory may be all the service can write)
+	// and moved into place, state.json last: an interrupted start leaves nothing that
+	// looks like a gate.
+	if err := config.ClearInitTarget(dir, "gate"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(dir, config.InitTmpPrefix)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	opts.Dir = tmp
 	if _, _, err := Init(opts); err != nil {
 		return fmt.Errorf("creating the gate from %s: %w", settingsFile, err)
 	}
-	return nil
+	return config.PlaceInitDir(tmp, dir, StateFile)
 }
 
 func sha256Hex(b []byte) string {

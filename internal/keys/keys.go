@@ -138,6 +138,36 @@ func CheckPrivate(path string) error {
 	return nil
 }
 
+// CheckDir refuses a directory that group or others may write, naming the chmod
+// that fixes it: whoever may write it may replace the keys, the database or the
+// configuration inside.
+func CheckDir(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", path)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %04o): whoever may write it may replace what it holds; fix with: chmod go-w %s", path, fi.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// CheckNotWorldWritable refuses a file that others may write (a configuration
+// naming keys, trust anchors and policy), naming the chmod that fixes it.
+func CheckNotWorldWritable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("%s is writable by others (mode %04o); fix with: chmod o-w %s", path, fi.Mode().Perm(), path)
+	}
+	return nil
+}
+
 // ReadPrivateFile reads a secret file after CheckPrivate.
 func ReadPrivateFile(path string) ([]byte, error) {
 	if err := CheckPrivate(path); err != nil {

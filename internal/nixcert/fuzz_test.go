@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/x509"
 	"testing"
+
+	"nixpki/internal/x509util"
 )
 
 // FuzzParseConstraints: the extension parser never panics, accepts only what it
@@ -44,10 +46,10 @@ func FuzzParseConstraints(f *testing.F) {
 func FuzzVerifyChain(f *testing.F) {
 	p := newTestPKI(f)
 	leaf := p.leaf(f, testConstraints(), edKey(f).Public(), nil)
-	f.Add(chainPEM(leaf, p.nix))
-	f.Add(chainPEM(leaf))
-	f.Add(chainPEM(p.nix, leaf))
-	f.Add(chainPEM(p.tls))
+	f.Add(x509util.ChainPEM(leaf, p.nix))
+	f.Add(x509util.ChainPEM(leaf))
+	f.Add(x509util.ChainPEM(p.nix, leaf))
+	f.Add(x509util.ChainPEM(p.tls))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"))
 	v := NewVerifier(p.root)
 	if err := v.AddIntermediate(p.nix); err != nil {

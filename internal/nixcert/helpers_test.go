@@ -9,10 +9,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/pem"
 	"math/big"
 	"testing"
 	"time"
+
+	"nixpki/internal/x509util"
 )
 
 // testPKI is a root with a Nix-signing and a TLS intermediate, made directly with
@@ -71,7 +72,7 @@ func newTestPKI(t testing.TB) *testPKI {
 	p.rootKey, p.nixKey, p.tlsKey = rk, nk, tk
 	rt := caTemplate("Test Root CA", p.now, nil)
 	p.root = mustCert(t, rt, rt, rk.Public(), rk)
-	nt := caTemplate("Test Nix Signing Intermediate CA", p.now, []asn1.ObjectIdentifier{OIDNixStoreSigning})
+	nt := caTemplate("Test Nix Signing Intermediate CA", p.now, []asn1.ObjectIdentifier{x509util.OIDNixStoreSigning})
 	nt.MaxPathLenZero = true
 	p.nix = mustCert(t, nt, p.root, nk.Public(), rk)
 	tt := caTemplate("Test TLS Intermediate CA", p.now, nil)
@@ -122,12 +123,4 @@ func (p *testPKI) crl(t testing.TB, number int64, thisUpdate time.Time, issuer *
 		t.Fatal(err)
 	}
 	return der
-}
-
-func chainPEM(certs ...*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
 }

@@ -25,6 +25,8 @@ import (
 
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
+
+	"nixpki/internal/x509util"
 )
 
 // Limits on the constraints: generous for real use, small enough that hostile input
@@ -378,9 +380,9 @@ func Template(c Constraints) (*x509.Certificate, error) {
 	return &x509.Certificate{
 		Subject:               pkix.Name{CommonName: c.Subject},
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{OIDNixStoreSigning},
+		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{x509util.OIDNixStoreSigning},
 		BasicConstraintsValid: true,
-		ExtraExtensions:       []pkix.Extension{{Id: OIDNixConstraints, Critical: true, Value: val}},
+		ExtraExtensions:       []pkix.Extension{{Id: x509util.OIDNixConstraints, Critical: true, Value: val}},
 	}, nil
 }
 
@@ -394,8 +396,8 @@ type Identity struct {
 	Chain []*x509.Certificate
 }
 
-// Serial is the certificate's serial in lowercase hex, like serialHex.
-func (id *Identity) Serial() string { return serialHex(id.Cert.SerialNumber) }
+// Serial is the certificate's serial in lowercase hex, like x509util.SerialHex.
+func (id *Identity) Serial() string { return x509util.SerialHex(id.Cert.SerialNumber) }
 
 // AllowsTarget reports whether a gate or machine called name is among the targets
 // (exactly or by a glob pattern).
@@ -425,7 +427,7 @@ func (id *Identity) AllowsPath(storePath string, contentAddressed bool) bool {
 // HasNixEKU reports whether a certificate carries the Nix store-signing extended key
 // usage.
 func HasNixEKU(c *x509.Certificate) bool {
-	return slices.ContainsFunc(c.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(OIDNixStoreSigning) })
+	return slices.ContainsFunc(c.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(x509util.OIDNixStoreSigning) })
 }
 
 // ParseCertificate applies the profile checks to a leaf, without any chain: an
@@ -447,14 +449,14 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 		return nil, errors.New("not a Nix signing certificate: its key usage lacks digitalSignature")
 	}
 	if !HasNixEKU(cert) {
-		return nil, fmt.Errorf("not a Nix signing certificate: no Nix store-signing extended key usage (%s)", OIDNixStoreSigning)
+		return nil, fmt.Errorf("not a Nix signing certificate: no Nix store-signing extended key usage (%s)", x509util.OIDNixStoreSigning)
 	}
 	if slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return nil, errors.New("not a Nix signing certificate: it carries anyExtendedKeyUsage")
 	}
 	var ext *pkix.Extension
 	for i := range cert.Extensions {
-		if cert.Extensions[i].Id.Equal(OIDNixConstraints) {
+		if cert.Extensions[i].Id.Equal(x509util.OIDNixConstraints) {
 			if ext != nil {
 				return nil, errors.New("not a Nix signing certificate: the Nix constraints extension appears twice")
 			}
@@ -462,7 +464,7 @@ func ParseCertificate(cert *x509.Certificate) (*Identity, error) {
 		}
 	}
 	if ext == nil {
-		return nil, fmt.Errorf("not a Nix signing certificate: no Nix constraints extension (%s)", OIDNixConstraints)
+		return nil, fmt.Errorf("not a Nix signing certificate: no Nix constraints extension (%s)", x509util.OIDNixConstraints)
 	}
 	if !ext.Critical {
 		return nil, errors.New("not a Nix signing certificate: the Nix constraints extension is not marked critical")
@@ -489,7 +491,7 @@ func ParseChainPEM(data []byte) ([]*x509.Certificate, error) {
 	if len(data) > maxChainPEMLen {
 		return nil, fmt.Errorf("certificate file is %d bytes long, at most %d accepted", len(data), maxChainPEMLen)
 	}
-	certs, err := parseCertsPEM(data)
+	certs, err := x509util.ParseCertsPEM(data)
 	if err != nil {
 		return nil, err
 	}

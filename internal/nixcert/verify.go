@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"nixpki/internal/x509util"
 )
 
 // The rules Verify applies; its errors wrap one of these (test with errors.Is).
@@ -70,7 +72,7 @@ func (v *Verifier) checkIntermediate(c *x509.Certificate, at time.Time) error {
 		return fmt.Errorf("%q is not a CA certificate", c.Subject.CommonName)
 	}
 	if !HasNixEKU(c) {
-		return fmt.Errorf("%q lacks the Nix store-signing extended key usage %s", c.Subject.CommonName, OIDNixStoreSigning)
+		return fmt.Errorf("%q lacks the Nix store-signing extended key usage %s", c.Subject.CommonName, x509util.OIDNixStoreSigning)
 	}
 	if err := c.CheckSignatureFrom(v.root); err != nil {
 		return fmt.Errorf("%q is not signed by the root %q: %v", c.Subject.CommonName, v.root.Subject.CommonName, err)
@@ -139,7 +141,7 @@ func (v *Verifier) AddCRL(der []byte) (accepted bool, err error) {
 	h := &heldCRL{issuer: issuer, list: list, revoked: make(map[string]x509.RevocationListEntry, len(list.RevokedCertificateEntries))}
 	for _, e := range list.RevokedCertificateEntries {
 		if e.SerialNumber != nil {
-			h.revoked[serialHex(e.SerialNumber)] = e
+			h.revoked[x509util.SerialHex(e.SerialNumber)] = e
 		}
 	}
 	if issuer == v.root {
@@ -199,7 +201,7 @@ func (v *Verifier) CRL(issuer *x509.Certificate) (*x509.RevocationList, bool) {
 func (v *Verifier) revocation(cert *x509.Certificate) (*heldCRL, x509.RevocationListEntry, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	serial := serialHex(cert.SerialNumber)
+	serial := x509util.SerialHex(cert.SerialNumber)
 	for _, h := range v.crls {
 		if !bytes.Equal(cert.RawIssuer, h.issuer.RawSubject) {
 			continue
@@ -214,7 +216,7 @@ func (v *Verifier) revocation(cert *x509.Certificate) (*heldCRL, x509.Revocation
 			return r, e, true
 		}
 		for _, in := range v.inters {
-			e, ok := r.revoked[serialHex(in.SerialNumber)]
+			e, ok := r.revoked[x509util.SerialHex(in.SerialNumber)]
 			if ok && bytes.Equal(cert.RawIssuer, in.RawSubject) && cert.CheckSignatureFrom(in) == nil {
 				return r, e, true
 			}
@@ -246,7 +248,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 	if leaf == nil {
 		return nil, fmt.Errorf("%w: no certificate", ErrProfile)
 	}
-	name := "nix certificate " + serialHex(leaf.SerialNumber)
+	name := "nix certificate " + x509util.SerialHex(leaf.SerialNumber)
 	fail := func(rule error, format string, args ...any) (*Identity, error) {
 		return nil, fmt.Errorf("%s: %w: %s", name, rule, fmt.Sprintf(format, args...))
 	}
@@ -286,7 +288,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 	// verifier so on a copy, leaving the caller's certificate untouched.
 	cp := *leaf
 	cp.UnhandledCriticalExtensions = slices.DeleteFunc(slices.Clone(leaf.UnhandledCriticalExtensions), func(o asn1.ObjectIdentifier) bool {
-		return OIDNixConstraints.Equal(o)
+		return x509util.OIDNixConstraints.Equal(o)
 	})
 	chains, err := cp.Verify(x509.VerifyOptions{
 		Roots:         v.roots,
@@ -317,7 +319,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 	held, rootCRL := v.crls[issuerKey(issuer)], v.rootCRL
 	v.mu.RUnlock()
 	if rootCRL != nil {
-		if e, ok := rootCRL.revoked[serialHex(issuer.SerialNumber)]; ok {
+		if e, ok := rootCRL.revoked[x509util.SerialHex(issuer.SerialNumber)]; ok {
 			return fail(ErrRevoked, "its intermediate %q was revoked at %s (%s) by CRL %s of the root", issuer.Subject.CommonName, e.RevocationTime.UTC().Format(time.RFC3339), reasonName(e.ReasonCode), crlNumber(rootCRL.list))
 		}
 	}
@@ -325,7 +327,7 @@ func (v *Verifier) Verify(leaf *x509.Certificate, extra []*x509.Certificate, at 
 		return fail(ErrNoCRL, "no CRL of %q has been loaded", issuer.Subject.CommonName)
 	}
 	if held != nil {
-		if e, ok := held.revoked[serialHex(leaf.SerialNumber)]; ok {
+		if e, ok := held.revoked[x509util.SerialHex(leaf.SerialNumber)]; ok {
 			return fail(ErrRevoked, "revoked at %s (%s) by CRL %s of %q", e.RevocationTime.UTC().Format(time.RFC3339), reasonName(e.ReasonCode), crlNumber(held.list), issuer.Subject.CommonName)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"nixpki/internal/nix/signing"
+
+	"nixpki/internal/x509util"
 )
 
 func TestScopeParseAndString(t *testing.T) {
@@ -163,7 +165,7 @@ func TestParseCertificateProfile(t *testing.T) {
 	if !id.Key.Equal(sk.Public()) {
 		t.Errorf("identity key %v, want %v", id.Key, sk.Public())
 	}
-	if id.Serial() != serialHex(id.Cert.SerialNumber) || id.Cert.Subject.CommonName != "alice" {
+	if id.Serial() != x509util.SerialHex(id.Cert.SerialNumber) || id.Cert.Subject.CommonName != "alice" {
 		t.Errorf("serial %s, CN %q", id.Serial(), id.Cert.Subject.CommonName)
 	}
 	cons := testConstraints()
@@ -267,7 +269,7 @@ func TestVerifyRules(t *testing.T) {
 		t.Errorf("not yet valid: %v", err)
 	}
 	// An intermediate that is expired at `at` (leaf valid) fails the chain.
-	shortInter := caTemplate("Short Nix CA", p.now, []asn1.ObjectIdentifier{OIDNixStoreSigning})
+	shortInter := caTemplate("Short Nix CA", p.now, []asn1.ObjectIdentifier{x509util.OIDNixStoreSigning})
 	shortInter.NotAfter = p.now.Add(time.Hour)
 	sk := ecKey(t)
 	short := mustCert(t, shortInter, p.root, sk.Public(), p.rootKey)
@@ -396,7 +398,7 @@ func TestVerifyConcurrent(t *testing.T) {
 func TestParseChainPEM(t *testing.T) {
 	p := newTestPKI(t)
 	leaf := p.leaf(t, testConstraints(), edKey(t).Public(), nil)
-	data := append(chainPEM(leaf, p.nix), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})...)
+	data := append(x509util.ChainPEM(leaf, p.nix), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})...)
 	certs, err := ParseChainPEM(data)
 	if err != nil || len(certs) != 2 || !certs[0].Equal(leaf) {
 		t.Fatalf("ParseChainPEM: %v %d", err, len(certs))
@@ -409,7 +411,7 @@ func TestParseChainPEM(t *testing.T) {
 	}
 	var many []byte
 	for range MaxChainCerts + 1 {
-		many = append(many, chainPEM(p.nix)...)
+		many = append(many, x509util.ChainPEM(p.nix)...)
 	}
 	if _, err := ParseChainPEM(many); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("too many: %v", err)

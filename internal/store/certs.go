@@ -55,11 +55,13 @@ func scanCert(s scanner) (*Cert, error) {
 
 // PutCert records a newly issued certificate; ErrConflict if the serial exists.
 func (db *DB) PutCert(ctx context.Context, c *Cert) error {
-	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := db.exec(ctx, tx, `INSERT INTO certificates (`+certColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)`,
-			c.Serial, c.Issuer, c.Subject, strings.Join(c.SANs, ","), c.NotBefore.Unix(), c.NotAfter.Unix(), c.DER, c.Requester, c.Method, c.CreatedAt.Unix())
-		return err
-	})
+	return db.Tx(ctx, func(tx *sql.Tx) error { return db.putCert(ctx, tx, c) })
+}
+
+// putCert is PutCert inside the caller's transaction.
+func (db *DB) putCert(ctx context.Context, tx *sql.Tx, c *Cert) error {
+	_, err := db.exec(ctx, tx, `INSERT INTO certificates (`+certColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)`,
+		c.Serial, c.Issuer, c.Subject, strings.Join(c.SANs, ","), c.NotBefore.Unix(), c.NotAfter.Unix(), c.DER, c.Requester, c.Method, c.CreatedAt.Unix())
 	if db.isUniqueViolation(err) {
 		return fmt.Errorf("certificate serial %s: %w", c.Serial, ErrConflict)
 	}

@@ -175,31 +175,34 @@ func scanNixCert(s scanner) (*NixCert, error) {
 // refuses, with a *KeyNameTakenError, a key name that a live certificate already
 // binds to another key.
 func (db *DB) PutNixCert(ctx context.Context, c *NixCert) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error {
-		// The key-name check and the insert are one transaction holding the name's
-		// lock, so two issuances racing for one name with different keys, on any
-		// servers of the database, cannot both be recorded.
-		if err := db.lockName(ctx, tx, "nix-key-name:"+c.KeyName); err != nil {
-			return err
-		}
-		var serial string
-		var notAfter int64
-		err := db.row(ctx, tx, `SELECT n.serial, n.not_after FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial
-			WHERE n.key_name = ? AND n.public_key != ? AND c.revoked_at IS NULL AND n.not_after > ? ORDER BY n.not_after DESC LIMIT 1`,
-			c.KeyName, c.PublicKey, c.CreatedAt.Unix()).Scan(&serial, &notAfter)
-		switch {
-		case err == nil:
-			return &KeyNameTakenError{KeyName: c.KeyName, Serial: serial, NotAfter: time.Unix(notAfter, 0).UTC()}
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		_, err = db.exec(ctx, tx, `INSERT INTO nix_certs (serial, subject, key_name, public_key, targets, scope, auth_method, auth_at, renewed_from, not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-			c.Serial, c.Subject, c.KeyName, c.PublicKey, jsonList(c.Targets), c.Scope, c.AuthMethod, c.AuthAt.Unix(), c.RenewedFrom, c.NotAfter.Unix(), c.CreatedAt.Unix())
-		if db.isUniqueViolation(err) {
-			return ErrConflict
-		}
+	return db.Tx(ctx, func(tx *sql.Tx) error { return db.putNixCert(ctx, tx, c) })
+}
+
+// putNixCert is PutNixCert inside the caller's transaction.
+func (db *DB) putNixCert(ctx context.Context, tx *sql.Tx, c *NixCert) error {
+	// The key-name check and the insert are one transaction holding the name's
+	// lock, so two issuances racing for one name with different keys, on any
+	// servers of the database, cannot both be recorded.
+	if err := db.lockName(ctx, tx, "nix-key-name:"+c.KeyName); err != nil {
 		return err
-	})
+	}
+	var serial string
+	var notAfter int64
+	err := db.row(ctx, tx, `SELECT n.serial, n.not_after FROM nix_certs n LEFT JOIN certificates c ON c.serial = n.serial
+		WHERE n.key_name = ? AND n.public_key != ? AND c.revoked_at IS NULL AND n.not_after > ? ORDER BY n.not_after DESC LIMIT 1`,
+		c.KeyName, c.PublicKey, c.CreatedAt.Unix()).Scan(&serial, &notAfter)
+	switch {
+	case err == nil:
+		return &KeyNameTakenError{KeyName: c.KeyName, Serial: serial, NotAfter: time.Unix(notAfter, 0).UTC()}
+	case !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	_, err = db.exec(ctx, tx, `INSERT INTO nix_certs (serial, subject, key_name, public_key, targets, scope, auth_method, auth_at, renewed_from, not_after, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+		c.Serial, c.Subject, c.KeyName, c.PublicKey, jsonList(c.Targets), c.Scope, c.AuthMethod, c.AuthAt.Unix(), c.RenewedFrom, c.NotAfter.Unix(), c.CreatedAt.Unix())
+	if db.isUniqueViolation(err) {
+		return ErrConflict
+	}
+	return err
 }
 
 // KeyNameTakenError is PutNixCert's refusal: a live (unrevoked, unexpired) Nix
@@ -227,6 +230,9 @@ type NixCertFilter struct {
 	KeyName string
 	// LiveAt keeps certificates not revoked and not expired at this time.
 	LiveAt time.Time
+	// PublicKey keeps certificates for this key; RenewedFrom, renewals of this serial.
+	PublicKey   []byte
+	RenewedFrom string
 }
 
 // ListNixCerts returns matching Nix certificates, newest first.
@@ -240,6 +246,14 @@ func (db *DB) ListNixCerts(ctx context.Context, f NixCertFilter) ([]*NixCert, er
 	if f.KeyName != "" {
 		q += ` AND n.key_name = ?`
 		args = append(args, f.KeyName)
+	}
+	if f.PublicKey != nil {
+		q += ` AND n.public_key = ?`
+		args = append(args, f.PublicKey)
+	}
+	if f.RenewedFrom != "" {
+		q += ` AND n.renewed_from = ?`
+		args = append(args, f.RenewedFrom)
 	}
 	if !f.LiveAt.IsZero() {
 		q += ` AND c.revoked_at IS NULL AND n.not_after > ?`
@@ -266,7 +280,11 @@ type NixAttempt struct {
 
 // AddNixAttempt records an attempt and sets its ID.
 func (db *DB) AddNixAttempt(ctx context.Context, a *NixAttempt) error {
-	return db.row(ctx, nil, `INSERT INTO nix_attempts (at, method, outcome, reason, subject, key_name, key_fingerprint, remote, token_id, ssh_identity, serial) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
+	return db.addNixAttempt(ctx, nil, a)
+}
+
+func (db *DB) addNixAttempt(ctx context.Context, tx *sql.Tx, a *NixAttempt) error {
+	return db.row(ctx, tx, `INSERT INTO nix_attempts (at, method, outcome, reason, subject, key_name, key_fingerprint, remote, token_id, ssh_identity, serial) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
 		a.At.Unix(), a.Method, a.Outcome, a.Reason, a.Subject, a.KeyName, a.KeyFingerprint, a.Remote, a.TokenID, a.SSHIdentity, a.Serial).Scan(&a.ID)
 }
 

@@ -236,7 +236,7 @@ func (a *ACME) obtain(ctx context.Context) error {
 		delete(a.challenges, name)
 		a.mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("tls-alpn-01 for %s: %w", z.Identifier.Value, err)
+			return fmt.Errorf("tls-alpn-01 for %s: %w (the CA validates by connecting to port 443 of %s, or to the port nixpki serve --acme-tls-port names: the gate must answer there, by listening on :443 or behind a forward of that port)", z.Identifier.Value, err, z.Identifier.Value)
 		}
 	}
 	if order, err = a.client.WaitOrder(ctx, order.URI); err != nil {

@@ -10,11 +10,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"nixpki/internal/keys"
 	"nixpki/internal/nix/nixhash"
 )
 
@@ -227,9 +227,10 @@ func (k PublicKey) Verify(fingerprint string, sig Signature) bool {
 }
 
 // ReadSecretKeyFile reads a secret key written by
-// nix-store --generate-binary-cache-key.
+// nix-store --generate-binary-cache-key. Like ssh with private keys, it
+// refuses a file others may read.
 func ReadSecretKeyFile(path string) (SecretKey, error) {
-	data, err := os.ReadFile(path)
+	data, err := keys.ReadPrivateFile(path)
 	if err != nil {
 		return SecretKey{}, err
 	}
