@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"nixpki/internal/acme"
+	"nixpki/internal/ca"
 	"nixpki/internal/config"
 	"nixpki/internal/store"
 )
@@ -35,7 +36,7 @@ func openACMEStore(cmd *cobra.Command, dir string) (*store.DB, []string, error) 
 			names = append(names, p.Name)
 		}
 	}
-	db, err := store.OpenSQLite(cmd.Context(), config.Resolve(dir, cfg.Database.Path))
+	db, err := store.Open(cmd.Context(), ca.DatabaseSettings(dir, cfg))
 	return db, names, err
 }
 

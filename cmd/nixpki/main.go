@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"nixpki/internal/config"
 )
 
 func main() {
@@ -81,9 +83,18 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       buildVersion(),
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// --database-url overrides database.url for every command, like the
+			// environment variable it sets.
+			if u, _ := cmd.Flags().GetString("database-url"); u != "" {
+				return os.Setenv(config.DatabaseURLEnv, u)
+			}
+			return nil
+		},
 	}
 	root.SetVersionTemplate("nixpki {{.Version}}\n")
-	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd(), newConfigCmd())
+	root.PersistentFlags().String("database-url", "", "PostgreSQL database (postgres://USER@HOST/DB or key=value DSN); overrides database.url and "+config.DatabaseURLEnv)
+	root.AddCommand(newInitCmd(), newServeCmd(), newCertCmd(), newNixOSCmd(), newTrustCmd(), newACMECmd(), newNixCmd(), newVerifyCmd(), newGateCmd(), newLogCmd(), newDoctorCmd(), newConfigCmd(), newDBCmd())
 	return root
 }
 

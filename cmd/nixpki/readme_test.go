@@ -35,7 +35,7 @@ func readmeBlock(t *testing.T, readme, marker string) string {
 	return block
 }
 
-// TestReadmeSession runs README.md's first session as written, with its ports
+// TestReadmeSession runs README.md's first steps as written, with its ports
 // swapped for free ones, and finds the output the README shows in what it printed.
 func TestReadmeSession(t *testing.T) {
 	for _, tool := range []string{"lego", "openssl", "curl", "bash"} {

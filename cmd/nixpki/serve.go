@@ -26,7 +26,7 @@ func newServeCmd() *cobra.Command {
 	var f initFlags
 	var dir, passwordFile, listen, httpListen, settingsFlag string
 	var acmeHTTPPort, acmeTLSPort int
-	var acmeResolver, metricsListen string
+	var acmeResolver, metricsListen, externalHTTPS string
 	cmd := &cobra.Command{
 		Use:   "serve --dir D [--config FILE]",
 		Short: "Run the CA server (HTTPS API and ACME, plain-HTTP CRL/OCSP); initialises D on first run",
@@ -80,8 +80,11 @@ func newServeCmd() *cobra.Command {
 			if cmd.Flags().Changed("acme-resolver") {
 				c.Config.ACME.Resolver = acmeResolver
 			}
-			acmeBase := ""
-			if _, port, err := net.SplitHostPort(c.Config.Listen); err == nil {
+			if cmd.Flags().Changed("external-https-url") {
+				c.Config.ExternalHTTPSURL = externalHTTPS
+			}
+			acmeBase := strings.TrimRight(c.Config.ExternalHTTPSURL, "/")
+			if _, port, err := net.SplitHostPort(c.Config.Listen); err == nil && acmeBase == "" {
 				if p, err := strconv.Atoi(port); err == nil && p != 0 {
 					acmeBase = httpsBase(c, &net.TCPAddr{Port: p})
 				}
@@ -125,6 +128,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().IntVar(&acmeTLSPort, "acme-tls-port", 0, "port the ACME validator connects to for tls-alpn-01 (default from config, 443)")
 	cmd.Flags().StringVar(&acmeResolver, "acme-resolver", "", "DNS resolver HOST:PORT the ACME validator uses for dns-01 and for resolving names (default from config, the system's)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", metricsListenHelp)
+	cmd.Flags().StringVar(&externalHTTPS, "external-https-url", "", "HTTPS base URL clients reach this server at when it is behind a load balancer (default from config external_https_url, else the listen address)")
 	f.register(cmd.Flags())
 	return cmd
 }

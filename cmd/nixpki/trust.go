@@ -76,5 +76,5 @@ func openDBCtx(ctx context.Context, dir string) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return store.OpenSQLite(ctx, config.Resolve(dir, cfg.Database.Path))
+	return store.Open(ctx, ca.DatabaseSettings(dir, cfg))
 }

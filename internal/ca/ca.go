@@ -86,11 +86,29 @@ func OpenSettings(ctx context.Context, dir, settingsFile, passwordFile string, l
 			c.Nix = iss
 		}
 	}
-	if c.DB, err = openDB(ctx, config.Resolve(dir, cfg.Database.Path)); err != nil {
+	dbs := DatabaseSettings(dir, cfg)
+	if dbs.URL == "" {
+		c.DB, err = openDB(ctx, dbs.SQLitePath)
+	} else {
+		c.DB, err = store.Open(ctx, dbs)
+	}
+	if err != nil {
 		return nil, err
+	}
+	if log != nil {
+		log.Info("database", "kind", c.DB.Dialect(), "at", dbs.Describe())
 	}
 	c.Certs = c.DB
 	return c, nil
+}
+
+// DatabaseSettings are the database a data directory's configuration names.
+func DatabaseSettings(dir string, cfg config.Config) store.Settings {
+	s := store.Settings{SQLitePath: config.Resolve(dir, cfg.Database.Path)}
+	if cfg.Database.Postgres() {
+		s.URL, s.PasswordFile = cfg.Database.URL, config.Resolve(dir, cfg.Database.PasswordFile)
+	}
+	return s
 }
 
 // Close releases the database.

@@ -21,6 +21,10 @@ import (
 type Meta struct {
 	Requester string // e.g. a user name, an ACME account URL, a Nix subject
 	Method    string // cli, acme, server, nix-token, nix-ssh, ...
+	// Unrecorded issues without a database record: only for a server's own HTTPS
+	// certificate when its database is a read-only standby (it takes no records),
+	// so that the standby can serve reads.
+	Unrecorded bool
 }
 
 // Issued is a signed, recorded certificate with its chain up to (not including) the root.
@@ -94,7 +98,9 @@ func (c *CA) SignAndRecord(ctx context.Context, iss *Issuer, tmpl *x509.Certific
 		if err != nil {
 			return nil, err
 		}
-		err = record(ctx, certRecord(cert, iss.Name, meta.Requester, meta.Method))
+		if !meta.Unrecorded {
+			err = record(ctx, certRecord(cert, iss.Name, meta.Requester, meta.Method))
+		}
 		if errors.Is(err, store.ErrConflict) && attempt < 3 {
 			continue // a 2^-126 event: draw another serial
 		}

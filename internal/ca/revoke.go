@@ -85,7 +85,12 @@ func (c *CA) CRL(ctx context.Context, issuer string) ([]byte, error) {
 	if fresh {
 		return st.DER, nil
 	}
-	return c.rebuildCRL(ctx, iss)
+	der, err := c.rebuildCRL(ctx, iss)
+	if errors.Is(err, store.ErrReadOnly) && st.DER != nil {
+		// A read-only standby serves the newest CRL a writable server built.
+		return st.DER, nil
+	}
+	return der, err
 }
 
 // RootCRL builds a new CRL signed by the root with rootKey (the root key is not kept

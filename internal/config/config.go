@@ -36,6 +36,10 @@ type Config struct {
 	// ExternalURL is the plain-HTTP base used for CRL, OCSP and caIssuers URLs in
 	// certificates, e.g. http://ca.internal:8080.
 	ExternalURL string `json:"external_url"`
+	// ExternalHTTPSURL is the HTTPS base clients reach the server at when that is not
+	// its own listen address: a load balancer in front of several servers, e.g.
+	// https://ca.internal. ACME URLs are built on it. Empty: the listen address.
+	ExternalHTTPSURL string `json:"external_https_url,omitempty"`
 	// Listen is the HTTPS address; HTTPListen the plain-HTTP one (CRL, OCSP, CA certs).
 	Listen     string `json:"listen"`
 	HTTPListen string `json:"http_listen"`
@@ -62,10 +66,48 @@ type Monitor struct {
 
 // Database selects the storage backend.
 type Database struct {
-	// Driver is "sqlite" (embedded, default).
+	// Driver is "sqlite" (embedded, default) or "postgres" (URL is then required).
 	Driver string `json:"driver"`
 	// Path of the SQLite file; relative paths are inside the data directory.
 	Path string `json:"path"`
+	// URL, when set, selects PostgreSQL: postgres://USER@HOST/DB, or a key=value DSN
+	// (host=/run/postgresql for a unix socket). The environment variable
+	// NIXPKI_DATABASE_URL and the flag --database-url override it.
+	URL string `json:"url,omitempty"`
+	// PasswordFile holds the PostgreSQL role's password (first line); relative paths
+	// are inside the data directory. Else the URL's passfile or ~/.pgpass apply.
+	PasswordFile string `json:"password_file,omitempty"`
+}
+
+// DatabaseURLEnv overrides database.url when set.
+const DatabaseURLEnv = "NIXPKI_DATABASE_URL"
+
+// Postgres tells whether the settings select PostgreSQL.
+func (d Database) Postgres() bool { return d.URL != "" || d.Driver == "postgres" }
+
+func (d Database) validate() error {
+	switch d.Driver {
+	case "sqlite", "postgres", "":
+	default:
+		return fmt.Errorf("database.driver %q: use \"sqlite\" (embedded) or \"postgres\" with database.url", d.Driver)
+	}
+	if d.Postgres() {
+		u := d.URL
+		if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") && !strings.Contains(u, "=") {
+			return fmt.Errorf("database.url %q: want postgres://USER@HOST/DATABASE or a key=value DSN such as \"host=/run/postgresql dbname=nixpki\"", redactURL(u))
+		}
+	}
+	return nil
+}
+
+// redactURL hides anything after a ':' in the user part, for messages.
+func redactURL(u string) string {
+	if i, j := strings.Index(u, "://"), strings.LastIndex(u, "@"); i >= 0 && j > i {
+		if k := strings.Index(u[i+3:j], ":"); k >= 0 {
+			return u[:i+3+k] + ":xxxxx" + u[j:]
+		}
+	}
+	return u
 }
 
 // Policy bounds what direct issuance may produce.
@@ -216,8 +258,8 @@ func ParseOnto(base Config, data []byte) (Config, error) {
 
 // Validate checks values that JSON types alone don't constrain.
 func (c *Config) Validate() error {
-	if c.Database.Driver != "sqlite" {
-		return fmt.Errorf("database.driver %q: only \"sqlite\" is built in", c.Database.Driver)
+	if err := c.Database.validate(); err != nil {
+		return err
 	}
 	if c.Policy.MaxValidity != 0 && c.Policy.DefaultValidity > c.Policy.MaxValidity {
 		return fmt.Errorf("policy.default_validity %s exceeds policy.max_validity %s", c.Policy.DefaultValidity.D(), c.Policy.MaxValidity.D())

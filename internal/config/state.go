@@ -83,6 +83,20 @@ func ReadSettings(path string) ([]byte, error) {
 // recorded at creation; a creation-only setting that contradicts the record is an
 // error naming both values.
 func LoadDir(dir, settingsFile string) (Config, error) {
+	c, err := loadDir(dir, settingsFile)
+	if err != nil {
+		return c, err
+	}
+	if u := os.Getenv(DatabaseURLEnv); u != "" {
+		c.Database.URL = u
+		if err := c.Database.validate(); err != nil {
+			return c, fmt.Errorf("%s: %w", DatabaseURLEnv, err)
+		}
+	}
+	return c, nil
+}
+
+func loadDir(dir, settingsFile string) (Config, error) {
 	legacy := filepath.Join(dir, FileName)
 	data, err := os.ReadFile(legacy)
 	haveLegacy := err == nil

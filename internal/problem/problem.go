@@ -61,6 +61,12 @@ func From(err error) *Problem {
 	if errors.As(err, &p) {
 		return p
 	}
+	// A dependency that is up but cannot serve this now (a read-only database)
+	// says so, and the client may retry elsewhere.
+	var u interface{ Unavailable() string }
+	if errors.As(err, &u) {
+		return &Problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Detail: u.Unavailable(), Err: err}
+	}
 	return &Problem{Status: http.StatusInternalServerError, Title: "Internal Server Error", Detail: "internal error; see the server log", Err: err}
 }
 

@@ -5,12 +5,14 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"nixpki/internal/ca"
 	"nixpki/internal/keys"
+	"nixpki/internal/store"
 	"nixpki/internal/x509util"
 )
 
@@ -60,12 +62,20 @@ func (m *certManager) renew(ctx context.Context) error {
 	}
 	cfg := m.ca.Config
 	names := append(append([]string{}, cfg.DNSNames...), cfg.IPAddresses...)
-	iss, err := m.ca.IssueTLS(ctx, ca.TLSRequest{
+	req := ca.TLSRequest{
 		Names:     names,
 		PublicKey: key.Public(),
 		Validity:  cfg.Policy.ServerCertValidity.D(),
 		Meta:      ca.Meta{Requester: "nixpki serve", Method: "server"},
-	})
+	}
+	iss, err := m.ca.IssueTLS(ctx, req)
+	if errors.Is(err, store.ErrReadOnly) {
+		// A standby takes no records; its own certificate lives a day, unrecorded,
+		// and is replaced from a writable database when there is one again.
+		m.log.Warn("the database is read-only: serving with an unrecorded one-day server certificate")
+		req.Meta.Unrecorded, req.Validity = true, min(req.Validity, 24*time.Hour)
+		iss, err = m.ca.IssueTLS(ctx, req)
+	}
 	if err != nil {
 		return err
 	}

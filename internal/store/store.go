@@ -32,8 +32,19 @@ var ErrNotFound = errors.New("not found")
 // a concurrent change won a race.
 var ErrConflict = errors.New("conflict")
 
-// ErrReadOnly reports a write to a database that accepts none (a standby).
-var ErrReadOnly = errors.New("database is read-only")
+// ErrReadOnly reports a write to a database that accepts none (a standby). HTTP
+// handlers answer it with 503 Service Unavailable (see Unavailable).
+var ErrReadOnly error = readOnlyError{}
+
+type readOnlyError struct{}
+
+func (readOnlyError) Error() string { return "database is read-only" }
+
+// Unavailable is what a client is told: the server is up, its database takes no
+// writes now.
+func (readOnlyError) Unavailable() string {
+	return "this server's database is a read-only standby: reads are served, changes are not; retry on a server with a writable database"
+}
 
 // DB is an open nixpki database.
 type DB struct {

@@ -47,7 +47,9 @@ func RunWithPostgres(m *testing.M) int {
 // postgresBin finds the newest PostgreSQL server binaries Debian installed.
 func postgresBin() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p), nil
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Dir(r), nil // where all the server programs are
+		}
 	}
 	m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	sort.Slice(m, func(i, j int) bool {
@@ -139,3 +141,34 @@ func Postgres(t testing.TB) (dsn string, admin *sql.DB) {
 // ExitWithPostgres is a TestMain body: it runs the tests, stops the shared cluster
 // and exits with the tests' status.
 func ExitWithPostgres(m *testing.M) { os.Exit(RunWithPostgres(m)) }
+
+// PostgresStandby starts a hot standby of the shared cluster (pg_basebackup, streaming
+// replication over the unix socket) and returns the directory of its socket; it is
+// stopped when the test ends. Writes to it fail as on any read-only standby.
+func PostgresStandby(t testing.TB) (socketDir string) {
+	t.Helper()
+	Postgres(t) // the primary
+	dir, err := os.MkdirTemp("", "nixpki-pg-standby-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(dir, pg.uid, pg.uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := pgCmd("pg_basebackup", "-h", pg.dir, "-U", "postgres", "-D", data, "-R", "-X", "stream", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c hot_standby=on -c max_connections=200", dir)
+	if out, err := pgCmd("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+		t.Fatalf("standby pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	t.Cleanup(func() {
+		pgCmd("pg_ctl", "-D", data, "-m", "immediate", "stop").Run()
+		os.RemoveAll(dir)
+	})
+	return dir
+}

@@ -1,3 +1,3 @@
--- SQLite rebuilt its hot ACME tables WITHOUT ROWID here; PostgreSQL has no rowid,
--- so this step changes nothing.
+-- SQLite rebuilt its hot ACME tables here to keep rows in their primary key's b-tree;
+-- PostgreSQL stores tables its own way, so this step changes nothing.
 SELECT 1
