@@ -590,7 +590,14 @@ func newNixAttemptsCmd() *cobra.Command {
 			for _, a := range as {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), termSafe(a.Method), termSafe(a.Outcome), termSafe(a.Subject), termSafe(a.KeyName), termSafe(strings.ToUpper(a.Serial)), termSafe(a.Reason))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			// The attempt log is bounded (nix.attempts_max, nix.attempts_max_age).
+			if dropped, err := db.NixCounter(cmd.Context(), store.NixAttemptsDropped); err == nil && dropped > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d older attempts were dropped by nix.attempts_max / nix.attempts_max_age\n", dropped)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "./nixpki-data", "CA data directory")
