@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,7 +66,7 @@ func putCRL(cmd *cobra.Command, client *http.Client, u string, data []byte) (str
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", explainTLS(err)
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -77,13 +75,4 @@ func putCRL(cmd *cobra.Command, client *http.Client, u string, data []byte) (str
 		return "", fmt.Errorf("%s: %s", resp.Status, msg)
 	}
 	return msg, nil
-}
-
-// explainTLS adds the way out to an HTTPS error caused by an unknown root.
-func explainTLS(err error) error {
-	var unknown x509.UnknownAuthorityError
-	if errors.As(err, &unknown) {
-		return fmt.Errorf("%w (pass the CA's root with --ca-file root.crt, or add it to the system's trusted roots)", err)
-	}
-	return err
 }

@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options, paths []string) error {
 		if err := certsTaken(); err != nil { // nix copy sends narinfos
 			return err
 		}
-		say("pushing the closure of %s with nix copy: %d paths, compression %s", strings.Join(paths, " "), len(storePaths), o.Compression)
+		say("pushing the closure of %s with nix copy: %s, compression %s", strings.Join(paths, " "), count(len(storePaths), "path"), o.Compression)
 		abs, err := filepath.Abs(o.Secret)
 		if err != nil {
 			return err
@@ -171,7 +171,7 @@ func Run(ctx context.Context, o Options, paths []string) error {
 		if comp == "auto" || comp == "zstd" {
 			comp += fmt.Sprintf(" (zstd level %d: the encoder's %s mode)", o.Level, zstd.EncoderLevelFromZstd(o.Level))
 		}
-		say("pushing the closure of %s: %d paths, compression %s, %d uploads at a time", strings.Join(paths, " "), len(storePaths), comp, o.Jobs)
+		say("pushing the closure of %s: %s, compression %s, %d uploads at a time", strings.Join(paths, " "), count(len(storePaths), "path"), comp, o.Jobs)
 		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: o.Compression, level: o.Level, say: say, certsTaken: certsTaken}
 		copyErr = up.push(ctx, infos, o.Jobs)
 		if err := certsTaken(); err != nil {
@@ -179,7 +179,7 @@ func Run(ctx context.Context, o Options, paths []string) error {
 		}
 		if copyErr == nil && up.uploaded+up.present == len(infos) {
 			// Every narinfo was answered 200 (admitted): nothing to ask.
-			say("%d of %d paths admitted by the gate", len(infos), len(infos))
+			say("%d of %s admitted by the gate", len(infos), count(len(infos), "path"))
 			return nil
 		}
 	}
@@ -203,12 +203,12 @@ func Run(ctx context.Context, o Options, paths []string) error {
 	for _, l := range notAdmitted {
 		say("%s", l)
 	}
-	say("%d of %d paths admitted by the gate", admitted, len(storePaths))
+	say("%d of %s admitted by the gate", admitted, count(len(storePaths), "path"))
 	if copyErr != nil {
 		return copyErr
 	}
 	if len(notAdmitted) > 0 {
-		return fmt.Errorf("%d paths are not admitted yet (see above)", len(notAdmitted))
+		return fmt.Errorf("%s not admitted yet (see above)", count(len(notAdmitted), "path"))
 	}
 	return nil
 }
@@ -261,7 +261,7 @@ func HTTPClient(caFile string) (*http.Client, error) {
 	// Uploads run in parallel: keep a connection per upload in flight. There is no
 	// overall timeout (a NAR may take long); requests are bounded by the context and
 	// by the transport's timeouts.
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{Transport: tlsHint{&http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost:   32,
@@ -274,7 +274,20 @@ func HTTPClient(caFile string) (*http.Client, error) {
 		// A NAR's body is sent chunked, a zstd block (up to 128 KiB) a chunk: with a
 		// buffer that holds one, each chunk goes out in one write, not three.
 		WriteBufferSize: 256 << 10,
-	}}, nil
+	}}}, nil
+}
+
+// tlsHint adds the way out to the error of a gate whose certificate comes from a CA
+// this machine does not trust.
+type tlsHint struct{ http.RoundTripper }
+
+func (t tlsHint) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.RoundTripper.RoundTrip(req)
+	var unknown x509.UnknownAuthorityError
+	if err != nil && errors.As(err, &unknown) {
+		err = fmt.Errorf("%w (pass the CA's root with --ca-file root.crt, or add it to this machine's trusted roots)", err)
+	}
+	return res, err
 }
 
 func call(ctx context.Context, c *http.Client, method, u string, body []byte) (int, string, error) {
@@ -422,4 +435,12 @@ func closureInfo(ctx context.Context, caFile string, paths []string) ([]pathInfo
 		}
 	}
 	return sorted, nil
+}
+
+// count says "1 path", "2 paths".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
