@@ -16,6 +16,10 @@
 #
 #   sudo bash bench/verify-vs-nix.sh               # ROUNDS=7
 #   ROUNDS=11 NONCE=again sudo -E bash bench/verify-vs-nix.sh
+#   BASELINE=/path/to/other/nixpki sudo -E bash bench/verify-vs-nix.sh
+#
+# With BASELINE, a third column times that nixpki binary (another build, e.g. of
+# an earlier commit) in the same rotation, to compare two builds side by side.
 #
 # Needs root (single-user Nix without a daemon), Debian's nix-bin and Go.
 set -euo pipefail
@@ -78,6 +82,10 @@ pub=$(cat "$work/bench.pub")
 
 nix_cmd=(nix store verify -r --sigs-needed 1 --option trusted-public-keys "$pub" "$out")
 ours_cmd=("$work/nixpki" verify -r --sigs-needed 1 --root "$work/ca/root.crt" --certs "$work/bench.crt" --crl "$work/nix.crl" "$out")
+base_cmd=()
+if [ -n "${BASELINE:-}" ]; then
+	base_cmd=("$BASELINE" "${ours_cmd[@]:1}")
+fi
 
 # run CMD…: run, check the exit status, print "wall-ms cpu-ms" (CPU = user + system
 # time of the command and its threads: less disturbed than wall time when other
@@ -91,17 +99,23 @@ run() {
 echo "== warm-up (one run of each; fills the page cache the same for both)"
 run "${nix_cmd[@]}" >/dev/null
 run "${ours_cmd[@]}" >/dev/null
+[ ${#base_cmd[@]} -eq 0 ] || run "${base_cmd[@]}" >/dev/null
 
 echo "== $ROUNDS rounds, alternating (wall ms / CPU ms)"
-nix_w=() nix_c=() ours_w=() ours_c=()
+nix_w=() nix_c=() ours_w=() ours_c=() base_w=() base_c=()
 for i in $(seq 1 "$ROUNDS"); do
+	cw=0 cc=0
 	if [ $((i % 2)) -eq 1 ]; then
 		read -r aw ac < <(run "${nix_cmd[@]}"); read -r bw bc < <(run "${ours_cmd[@]}")
+		[ ${#base_cmd[@]} -eq 0 ] || read -r cw cc < <(run "${base_cmd[@]}")
 	else
+		[ ${#base_cmd[@]} -eq 0 ] || read -r cw cc < <(run "${base_cmd[@]}")
 		read -r bw bc < <(run "${ours_cmd[@]}"); read -r aw ac < <(run "${nix_cmd[@]}")
 	fi
-	nix_w+=("$aw") nix_c+=("$ac") ours_w+=("$bw") ours_c+=("$bc")
-	printf 'round %2d: nix store verify %6d / %6d   nixpki verify %6d / %6d   (load %s)\n' "$i" "$aw" "$ac" "$bw" "$bc" "$(cut -d' ' -f1 /proc/loadavg)"
+	nix_w+=("$aw") nix_c+=("$ac") ours_w+=("$bw") ours_c+=("$bc") base_w+=("$cw") base_c+=("$cc")
+	base=""
+	[ ${#base_cmd[@]} -eq 0 ] || base=$(printf '   baseline %6d / %6d' "$cw" "$cc")
+	printf 'round %2d: nix store verify %6d / %6d   nixpki verify %6d / %6d%s   (load %s)\n' "$i" "$aw" "$ac" "$bw" "$bc" "$base" "$(cut -d' ' -f1 /proc/loadavg)"
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -111,3 +125,8 @@ echo "== result ($(nproc) cores, $(nix --version))"
 echo "median wall: nix store verify ${nw} ms ($((mib * 1000 / nw)) MiB/s), nixpki verify ${ow} ms ($((mib * 1000 / ow)) MiB/s)"
 echo "median CPU:  nix store verify ${nc} ms, nixpki verify ${oc} ms"
 awk -v n="$nw" -v o="$ow" -v nc="$nc" -v oc="$oc" 'BEGIN {printf "nixpki verify / nix store verify speed: %.2fx by wall time, %.2fx by CPU time\n", n / o, nc / oc}'
+if [ ${#base_cmd[@]} -gt 0 ]; then
+	bw=$(median "${base_w[@]}") bc=$(median "${base_c[@]}")
+	echo "median baseline ($BASELINE): ${bw} ms wall, ${bc} ms CPU"
+	awk -v n="$nw" -v o="$bw" -v nc="$nc" -v oc="$bc" 'BEGIN {printf "baseline / nix store verify speed: %.2fx by wall time, %.2fx by CPU time\n", n / o, nc / oc}'
+fi

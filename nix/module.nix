@@ -190,8 +190,10 @@ in
         type = types.bool;
         default = true;
         description = ''
-          Make this host's Nix substitute from the gate and trust the gate's key
-          ({option}`nix.settings.substituters`, {option}`nix.settings.trusted-public-keys`).
+          Make this host's Nix substitute from the gate only and trust only the gate's
+          key ({option}`nix.settings.substituters` and
+          {option}`nix.settings.trusted-public-keys`, forced: NixOS's default
+          cache.nixos.org is dropped), with negative narinfo lookups not cached.
         '';
       };
 
@@ -305,9 +307,14 @@ in
               ++ lib.optional (gcfg.passwordFile != null) "password:${gcfg.passwordFile}";
           };
         };
+        # The gate is the only substituter and its key the only one trusted: NixOS's
+        # own defaults (cache.nixos.org) would otherwise merge in beside them.
+        # Negative narinfo lookups are not cached, so a path admitted after a
+        # first try (a second signer arrived) is substituted at once.
         nix.settings = mkIf gcfg.configureNix {
-          substituters = [ gcfg.settings.url ];
-          trusted-public-keys = [ gcfg.publicKey ];
+          substituters = lib.mkForce [ gcfg.settings.url ];
+          trusted-public-keys = lib.mkForce [ gcfg.publicKey ];
+          narinfo-cache-negative-ttl = lib.mkDefault 0;
         };
         networking.firewall.allowedTCPPorts = mkIf gcfg.openFirewall [ (portOf gcfg.settings.listen) ];
       }

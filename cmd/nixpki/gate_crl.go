@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"nixpki/internal/push"
 )
 
 func newGateCRLCmd() *cobra.Command {
@@ -29,7 +29,7 @@ certificates signed. A newer CRL quarantines what its revocations alone let in.`
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return fmt.Errorf("--gate %q: give the gate's base URL, http(s)://HOST:PORT", gateURL)
 			}
-			client, err := httpClient(caFile)
+			client, err := push.HTTPClient(caFile)
 			if err != nil {
 				return err
 			}
@@ -66,7 +66,7 @@ func putCRL(cmd *cobra.Command, client *http.Client, u string, data []byte) (str
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", explainTLS(err)
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -75,13 +75,4 @@ func putCRL(cmd *cobra.Command, client *http.Client, u string, data []byte) (str
 		return "", fmt.Errorf("%s: %s", resp.Status, msg)
 	}
 	return msg, nil
-}
-
-// explainTLS adds the way out to an HTTPS error caused by an unknown root.
-func explainTLS(err error) error {
-	var unknown x509.UnknownAuthorityError
-	if errors.As(err, &unknown) {
-		return fmt.Errorf("%w (pass the CA's root with --ca-file root.crt, or add it to the system's trusted roots)", err)
-	}
-	return err
 }

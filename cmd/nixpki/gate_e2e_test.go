@@ -372,7 +372,7 @@ func TestGateEndToEnd(t *testing.T) {
 	// A chosen zstd level reaches the gate (the same text is stored smaller at 19 than
 	// at 1) and the target; levels that are not zstd's, or not for zstd, are refused.
 	text := r.p("text")
-	os.WriteFile(text, repoSource(t, 1<<20), 0o644)
+	os.WriteFile(text, testutil.GoSource(t, 1<<20), 0o644)
 	var stored [2]int
 	for i, level := range []string{"1", "19"} {
 		top, _ := r.buildWith("level-"+level, "cat "+text+" > $out; echo ${dep} %[1]s >> $out")
@@ -480,7 +480,7 @@ func TestGateEndToEnd(t *testing.T) {
 	if err == nil {
 		t.Fatal("a second key of the same subject completed a two-identity threshold")
 	}
-	wantIn(t, "same subject", out, "has 1 of 2 signatures", "signed again 1 paths the gate served already")
+	wantIn(t, "same subject", out, "has 1 of 2 signatures", "signed again 1 path the gate served already")
 	// The threshold covers the closure: bob signing only the top path (plain nix copy
 	// skips the dependency the gate serves) leaves it pending, waiting for the
 	// dependency alice alone signed.
@@ -656,6 +656,12 @@ func TestGateHTTPS(t *testing.T) {
 	startGate(t, r.gateDir, filesAddr)
 	r.url = "https://" + filesAddr
 	check("files")
+	// Without the root, the push says how to trust it.
+	top, _ := r.build("no-root")
+	_, e, err := runEnv(t, r.env(), "nix", "push", "--gate", r.url, "--cert", r.p("alice-1.crt"), "--secret", r.p("alice-1.sec"), "--crl", r.p("nix.crl"), top)
+	if err == nil || !strings.Contains(e, "pass the CA's root with --ca-file root.crt") {
+		t.Fatalf("push to an HTTPS gate of an unknown CA: %v\n%s", err, e)
+	}
 
 	// ACME: the gate answers TLS-ALPN-01 on its own port for "localhost".
 	setup("localhost", func(c *gate.Config) {

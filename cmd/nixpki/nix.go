@@ -84,16 +84,7 @@ func readSecretKey(path string) (signing.SecretKey, error) {
 	if path == "" {
 		return signing.SecretKey{}, errors.New("--secret is required")
 	}
-	// Like ssh with private keys: a secret key others may read is refused.
-	data, err := keys.ReadPrivateFile(path)
-	if err != nil {
-		return signing.SecretKey{}, err
-	}
-	k, err := signing.ParseSecretKey(data)
-	if err != nil {
-		return signing.SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
-	}
-	return k, nil
+	return signing.ReadSecretKeyFile(path)
 }
 
 // generateNixKey writes a new Nix signing key (the secret 0600), never over existing
@@ -599,7 +590,14 @@ func newNixAttemptsCmd() *cobra.Command {
 			for _, a := range as {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), termSafe(a.Method), termSafe(a.Outcome), termSafe(a.Subject), termSafe(a.KeyName), termSafe(strings.ToUpper(a.Serial)), termSafe(a.Reason))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			// The attempt log is bounded (nix.attempts_max, nix.attempts_max_age).
+			if dropped, err := db.NixCounter(cmd.Context(), store.NixAttemptsDropped); err == nil && dropped > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d older attempts were dropped by nix.attempts_max / nix.attempts_max_age\n", dropped)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "./nixpki-data", "CA data directory")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"nixpki/internal/gate"
 	"nixpki/internal/verify"
 )
 
@@ -85,7 +87,7 @@ certificate); 1 alone also for a usage error, as in Nix.`,
 	fl.BoolVarP(&f.recursive, "recursive", "r", false, "check the closures of the paths")
 	fl.BoolVar(&f.all, "all", false, "check every valid path of a local store")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per path on stdout")
-	fl.IntVarP(&f.jobs, "jobs", "j", 0, "paths checked in parallel (default: one per core; sixteen per core when hashing with AVX-512)")
+	fl.IntVarP(&f.jobs, "jobs", "j", 0, "paths checked in parallel (default: one per core; sixteen per core with NIXPKI_SHA256=multi-buffer)")
 	return cmd
 }
 
@@ -101,7 +103,7 @@ func runVerify(ctx context.Context, f verifyFlags, args []string, stdout, stderr
 		rep.Message("nixpki verify: "+format, a...)
 	}
 	policy := verify.LoadPolicy(verify.PolicyConfig{
-		Root: f.root, Certs: f.certs, CRLs: f.crls, TrustedKeys: f.trustedKeys, Gate: f.gate,
+		Root: f.root, Certs: f.certs, CRLs: f.crls, TrustedKeys: f.trustedKeys, Gate: f.gate, OpenGate: openGateDir,
 		Target: f.target, NoCRL: f.noCRL, MaxCRLAge: f.maxCRLAge,
 	}, func(err error) { problem("%v", err) }, func(err error) { rep.Message("nixpki verify: warning: %v", err) })
 
@@ -154,6 +156,34 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// gateDir gives verify what it reads from a gate's data directory.
+type gateDir string
+
+func openGateDir(dir string) (verify.GateSource, error) { return gateDir(dir), nil }
+
+func (d gateDir) Root() (*x509.Certificate, error) { return gate.ReadRoot(string(d)) }
+
+func (d gateDir) Records() (intermediates, leaves []*x509.Certificate, crls [][]byte, err error) {
+	return gate.Records(string(d))
+}
+
+func (d gateDir) Admissions() ([]verify.GateAdmission, error) {
+	events, _, err := gate.Audit(string(d), "")
+	if err != nil {
+		return nil, err
+	}
+	var out []verify.GateAdmission
+	for _, e := range events {
+		if e.Type != "admission" {
+			continue
+		}
+		for _, s := range e.Signers {
+			out = append(out, verify.GateAdmission{Path: e.Path, Admission: verify.Admission{At: e.Time, CertSHA256: s.Cert, Sig: s.Sig, Entry: e.Entry}})
+		}
+	}
+	return out, nil
 }
 
 // hostname is this machine's name, the default --target.

@@ -205,3 +205,22 @@ func TestOneSSHSignerOneSubject(t *testing.T) {
 		t.Fatalf("a multi_subject signer's second subject: %v", err)
 	}
 }
+
+// An SSH enrollment with a throwaway CA and a 40 KB key ID is answered and recorded
+// in a bounded number of bytes.
+func TestSSHEnrollmentWithHugeKeyIDIsBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	throwaway, _ := ssh.NewSignerFromKey(edKey(t))
+	now := time.Now()
+	huge := strings.Repeat("k", 40<<10)
+	signer := sshCert(t, throwaway, []string{strings.Repeat("p", 2<<10)}, now.Add(-time.Hour), now.Add(time.Hour), func(c *ssh.Certificate) { c.KeyId = huge })
+	_, err := e.client.EnrollSSH(ctx, e.key("alice-1"), signer, EnrollOptions{Subject: strings.Repeat("s", 2<<10)})
+	if err == nil || len(err.Error()) > 1024 {
+		t.Fatalf("refusal of %d bytes: %.200v", len(err.Error()), err)
+	}
+	a := e.lastAttempt()
+	if n := len(a.Subject) + len(a.SSHIdentity) + len(a.Reason) + len(a.KeyName); n > maxAttemptReason {
+		t.Errorf("the attempt kept %d bytes of the request", n)
+	}
+}

@@ -172,9 +172,9 @@ func (s *sshAuth) check(r EnrollRequest, now time.Time) (*sshPrincipal, *ssh.Cer
 	case len(cert.ValidPrincipals) == 0:
 		return nil, cert, forbidden("SSH certificate %s names no principals, so it maps to no Nix subject", describeSSHCert(cert))
 	case len(matches) == 0 && r.Subject != "":
-		return nil, cert, forbidden("none of the SSH certificate's principals (%s) is mapped to subject %q in nix.ssh_principals", strings.Join(cert.ValidPrincipals, ", "), r.Subject)
+		return nil, cert, forbidden("none of the SSH certificate's principals (%s) is mapped to subject %q in nix.ssh_principals", clip(strings.Join(cert.ValidPrincipals, ", "), 256), clip(r.Subject, nixcert.MaxSubjectLen))
 	case len(matches) == 0:
-		return nil, cert, forbidden("none of the SSH certificate's principals (%s) is mapped to a Nix subject in nix.ssh_principals", strings.Join(cert.ValidPrincipals, ", "))
+		return nil, cert, forbidden("none of the SSH certificate's principals (%s) is mapped to a Nix subject in nix.ssh_principals", clip(strings.Join(cert.ValidPrincipals, ", "), 256))
 	}
 	subjects := map[string]bool{}
 	for _, m := range matches {

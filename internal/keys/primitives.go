@@ -88,7 +88,7 @@ func SignatureAlgorithm(t Type) x509.SignatureAlgorithm {
 
 // Store contents (not keys or signatures): `nixpki verify` hashes the NARs of local
 // store paths with multi-buffer SHA-256 when the CPU has AVX-512
-// (internal/sha256x16, minio/sha256-simd's sixteen-lane kernel): it is still
+// (github.com/minio/sha256-simd's sixteen-lane kernel, a module dependency): it is still
 // SHA-256, as NarHash demands, at about three times the throughput of one SHA-NI
 // stream per core, for integrity checks only; its digests are compared with
 // crypto/sha256's in tests and fuzz targets, and NIXPKI_SHA256=generic forces

@@ -44,3 +44,23 @@ func TestKeyNameRule(t *testing.T) {
 		}
 	}
 }
+
+// FuzzKeyNameRule: no key name is accepted for two subjects, and the subject a name
+// is accepted for is the one SubjectOfKeyName names.
+func FuzzKeyNameRule(f *testing.F) {
+	for _, s := range [][3]string{
+		{"alice-admin", "alice", "alice-admin"}, {"alice-1", "alice", "alice-1"},
+		{"a-1-2", "a-1", "a"}, {"x\u202e-1", "x", "x\u202e"}, {"web-01", "web", "web-01"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, name, s1, s2 string) {
+		ok1, ok2 := CheckKeyName(name, s1) == nil, CheckKeyName(name, s2) == nil
+		if ok1 && ok2 && s1 != s2 {
+			t.Fatalf("key name %q accepted for %q and %q", name, s1, s2)
+		}
+		if ok1 && SubjectOfKeyName(name) != s1 {
+			t.Fatalf("key name %q accepted for %q, but SubjectOfKeyName says %q", name, s1, SubjectOfKeyName(name))
+		}
+	})
+}

@@ -177,6 +177,8 @@ type PolicyConfig struct {
 	CRLs        []string // CRL files
 	TrustedKeys []string // key texts or files
 	Gate        string   // gate data directory
+	// OpenGate reads the gate data directory Gate; required when Gate is set.
+	OpenGate func(dir string) (GateSource, error)
 	// Target is the machine the paths are verified for: a certificate counts only
 	// if its targets name it. Empty: no certificate counts.
 	Target string
@@ -185,6 +187,18 @@ type PolicyConfig struct {
 	NoCRL     bool
 	MaxCRLAge time.Duration
 	Now       time.Time
+}
+
+// openGate reads the gate cfg names.
+func openGate(cfg PolicyConfig) (*GateLog, error) {
+	if cfg.OpenGate == nil {
+		return nil, errors.New("no reader for gate directories was configured")
+	}
+	src, err := cfg.OpenGate(cfg.Gate)
+	if err != nil {
+		return nil, err
+	}
+	return OpenGate(cfg.Gate, src)
 }
 
 // LoadPolicy builds a Policy. What cannot be read is passed to problem (each one
@@ -214,7 +228,7 @@ func LoadPolicy(cfg PolicyConfig, problem, warn func(error)) *Policy {
 	var gateRoot *x509.Certificate
 	var gl *GateLog
 	if cfg.Gate != "" {
-		g, err := OpenGate(cfg.Gate)
+		g, err := openGate(cfg)
 		if err != nil {
 			problem(fmt.Errorf("gate %s: %w", cfg.Gate, err))
 		} else {

@@ -6,14 +6,33 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"nixpki/internal/gate"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 )
 
-// GateLog is a gate's admission log, verified (internal/gate's Audit checks the
-// Merkle log against the gate's public key before answering), indexed by store
-// path.
+// GateSource is what verify reads from a gate's data directory. The gate
+// provides it (wired in by the command), so that verify does not depend on the
+// gate's code.
+type GateSource interface {
+	// Root is the root certificate the gate trusts.
+	Root() (*x509.Certificate, error)
+	// Records are the intermediates, leaf certificates and CRLs that members
+	// uploaded to the gate.
+	Records() (intermediates, leaves []*x509.Certificate, crls [][]byte, err error)
+	// Admissions lists every admission in the gate's log, one per signature
+	// that counted, after checking the log against the gate's public key.
+	Admissions() ([]GateAdmission, error)
+}
+
+// GateAdmission is one admission in a gate's log.
+type GateAdmission struct {
+	Path string // the store path admitted
+	Admission
+}
+
+// GateLog is a gate's admission log, verified (the gate's GateSource checks
+// the Merkle log against the gate's public key before answering), indexed by
+// store path.
 type GateLog struct {
 	Root *x509.Certificate // the root the gate trusts (G/root.crt)
 	// Intermediates, Chains and CRLs are what members uploaded to the gate; like
@@ -24,35 +43,30 @@ type GateLog struct {
 	admissions    map[string][]Admission
 }
 
-// OpenGate reads the gate in dir: its root, the certificates and CRLs it holds,
-// and its admissions (from the verified log: when a path was admitted under which
-// certificate).
-func OpenGate(dir string) (*GateLog, error) {
-	root, err := gate.ReadRoot(dir)
+// OpenGate reads the gate named name (its data directory, for messages) through
+// src: its root, the certificates and CRLs it holds, and its admissions (from the
+// verified log: when a path was admitted under which certificate).
+func OpenGate(name string, src GateSource) (*GateLog, error) {
+	root, err := src.Root()
 	if err != nil {
 		return nil, fmt.Errorf("reading its root: %w", err)
 	}
-	inters, leaves, crls, err := gate.Records(dir)
+	inters, leaves, crls, err := src.Records()
 	if err != nil {
 		return nil, fmt.Errorf("reading its certificates: %w", err)
 	}
-	events, _, err := gate.Audit(dir, "")
+	admissions, err := src.Admissions()
 	if err != nil {
 		return nil, err
 	}
 	g := &GateLog{Root: root, Intermediates: inters, CRLs: crls, admissions: map[string][]Admission{}}
 	for _, l := range leaves {
 		if _, err := nixcert.ParseCertificate(l); err == nil {
-			g.Chains = append(g.Chains, &Chain{Leaf: l, Extra: inters, Source: "gate " + dir})
+			g.Chains = append(g.Chains, &Chain{Leaf: l, Extra: inters, Source: "gate " + name})
 		}
 	}
-	for _, e := range events {
-		if e.Type != "admission" {
-			continue
-		}
-		for _, s := range e.Signers {
-			g.admissions[e.Path] = append(g.admissions[e.Path], Admission{At: e.Time, CertSHA256: s.Cert, Sig: s.Sig, Entry: e.Entry})
-		}
+	for _, a := range admissions {
+		g.admissions[a.Path] = append(g.admissions[a.Path], a.Admission)
 	}
 	return g, nil
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -58,10 +59,10 @@ func TestGateAdmissions(t *testing.T) {
 	wantCode(t, o, ExitUntrusted)
 	wantMessage(t, o, "alice-1: certificate "+aliceSerial+" of alice expired at ")
 
-	o = run(PolicyConfig{Gate: gdir, Certs: []string{aliceCrt}}) // the gate's root by default
+	o = run(PolicyConfig{Gate: gdir, OpenGate: openTestGate, Certs: []string{aliceCrt}}) // the gate's root by default
 	wantCode(t, o, 0)
 	// The gate's own records supply the certificate too: no --certs needed.
-	if o := run(PolicyConfig{Gate: gdir}); o.code() != 0 {
+	if o := run(PolicyConfig{Gate: gdir, OpenGate: openTestGate}); o.code() != 0 {
 		t.Fatalf("--gate alone: exit %d, messages %v", o.code(), o.messages)
 	}
 	s := o.results[top].Signers
@@ -70,7 +71,7 @@ func TestGateAdmissions(t *testing.T) {
 	}
 
 	crl := c.revoke(aliceSerial)
-	o = run(PolicyConfig{Gate: gdir, Root: c.root, Certs: []string{aliceCrt}, CRLs: []string{crl}})
+	o = run(PolicyConfig{Gate: gdir, OpenGate: openTestGate, Root: c.root, Certs: []string{aliceCrt}, CRLs: []string{crl}})
 	wantCode(t, o, ExitUntrusted)
 	wantMessage(t, o, "alice-1: certificate "+aliceSerial+" of alice revoked at ")
 	// A CRL uploaded to the gate counts as well, without --crl.
@@ -78,7 +79,7 @@ func TestGateAdmissions(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("uploading the CRL to the gate: %v %v", resp, err)
 	}
-	o = run(PolicyConfig{Gate: gdir})
+	o = run(PolicyConfig{Gate: gdir, OpenGate: openTestGate})
 	wantCode(t, o, ExitUntrusted)
 	wantMessage(t, o, "alice-1: certificate "+aliceSerial+" of alice revoked at ")
 
@@ -90,8 +91,32 @@ func TestGateAdmissions(t *testing.T) {
 		}
 	}
 	var problems []string
-	LoadPolicy(PolicyConfig{Gate: gdir, Certs: []string{aliceCrt}}, func(err error) { problems = append(problems, err.Error()) }, func(error) {})
+	LoadPolicy(PolicyConfig{Gate: gdir, OpenGate: openTestGate, Certs: []string{aliceCrt}}, func(err error) { problems = append(problems, err.Error()) }, func(error) {})
 	if len(problems) == 0 {
 		t.Fatal("a tampered gate log was accepted")
 	}
+}
+
+// testGate reads a gate directory through the gate package, as the command
+// wires it.
+type testGate string
+
+func openTestGate(dir string) (GateSource, error) { return testGate(dir), nil }
+
+func (d testGate) Root() (*x509.Certificate, error) { return gate.ReadRoot(string(d)) }
+
+func (d testGate) Records() ([]*x509.Certificate, []*x509.Certificate, [][]byte, error) {
+	return gate.Records(string(d))
+}
+
+func (d testGate) Admissions() (out []GateAdmission, err error) {
+	events, _, err := gate.Audit(string(d), "")
+	for _, e := range events {
+		for _, s := range e.Signers {
+			if e.Type == "admission" {
+				out = append(out, GateAdmission{e.Path, Admission{e.Time, s.Cert, s.Sig, e.Entry}})
+			}
+		}
+	}
+	return out, err
 }

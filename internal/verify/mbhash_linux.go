@@ -7,18 +7,18 @@ import (
 	"sync"
 
 	"nixpki/internal/nix/nar"
-	"nixpki/internal/sha256x16"
 )
 
 // Multi-buffer NAR hashing: one driver goroutine per core hashes the NARs of up
-// to sixteen paths at once with sha256x16, several times the throughput of one
-// crypto/sha256 stream (see internal/keys/primitives.go). Each path's walk
-// (nar.DumpPath) runs as a coroutine of the driver (iter.Pull) and writes its NAR into
-// its lane's buffer; when the buffer is full the walk yields. Once every busy lane
-// has yielded (a full block) or finished (its last bytes, padded), the driver
-// hashes all sixteen in one call, whose cost is that of the longest block, and
-// resumes the walks. No channel or lock is crossed per block: only each path's
-// job and its result go through a channel.
+// to sixteen paths at once with a laneHasher (lanes.go): on AVX-512, several
+// times the throughput of one crypto/sha256 stream (see
+// internal/keys/primitives.go). Each path's walk (nar.DumpPath) runs as a
+// coroutine of the driver (iter.Pull) and writes its NAR into its lane's buffer;
+// when the buffer is full the walk yields. Once every busy lane has yielded (a
+// full block) or finished, the driver hands the full blocks to the hasher, which
+// hashes them in one round whose cost is that of the longest block, finishes the
+// streams that ended and resumes the walks. Each lane rotates three buffers, so
+// that a walk fills one while the hasher may still read the others (flip).
 
 // mbBlock is how many NAR bytes a lane hashes per round: sixteen of them stay in
 // the L2 cache between the copy and the hash.
@@ -51,9 +51,11 @@ func mbHashPath(fsPath string) ([32]byte, uint64, error) {
 // mbLane is one path's walk, writing its NAR into buf.
 type mbLane struct {
 	job      *mbJob
-	buf      []byte // mbBlock bytes and room for the padding
-	n        int    // NAR bytes in buf
-	size     uint64 // NAR bytes written
+	bufs     [3][]byte // mbBlock bytes and room for the padding
+	cur      int       // the one being filled
+	buf      []byte    // bufs[cur]
+	n        int       // NAR bytes in buf
+	size     uint64    // NAR bytes written
 	yield    func(struct{}) bool
 	next     func() (struct{}, bool)
 	stop     func()
@@ -88,17 +90,32 @@ func (l *mbLane) start(j *mbJob) {
 	})
 }
 
+// flip makes the lane fill its next buffer. The AVX-512 hasher's goroutine
+// takes a block as it is sent and hashes it at the latest while taking the
+// lane's next block; a send returns once the hasher took the block, not once it
+// handled it, but it took it after handling every earlier one. So a block sent
+// in one round is hashed once the next round's first block was sent, and a
+// buffer may be filled again two rounds after it was sent: three per lane.
+func (l *mbLane) flip() {
+	l.cur = (l.cur + 1) % len(l.bufs)
+	l.buf = l.bufs[l.cur]
+}
+
 func mbDrive(q chan *mbJob) {
-	s := sha256x16.New()
-	var lanes [sha256x16.Lanes]mbLane
-	for i := range lanes {
-		lanes[i].buf = make([]byte, mbBlock, mbBlock+2*sha256x16.BlockSize)
+	h := newLaneHasher()
+	var ls [lanes]mbLane
+	for i := range ls {
+		l := &ls[i]
+		for b := range l.bufs {
+			l.bufs[b] = make([]byte, mbBlock, mbBlock+128)
+		}
+		l.buf = l.bufs[0]
 	}
 	busy := 0
 	for {
 		// Fill free lanes: wait for a job only when all are free.
-		for i := range lanes {
-			l := &lanes[i]
+		for i := range ls {
+			l := &ls[i]
 			if l.job != nil {
 				continue
 			}
@@ -114,37 +131,36 @@ func mbDrive(q chan *mbJob) {
 			if j == nil {
 				break
 			}
+			h.start(i)
 			l.start(j)
 			busy++
 		}
-		// Run every busy walk to its next full block or its end.
-		var in [sha256x16.Lanes][]byte
-		for i := range lanes {
-			l := &lanes[i]
+		// Run every busy walk to its next full block or its end, handing the
+		// full blocks to the hasher.
+		for i := range ls {
+			l := &ls[i]
 			if l.job == nil {
 				continue
 			}
 			if _, more := l.next(); more {
-				in[i] = l.buf[:mbBlock]
+				h.write(i, l.buf[:mbBlock])
+				l.flip()
 				continue
 			}
 			l.finished = true
-			if l.job.err == nil {
-				in[i] = s.Pad(i, l.buf[:l.n])
-			}
 		}
-		s.Blocks(&in)
-		for i := range lanes {
-			l := &lanes[i]
+		// Finish the streams that ended (a failed walk's too, to free its lane).
+		for i := range ls {
+			l := &ls[i]
 			if !l.finished {
 				continue
 			}
 			l.stop()
+			sum := h.sum(i, l.buf[:l.n], l.size)
 			if l.job.err == nil {
-				l.job.sum, l.job.size = s.Sum(i), l.size
+				l.job.sum, l.job.size = sum, l.size
 			}
 			close(l.job.done)
-			s.Reset(i)
 			l.job, l.finished = nil, false
 			busy--
 		}

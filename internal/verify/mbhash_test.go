@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"nixpki/internal/nix/nar"
-	"nixpki/internal/sha256x16"
 )
 
 // TestHashPathsAgree hashes many trees at once — more than there are lanes, so
@@ -25,7 +24,7 @@ func TestHashPathsAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	dir := t.TempDir()
 	var roots []string
-	for i := range 2*2*sha256x16.Lanes + 5 {
+	for i := range 2*2*lanes + 5 {
 		root := filepath.Join(dir, fmt.Sprintf("p%d", i))
 		switch {
 		case i%7 == 3: // a single file

@@ -11,3 +11,6 @@ func hashPath(fsPath string, _ bool) ([32]byte, uint64, error) { return nar.Hash
 const multiBufferOS = false
 
 func mbHashPath(string) ([32]byte, uint64, error) { panic("unreachable") }
+
+// avx512 is false: multi-buffer hashing is for Linux.
+func avx512() bool { return false }

@@ -152,8 +152,12 @@ func (r *Reporter) Summary(s Summary) {
 	if secs > 0 && s.Bytes > 0 {
 		rate = fmt.Sprintf(", %s/s", bytesText(uint64(float64(s.Bytes)/secs)))
 	}
-	r.Message("checked %d paths (%s) in %.2fs%s: %d ok, %d corrupt, %d untrusted, %d with errors",
-		s.Paths, bytesText(s.Bytes), secs, rate, s.OK, s.Corrupt, s.Untrusted, s.Failed)
+	paths := "paths"
+	if s.Paths == 1 {
+		paths = "path"
+	}
+	r.Message("checked %d %s (%s) in %.2fs%s: %d ok, %d corrupt, %d untrusted, %d with errors",
+		s.Paths, paths, bytesText(s.Bytes), secs, rate, s.OK, s.Corrupt, s.Untrusted, s.Failed)
 }
 
 // bytesText renders a byte count in binary units.

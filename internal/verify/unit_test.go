@@ -150,7 +150,7 @@ func TestExitCodeAndSummary(t *testing.T) {
 	r.Result(&Result{Path: "/nix/store/x", Problems: []string{"bad"}, Signers: []Signer{}})
 	r.Summary(Summary{Paths: 1, Bytes: 3 << 30, Elapsed: 2 * time.Second, OK: 1})
 	want := "bad\n{\"path\":\"/nix/store/x\",\"ok\":false,\"corrupt\":false,\"trusted\":false,\"error\":false,\"signers\":[],\"problems\":[\"bad\"]}\n" +
-		"checked 1 paths (3.0 GiB) in 2.00s, 1.5 GiB/s: 1 ok, 0 corrupt, 0 untrusted, 0 with errors\n"
+		"checked 1 path (3.0 GiB) in 2.00s, 1.5 GiB/s: 1 ok, 0 corrupt, 0 untrusted, 0 with errors\n"
 	if buf.String() != want {
 		t.Fatalf("got %q\nwant %q", buf.String(), want)
 	}

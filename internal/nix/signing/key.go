@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"nixpki/internal/keys"
 	"nixpki/internal/nix/nixhash"
 )
 
@@ -223,4 +224,19 @@ func (k PublicKey) Verify(fingerprint string, sig Signature) bool {
 		return false
 	}
 	return ed25519.Verify(k.Key, []byte(fingerprint), sig.Sig)
+}
+
+// ReadSecretKeyFile reads a secret key written by
+// nix-store --generate-binary-cache-key. Like ssh with private keys, it
+// refuses a file others may read.
+func ReadSecretKeyFile(path string) (SecretKey, error) {
+	data, err := keys.ReadPrivateFile(path)
+	if err != nil {
+		return SecretKey{}, err
+	}
+	k, err := ParseSecretKey(data)
+	if err != nil {
+		return SecretKey{}, fmt.Errorf("%s: malformed Nix secret key: %w", path, err)
+	}
+	return k, nil
 }

@@ -1,4 +1,4 @@
-package main
+package push
 
 import (
 	"bytes"
@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,7 +24,7 @@ func TestZstdEncoder(t *testing.T) {
 	zstdCmd := testutil.NeedTool(t, "zstd")
 	random := make([]byte, 3<<20)
 	rand.Read(random)
-	text := repoSource(t, 3<<20)
+	text := testutil.GoSource(t, 3<<20)
 	inputs := map[string][]byte{
 		"empty":           nil,
 		"one byte":        {'x'},
@@ -40,44 +37,15 @@ func TestZstdEncoder(t *testing.T) {
 		t.Fatal(err)
 	}
 	textSize := map[int]int{}
-	for _, level := range []int{1, defaultZstdLevel, 3, 7, 19} {
+	for _, level := range []int{1, DefaultZstdLevel, 3, 7, 19} {
 		textSize[level] = checkEncoderLevel(t, zstdCmd, level, inputs, gate)
 	}
 	// The level is used: the Go encoder has four modes (levels 1–2, 3–5, 6–9, 10–22),
-	// and each compresses this Go source smaller than the one before.
-	if !(textSize[1] >= textSize[defaultZstdLevel] && textSize[defaultZstdLevel] > textSize[3] && textSize[3] > textSize[7] && textSize[7] > textSize[19]) {
+	// and each compresses Go source smaller than the one before.
+	if !(textSize[1] >= textSize[DefaultZstdLevel] && textSize[DefaultZstdLevel] > textSize[3] && textSize[3] > textSize[7] && textSize[7] > textSize[19]) {
 		t.Errorf("text compressed to %v bytes by level: want each mode smaller than the one before", textSize)
 	}
 }
-
-// filesBytes returns n bytes of the regular files under root whose names end in
-// suffix, in path order (repeated if they are fewer).
-func filesBytes(tb testing.TB, root, suffix string, n int) []byte {
-	tb.Helper()
-	var data []byte
-	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if len(data) >= n {
-			return filepath.SkipAll
-		}
-		if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, suffix) {
-			if b, err := os.ReadFile(path); err == nil {
-				data = append(data, b[:min(len(b), n-len(data))]...)
-			}
-		}
-		return nil
-	})
-	if len(data) == 0 {
-		tb.Fatalf("no files *%s under %s", suffix, root)
-	}
-	for len(data) < n {
-		data = append(data, data[:min(len(data), n-len(data))]...)
-	}
-	return data
-}
-
-// repoSource returns n bytes of this repository's Go source: text that compresses
-// like a store path's sources and scripts.
-func repoSource(tb testing.TB, n int) []byte { return filesBytes(tb, "../..", ".go", n) }
 
 // checkEncoderLevel checks an encoder pool of the given level on inputs (see
 // TestZstdEncoder) and returns the size of the compressed text.
@@ -168,7 +136,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("destinat
 func BenchmarkZstdLevel(b *testing.B) {
 	data := goInstallationBytes(b, 64<<20)
 	const piece = 1 << 20
-	for _, level := range []int{1, defaultZstdLevel, 3, 7} {
+	for _, level := range []int{1, DefaultZstdLevel, 3, 7} {
 		b.Run(fmt.Sprintf("level-%d", level), func(b *testing.B) {
 			pool := newEncoderPool(1, level)
 			enc, err := pool.get(nil)
@@ -204,7 +172,7 @@ func goInstallationBytes(b *testing.B, n int) []byte {
 	if err != nil {
 		b.Fatal("go env GOROOT:", err)
 	}
-	return filesBytes(b, strings.TrimSpace(string(out)), "", n)
+	return testutil.FilesBytes(b, strings.TrimSpace(string(out)), "", n)
 }
 
 type countingWriter int64

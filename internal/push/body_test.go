@@ -1,4 +1,4 @@
-package main
+package push
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ func testProbedCompression(t *testing.T, mode string, cases []struct {
 	files map[string][]byte
 	want  string
 }) {
-	u := &uploader{compression: mode, encoders: newEncoderPool(1, defaultZstdLevel)}
+	u := &uploader{compression: mode, encoders: newEncoderPool(1, DefaultZstdLevel)}
 	w := &worker{}
 	for _, c := range cases {
 		dir := t.TempDir()

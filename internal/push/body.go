@@ -1,4 +1,4 @@
-package main
+package push
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ type encoderPool struct {
 }
 
 // newEncoderPool holds n encoders compressing at zstd level (1–22, as zstd(1) and
-// Nix's compression-level count; see defaultZstdLevel).
+// Nix's compression-level count; see DefaultZstdLevel).
 func newEncoderPool(n, level int) encoderPool {
 	p := encoderPool{c: make(chan *zstd.Encoder, n), level: zstd.EncoderLevelFromZstd(level)}
 	for range n {
@@ -57,13 +57,13 @@ func newEncoderPool(n, level int) encoderPool {
 	return p
 }
 
-// defaultZstdLevel is --compression-level's default: 2, as cachix push (the Nix
+// DefaultZstdLevel is --compression-level's default: 2, as cachix push (the Nix
 // ecosystem's common uploader) compresses. The push is a transfer to a gate on the
 // team's network, and the Go encoder maps levels 1–2 to its fastest mode: on 1 MiB
 // pieces of the Go installation about 1.6× as fast as level 3 (what Nix writes by
 // default) for about 5% more bytes; a push of such a closure took 17% less client
 // CPU (BenchmarkZstdLevel; docs/benchmarks.md, "The push's zstd level").
-const defaultZstdLevel = 2
+const DefaultZstdLevel = 2
 
 // get takes an encoder, waiting for one unless stop is closed first.
 func (p encoderPool) get(stop <-chan struct{}) (*zstd.Encoder, error) {

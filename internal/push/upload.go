@@ -1,4 +1,4 @@
-package main
+package push
 
 import (
 	"bytes"
@@ -260,7 +260,7 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 		return err // the push was cancelled: why is reported by whoever cancelled it
 	}
 	if u.resignOnly {
-		u.say("signed again %d paths the gate served already (narinfo only)", u.present)
+		u.say("signed again %s the gate served already (narinfo only)", count(u.present, "path"))
 	}
 	held := ""
 	if u.narsHeld > 0 {
@@ -268,14 +268,17 @@ func (u *uploader) push(ctx context.Context, infos []pathInfo, jobs int) error {
 	}
 	if !u.resignOnly {
 		comp := u.compression + " NARs"
-		if u.compression == "auto" {
+		switch {
+		case u.compression == "auto" && u.stored > 0:
 			comp = fmt.Sprintf("NARs, zstd but %d uncompressed: they looked incompressible", u.stored)
+		case u.compression == "auto":
+			comp = "zstd NARs"
 		}
-		u.say("uploaded %d paths (%.1f MiB of %s%s), %d already served by the gate (narinfo signed again, no NAR sent), %d answered otherwise than admitted",
-			u.uploaded, float64(u.fileBytes)/(1<<20), comp, held, u.present, u.refused)
+		u.say("uploaded %s (%.1f MiB of %s%s), %d already served by the gate (narinfo signed again, no NAR sent), %d answered otherwise than admitted",
+			count(u.uploaded, "path"), float64(u.fileBytes)/(1<<20), comp, held, u.present, u.refused)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("uploading %d paths failed: %w", len(errs), errors.Join(errs...))
+		return fmt.Errorf("uploading %s failed: %w", count(len(errs), "path"), errors.Join(errs...))
 	}
 	return nil
 }
