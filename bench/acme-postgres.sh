@@ -15,12 +15,16 @@
 # directory on a unix socket, with its default durability (fsync on). "Total CPU per
 # order" counts the server process(es) and the whole cluster: the postmaster's own and
 # its reaped children's CPU time, plus its live children (backends, WAL writer,
-# checkpointer, autovacuum). step-ca is built outside the repository into a cache
-# directory on first use (go install, from the Go module proxy; without cgo, so without
-# its YubiKey support, which needs libpcsclite).
+# checkpointer, autovacuum). Everything shares the machine's CPUs, so the summary also
+# gives the orders/s that the CPU time of an order (server, database, proxy and load
+# generator together) allows: CPUs × 1000 ms / that. step-ca is built outside the
+# repository into a cache directory on first use (go install, from the Go module proxy;
+# without cgo, so without its YubiKey support, which needs libpcsclite).
 #
 #   bash bench/acme-postgres.sh                       # ROUNDS=3 N=2000 N_STEPCA=400 C=8
 #   ROUNDS=5 N=3000 C=8 bash bench/acme-postgres.sh
+#   PPROF_DIR=/some/dir bash bench/acme-postgres.sh   # also a CPU profile of pg-1's
+#                                                     # server in the last round
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -56,6 +60,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 nixpki=${NIXPKI:-$work/nixpki} # NIXPKI: an already built nixpki to measure instead
 [ -n "${NIXPKI:-}" ] || go build -o "$work/nixpki" ./cmd/nixpki
@@ -109,7 +114,8 @@ serve() { # NAME PORT [ARGS...]
 }
 serve sqlite "$PORT"
 sqlite_pid=$!
-serve one $((PORT + 1)) --database-url "$(url nixpki nixpki_one)"
+pprof_addr=127.0.0.1:$((PORT + 6))
+NIXPKI_PPROF=${PPROF_DIR:+$pprof_addr} serve one $((PORT + 1)) --database-url "$(url nixpki nixpki_one)"
 one_pid=$!
 proxy="127.0.0.1:$((PORT + 2))"
 serve two-a $((PORT + 3)) --database-url "$(url nixpki nixpki_two)" --external-https-url "https://localhost:${proxy##*:}"
@@ -157,7 +163,13 @@ results="$work/results"
 for round in $(seq 1 "$ROUNDS"); do
 	{
 		run sqlite "https://localhost:$PORT/acme/acme/directory" "$root" "$N" "$WARMUP" -pid "$sqlite_pid"
+		if [ -n "${PPROF_DIR:-}" ] && [ "$round" = "$ROUNDS" ]; then # a profile from the middle of the run
+			(sleep 3 && curl -sf -o "$PPROF_DIR/pg-1.pprof" "http://$pprof_addr/debug/pprof/profile?seconds=${PPROF_SECONDS:-5}" &&
+				cp "$nixpki" "$PPROF_DIR/nixpki") &
+			prof_pid=$!
+		fi
 		run pg-1 "https://localhost:$((PORT + 1))/acme/acme/directory" "$root" "$N" "$WARMUP" -pid "$one_pid" -dbpid "$pg_pid"
+		[ -z "$prof_pid" ] || wait "$prof_pid" || echo "no profile of pg-1" >&2
 		run pg-2 "https://$proxy/acme/acme/directory" "$root" "$N" "$WARMUP" \
 			-pid "$two_a,$two_b" -dbpid "$pg_pid" -lbpid "$proxy_pid"
 		run step-ca "https://localhost:$((PORT + 5))/acme/acme/directory" "$s/root.crt" "$N_STEPCA" "$WARMUP_STEPCA" \
@@ -167,7 +179,7 @@ done
 
 echo
 echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $(cut -d' ' -f1-3 /proc/loadavg), $("$pgbin/postgres" --version)"
-awk '
+awk -v cpus="$(nproc)" '
 function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
 {
 	s = $1; n[s]++
@@ -175,17 +187,20 @@ function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <=
 	if (v[s, "total_cpu_ms_per_order", n[s]] == "") v[s, "total_cpu_ms_per_order", n[s]] = v[s, "server_cpu_ms_per_order", n[s]]
 }
 END {
-	split("orders_per_s p50_ms p99_ms server_cpu_ms_per_order db_cpu_ms_per_order total_cpu_ms_per_order server_peak_rss_mb requests_per_order", keys, " ")
+	split("orders_per_s p50_ms p99_ms server_cpu_ms_per_order db_cpu_ms_per_order total_cpu_ms_per_order lb_cpu_ms_per_order client_cpu_ms_per_order server_peak_rss_mb requests_per_order", keys, " ")
 	split("sqlite pg-1 pg-2 step-ca", servers, " ")
 	for (si = 1; si <= 4; si++) {
 		s = servers[si]
 		if (!n[s]) { printf "%-7s no successful run\n", s; continue }
 		line = sprintf("%-7s median of %d runs:", s, n[s])
-		for (k = 1; k <= 8; k++) {
+		for (k = 1; k <= 10; k++) {
 			delete a; for (i = 1; i <= n[s]; i++) a[i] = v[s, keys[k], i] + 0
 			m[s, keys[k]] = median(a, n[s]); line = line sprintf(" %s=%s", keys[k], m[s, keys[k]])
 		}
-		print line
+		# Everything runs on these CPUs: the CPU time of an order (server, database,
+		# proxy and load generator) caps orders/s at cpus / that.
+		all = m[s, "total_cpu_ms_per_order"] + m[s, "lb_cpu_ms_per_order"] + m[s, "client_cpu_ms_per_order"]
+		print line sprintf(" cpu_bound_orders_per_s=%.0f", all > 0 ? cpus * 1000 / all : 0)
 	}
 	if (n["pg-1"] && n["step-ca"]) printf "pg-1/step-ca orders_per_s = %.2f\n", m["pg-1", "orders_per_s"] / m["step-ca", "orders_per_s"]
 	if (n["pg-1"] && n["pg-2"]) printf "pg-2/pg-1 orders_per_s = %.2f\n", m["pg-2", "orders_per_s"] / m["pg-1", "orders_per_s"]
