@@ -162,6 +162,7 @@ results="$work/results"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
 	{
+		prof_pid=
 		run sqlite "https://localhost:$PORT/acme/acme/directory" "$root" "$N" "$WARMUP" -pid "$sqlite_pid"
 		if [ -n "${PPROF_DIR:-}" ] && [ "$round" = "$ROUNDS" ]; then # a profile from the middle of the run
 			(sleep 3 && curl -sf -o "$PPROF_DIR/pg-1.pprof" "http://$pprof_addr/debug/pprof/profile?seconds=${PPROF_SECONDS:-5}" &&
