@@ -67,7 +67,7 @@ func pgRoles(t *testing.T) (owner, app string, admin *sql.DB, schema string) {
 type replica struct {
 	cmd            *exec.Cmd
 	https, http    string
-	stderr, stdout *lockedBuffer
+	stderr, stdout *testutil.Buffer
 }
 
 var listeningOn = regexp.MustCompile(`HTTPS: \S+ \(listening on (\S+)\)`)
@@ -76,7 +76,7 @@ var listeningOn = regexp.MustCompile(`HTTPS: \S+ \(listening on (\S+)\)`)
 // address (externalHTTPS) in ACME URLs, and waits for its banner.
 func startReplica(t *testing.T, dir, dbURL, acmeHTTPPort, externalHTTPS string) *replica {
 	t.Helper()
-	r := &replica{http: testutil.FreePort(t), stderr: &lockedBuffer{}, stdout: &lockedBuffer{}}
+	r := &replica{http: testutil.FreePort(t), stderr: &testutil.Buffer{}, stdout: &testutil.Buffer{}}
 	r.cmd = exec.Command(nixpkiBin(t), "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--http-listen", r.http,
 		"--database-url", dbURL, "--acme-http-port", acmeHTTPPort, "--external-https-url", externalHTTPS)
 	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
