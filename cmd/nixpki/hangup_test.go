@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,31 +12,13 @@ import (
 	"nixpki/internal/testutil"
 )
 
-// lockedBuffer collects a child's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // SIGHUP does not stop the server: it logs that a configuration change takes a
 // restart, and the server keeps answering.
 func TestServeSIGHUPSaysRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	httpAddr := testutil.FreePort(t)
 	cmd := exec.Command(nixpkiBin(t), "serve", "--dir", dir, "--listen", testutil.FreePort(t), "--http-listen", httpAddr)
-	var stderr lockedBuffer
+	var stderr testutil.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -67,7 +68,7 @@ func pgRoles(t *testing.T) (owner, app string, admin *sql.DB, schema string) {
 type replica struct {
 	cmd            *exec.Cmd
 	https, http    string
-	stderr, stdout *lockedBuffer
+	stderr, stdout *testutil.Buffer
 }
 
 var listeningOn = regexp.MustCompile(`HTTPS: \S+ \(listening on (\S+)\)`)
@@ -76,7 +77,7 @@ var listeningOn = regexp.MustCompile(`HTTPS: \S+ \(listening on (\S+)\)`)
 // address (externalHTTPS) in ACME URLs, and waits for its banner.
 func startReplica(t *testing.T, dir, dbURL, acmeHTTPPort, externalHTTPS string) *replica {
 	t.Helper()
-	r := &replica{http: testutil.FreePort(t), stderr: &lockedBuffer{}, stdout: &lockedBuffer{}}
+	r := &replica{http: testutil.FreePort(t), stderr: &testutil.Buffer{}, stdout: &testutil.Buffer{}}
 	r.cmd = exec.Command(nixpkiBin(t), "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--http-listen", r.http,
 		"--database-url", dbURL, "--acme-http-port", acmeHTTPPort, "--external-https-url", externalHTTPS)
 	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
@@ -305,24 +306,39 @@ func TestPostgresReplicas(t *testing.T) {
 			defer wg.Done()
 			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			cl := &xacme.Client{Key: key, DirectoryURL: directory, HTTPClient: hc}
-			if _, err := cl.Register(context.Background(), &xacme.Account{}, xacme.AcceptTOS); err != nil {
+			// A request cut off by the replica's death is tried again from the
+			// start, on a new connection, as a client behind a load balancer would.
+			retry := func(f func() error) (err error) {
+				for try := 0; try < 10; try++ {
+					if err = f(); err == nil {
+						return nil
+					}
+					hc.CloseIdleConnections()
+					time.Sleep(300 * time.Millisecond)
+				}
+				return err
+			}
+			if err := retry(func() error {
+				_, err := cl.Register(context.Background(), &xacme.Account{}, xacme.AcceptTOS)
+				if errors.Is(err, xacme.ErrAccountAlreadyExists) {
+					return nil // registered before the cut
+				}
+				return err
+			}); err != nil {
 				errc <- err
 				return
 			}
 			for i := 0; i < perWorker; i++ {
-				var err error
-				for try := 0; try < 4; try++ {
-					var s string
-					if s, err = order(cl); err == nil {
+				if err := retry(func() error {
+					s, err := order(cl)
+					if err == nil {
 						mu.Lock()
 						received = append(received, s)
 						mu.Unlock()
 						done.Add(1)
-						break
 					}
-					time.Sleep(200 * time.Millisecond)
-				}
-				if err != nil {
+					return err
+				}); err != nil {
 					errc <- err
 					return
 				}

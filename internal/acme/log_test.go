@@ -1,38 +1,19 @@
 package acme
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"nixpki/internal/config"
+	"nixpki/internal/testutil"
 )
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestStateChangeLogs: each state change of an issuance is one structured log line,
 // and no challenge token or key authorization is ever logged.
 func TestStateChangeLogs(t *testing.T) {
-	var buf lockedBuffer
+	var buf testutil.Buffer
 	e := newEnv(t, func(_ *config.Config, o *Options) { o.Log = slog.New(slog.NewJSONHandler(&buf, nil)) })
 	cl := e.client("acme")
 	e.issue(cl, http01, "logged.test")
