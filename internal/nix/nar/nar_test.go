@@ -401,13 +401,17 @@ func BenchmarkDumpPathHash(b *testing.B) {
 	}
 }
 
-func BenchmarkNARReader(b *testing.B) {
-	root := benchTree(b)
+// benchNAR is benchTree's NAR.
+func benchNAR(b *testing.B) []byte {
 	var buf bytes.Buffer
-	if err := DumpPath(&buf, root); err != nil {
+	if err := DumpPath(&buf, benchTree(b)); err != nil {
 		b.Fatal(err)
 	}
-	data := buf.Bytes()
+	return buf.Bytes()
+}
+
+func BenchmarkNARReader(b *testing.B) {
+	data := benchNAR(b)
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -428,12 +432,7 @@ func BenchmarkNARReader(b *testing.B) {
 }
 
 func BenchmarkCheckNAR(b *testing.B) {
-	root := benchTree(b)
-	var buf bytes.Buffer
-	if err := DumpPath(&buf, root); err != nil {
-		b.Fatal(err)
-	}
-	data := buf.Bytes()
+	data := benchNAR(b)
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
