@@ -19,8 +19,10 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
+	"nixpki/internal/nix/localstore"
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
+	"nixpki/internal/nix/pathinfo"
 	"nixpki/internal/nix/storepath"
 )
 
@@ -142,7 +144,7 @@ func (c *CacheStore) get(ctx context.Context, rel string) (io.ReadCloser, error)
 // Resolve maps an argument to a store path (a store path, a path inside one, or a
 // symlink leading to one).
 func (c *CacheStore) Resolve(arg string) (string, error) {
-	return resolveArg(arg, c.storeDir, c.storeDir)
+	return localstore.ResolveArg(arg, c.storeDir, c.storeDir)
 }
 
 // Info fetches and parses the path's narinfo.
@@ -173,7 +175,7 @@ func (c *CacheStore) Info(ctx context.Context, p string) (*PathInfo, error) {
 	if ni.StorePath != p {
 		return nil, fmt.Errorf("the narinfo of '%s' describes '%s'", p, ni.StorePath)
 	}
-	return fromNarInfo(c.storeDir, ni), nil
+	return pathinfo.FromNarInfo(c.storeDir, ni), nil
 }
 
 // Contents downloads the path's NAR, decompresses and parses it, and returns its

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/localstore"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
 )
@@ -31,7 +31,7 @@ func (m *memStore) StoreDir() string { return storepath.DefaultStoreDir }
 func (m *memStore) String() string   { return "memory" }
 func (m *memStore) Close() error     { return nil }
 func (m *memStore) Resolve(arg string) (string, error) {
-	return resolveArg(arg, m.StoreDir(), m.StoreDir())
+	return localstore.ResolveArg(arg, m.StoreDir(), m.StoreDir())
 }
 func (m *memStore) Info(_ context.Context, p string) (*PathInfo, error) {
 	if pi, ok := m.infos[p]; ok {
@@ -53,7 +53,7 @@ func (m *memStore) add(t *testing.T, name string, refs []string, ultimate, corru
 	t.Helper()
 	p := storePathOf(name)
 	pi := &PathInfo{Path: p, NarHash: sha256.Sum256([]byte(p)), NarSize: 100, References: refs, Ultimate: ultimate}
-	fp, err := pi.fingerprint()
+	fp, err := pi.Fingerprint()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,32 +204,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func TestResolveArg(t *testing.T) {
-	dir := t.TempDir()
-	real := filepath.Join(dir, "root", "nix", "store")
-	p := storePathOf("foo")
-	os.MkdirAll(filepath.Join(real, filepath.Base(p), "bin"), 0o755)
-	os.Symlink(p, filepath.Join(dir, "result"))
-	os.Symlink("result", filepath.Join(dir, "result2"))
-	for arg, want := range map[string]string{
-		p:                             p,
-		p + "/bin/sh":                 p,
-		filepath.Join(dir, "result"):  p,
-		filepath.Join(dir, "result2"): p,
-		filepath.Join(real, filepath.Base(p), "bin"): p,
-	} {
-		got, err := resolveArg(arg, storepath.DefaultStoreDir, real)
-		if err != nil || got != want {
-			t.Errorf("resolveArg(%q) = %q, %v; want %q", arg, got, err, want)
-		}
-	}
-	for _, arg := range []string{dir, "/nix/store", "/nix/store/short", "/etc"} {
-		if got, err := resolveArg(arg, storepath.DefaultStoreDir, real); err == nil {
-			t.Errorf("resolveArg(%q) = %q, want an error", arg, got)
-		}
-	}
-}
-
 func TestCacheRefusals(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /nix/store\nWantMassQuery: 1\n"), 0o644)
@@ -253,41 +227,5 @@ func TestCacheRefusals(t *testing.T) {
 	}
 	if _, err := OpenCache(context.Background(), "s3://bucket", nil); err == nil {
 		t.Error("s3:// accepted")
-	}
-}
-
-// TestReadsWAL: records Nix has committed to the write-ahead log but not yet
-// checkpointed into the database file are seen (immutable=1 would miss them).
-func TestReadsWAL(t *testing.T) {
-	root := t.TempDir()
-	dbFile := filepath.Join(root, DBPath)
-	os.MkdirAll(filepath.Dir(dbFile), 0o755)
-	w, err := sql.Open("sqlite", dbFile+"?_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.SetMaxOpenConns(1)
-	p := storePathOf("in-wal")
-	for _, q := range []string{
-		"CREATE TABLE ValidPaths (id integer primary key autoincrement not null, path text unique not null, hash text not null, registrationTime integer not null, deriver text, narSize integer, ultimate integer, sigs text, ca text)",
-		"CREATE TABLE Refs (referrer integer not null, reference integer not null, primary key (referrer, reference))",
-		"INSERT INTO ValidPaths (path, hash, registrationTime, narSize, ultimate) VALUES ('" + p + "', 'sha256:e85dceb2e79a15c8f989c633a47e71dbac2f262213fd524a2f58584ee68c37d6', 1, 120, 1)",
-		"INSERT INTO Refs VALUES (1, 1)",
-	} {
-		if _, err := w.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if fi, err := os.Stat(dbFile + "-wal"); err != nil || fi.Size() == 0 {
-		t.Fatalf("no write-ahead log: %v", err)
-	}
-	st := openLocal(t, root)
-	pi, err := st.Info(context.Background(), p)
-	if err != nil || !pi.Ultimate || pi.NarSize != 120 || len(pi.References) != 1 || pi.References[0] != p {
-		t.Fatalf("%+v, %v", pi, err)
-	}
-	if all, err := st.All(context.Background()); err != nil || len(all) != 1 {
-		t.Fatalf("All: %q, %v", all, err)
 	}
 }
