@@ -140,6 +140,35 @@ func TestCoreImportsOnlyCore(t *testing.T) {
 	}
 }
 
+// targetFeatures run alone on a machine: a gate, a member's push, a verifier.
+// None links another; what they share (NAR naming, the local store, the
+// binary-cache client) is core, under nix/.... verify reads a gate through an
+// interface of its own, which cmd/nixpki implements with gate.
+var targetFeatures = []string{
+	"internal/gate/...",
+	"internal/verify/...",
+	"internal/push/...",
+}
+
+// TestTargetFeaturesAreSeparate fails when a target-side feature depends,
+// directly or not, on another one.
+func TestTargetFeaturesAreSeparate(t *testing.T) {
+	for _, p := range listPackages(t) {
+		for _, own := range targetFeatures {
+			if !matches(p.ImportPath, []string{own}) {
+				continue
+			}
+			for _, d := range p.Deps {
+				for _, other := range targetFeatures {
+					if other != own && matches(d, []string{other}) {
+						t.Errorf("%s imports %s: gate, verify and push share only core packages (see docs/architecture.md)", p.ImportPath, d)
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestTestutilOnlyInTests fails when a program's package links the test
 // helpers.
 func TestTestutilOnlyInTests(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"nixpki/internal/nix/base32"
 	"nixpki/internal/nix/localstore"
+	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
 )
@@ -213,8 +215,9 @@ func TestCacheRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rel := range []string{"../secret", "/etc/passwd", "nar/../../secret", "http://elsewhere/x", ""} {
-		if _, err := c.get(context.Background(), rel); err == nil || !strings.Contains(err.Error(), "refusing") {
-			t.Errorf("get(%q): %v", rel, err)
+		_, _, err := c.Contents(context.Background(), &PathInfo{Path: storePathOf("x"), URL: rel, Compression: "none"}, nil)
+		if err == nil || !strings.Contains(err.Error(), "refusing") {
+			t.Errorf("a NAR at %q: %v", rel, err)
 		}
 	}
 	p := storePathOf("x")
@@ -227,5 +230,42 @@ func TestCacheRefusals(t *testing.T) {
 	}
 	if _, err := OpenCache(context.Background(), "s3://bucket", nil); err == nil {
 		t.Error("s3:// accepted")
+	}
+}
+
+// TestCacheNARBounds: a cache's NAR is read no further than its narinfo says (its
+// FileSize, its NarSize): a longer one is corrupt, not hashed to its end.
+func TestCacheNARBounds(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /nix/store\n"), 0o644)
+	src := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(src, bytes.Repeat([]byte("a"), 1000), 0o644)
+	var file bytes.Buffer
+	if err := nar.DumpPath(&file, src); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "nar"), 0o755)
+	os.WriteFile(filepath.Join(dir, "nar", "x.nar"), file.Bytes(), 0o644)
+	c, err := OpenCache(ctx, "file://"+dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(file.Len())
+	pi := &PathInfo{Path: storePathOf("x"), URL: "nar/x.nar", Compression: "none", NarSize: size, FileSize: size}
+	if sum, n, err := c.Contents(ctx, pi, nil); err != nil || sum != sha256.Sum256(file.Bytes()) || n != size {
+		t.Fatalf("Contents: %x %d %v", sum, n, err)
+	}
+	for _, tc := range []struct {
+		narSize, fileSize uint64
+		want              string
+	}{
+		{100, 0, "longer than its NarSize (100 bytes)"},
+		{size, 100, "larger than the 100 bytes its narinfo gives"},
+	} {
+		pi.NarSize, pi.FileSize = tc.narSize, tc.fileSize
+		if _, _, err := c.Contents(ctx, pi, nil); !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NarSize %d, FileSize %d: %v, want corrupt: %s", tc.narSize, tc.fileSize, err, tc.want)
+		}
 	}
 }

@@ -31,8 +31,10 @@ type Info struct {
 	// demanded).
 	Ultimate bool
 
-	// For binary caches: where the NAR is and how it is compressed.
+	// For binary caches: where the NAR is, how it is compressed and, if the
+	// narinfo says, the file's size.
 	URL, Compression string
+	FileSize         uint64
 }
 
 // NarInfo returns the fields that fingerprints and content addresses use, as a
@@ -58,6 +60,6 @@ func FromNarInfo(storeDir string, ni *narinfo.NarInfo) *Info {
 	}
 	return &Info{
 		Path: ni.StorePath, NarHash: ni.NarHash, NarSize: ni.NarSize, References: refs,
-		Sigs: ni.Sigs, CA: ni.CA, URL: ni.URL, Compression: ni.Compression,
+		Sigs: ni.Sigs, CA: ni.CA, URL: ni.URL, Compression: ni.Compression, FileSize: ni.FileSize,
 	}
 }
