@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"text/tabwriter"
@@ -22,9 +23,16 @@ func newACMECmd() *cobra.Command {
 	return cmd
 }
 
+// eabKeys is what the EAB commands use of the CA's database.
+type eabKeys interface {
+	acme.EABKeyStore
+	ListACMEEABKeys(ctx context.Context, provisioner string) ([]*store.ACMEEABKey, error)
+	Close() error
+}
+
 // openACMEStore opens a data directory's database without the CA keys (no password)
 // and returns the configured provisioner names.
-func openACMEStore(cmd *cobra.Command, dir string) (*store.DB, []string, error) {
+func openACMEStore(cmd *cobra.Command, dir string) (eabKeys, []string, error) {
 	cfg, err := config.LoadDir(dir, settingsFile(""))
 	if err != nil {
 		return nil, nil, err
@@ -37,7 +45,10 @@ func openACMEStore(cmd *cobra.Command, dir string) (*store.DB, []string, error) 
 		}
 	}
 	db, err := store.Open(cmd.Context(), ca.DatabaseSettings(dir, cfg))
-	return db, names, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, names, nil
 }
 
 func newEABCreateCmd() *cobra.Command {

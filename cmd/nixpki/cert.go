@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -286,7 +287,7 @@ func newCertShowCmd() *cobra.Command {
 			defer db.Close()
 			c, err := db.GetCert(cmd.Context(), serial)
 			if err != nil {
-				if err == store.ErrNotFound {
+				if errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("no certificate with serial %s was issued by this CA (see `nixpki cert list`)", strings.ToUpper(serial))
 				}
 				return err

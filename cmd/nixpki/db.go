@@ -28,11 +28,7 @@ func openDBNoCheck(cmd *cobra.Command, dir string) (*store.DB, store.Settings, e
 		return nil, store.Settings{}, err
 	}
 	s := ca.DatabaseSettings(dir, cfg)
-	if s.URL == "" {
-		db, err := store.OpenSQLite(cmd.Context(), s.SQLitePath)
-		return db, s, err
-	}
-	db, err := store.OpenPostgres(cmd.Context(), s.URL, store.PostgresOptions{PasswordFile: s.PasswordFile})
+	db, err := store.OpenAsIs(cmd.Context(), s)
 	return db, s, err
 }
 

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"nixpki/internal/ca"
+	"nixpki/internal/config"
 	"nixpki/internal/keys"
+	"nixpki/internal/store"
 	"nixpki/internal/testutil"
 	"nixpki/internal/x509util"
 )
@@ -46,9 +48,9 @@ func doctorRunEnv(t *testing.T, env []string, args ...string) (int, string) {
 // doctorCheck is one check of doctor --json.
 type doctorCheck struct{ Name, Status, Detail string }
 
-func doctorJSON(t *testing.T, dir string) (int, []doctorCheck) {
+func doctorJSON(t *testing.T, dir string, args ...string) (int, []doctorCheck) {
 	t.Helper()
-	code, out := doctorRun(t, "--dir", dir, "--json")
+	code, out := doctorRun(t, append([]string{"--dir", dir, "--json"}, args...)...)
 	var r struct {
 		Status string
 		Checks []doctorCheck
@@ -83,7 +85,13 @@ func wantFinding(t *testing.T, checks []doctorCheck, name, status string, wants 
 // wantDoctor runs doctor --json on dir and checks its exit status and finding.
 func wantDoctor(t *testing.T, dir string, exit int, name, status string, wants ...string) []doctorCheck {
 	t.Helper()
-	code, checks := doctorJSON(t, dir)
+	return wantDoctorArgs(t, dir, nil, exit, name, status, wants...)
+}
+
+// wantDoctorArgs is wantDoctor with more arguments.
+func wantDoctorArgs(t *testing.T, dir string, args []string, exit int, name, status string, wants ...string) []doctorCheck {
+	t.Helper()
+	code, checks := doctorJSON(t, dir, args...)
 	if code != exit {
 		t.Errorf("exit %d, want %d (%s)", code, exit, status)
 	}
@@ -221,4 +229,39 @@ func resignIntermediate(t *testing.T, dir, issuer string, notAfter time.Time) {
 	if err := os.WriteFile(ca.CertPath(dir, issuer), x509util.ChainPEM(cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDoctorPostgres: doctor checks the database serve would use. With
+// --database-url or NIXPKI_DATABASE_URL naming PostgreSQL, it reads the schema
+// version, clock and CRLs there, not the SQLite file in the data directory.
+func TestDoctorPostgres(t *testing.T) {
+	owner, app, _, _ := pgRoles(t)
+	dir := newDoctorCA(t)
+	url := []string{"--database-url", app}
+	wantDoctorArgs(t, dir, url, 4, "database", "critical", "schema version 0", "nixpki db migrate --dir "+dir)
+
+	run(t, false, "db", "migrate", "--dir", dir, "--database-url", owner)
+	run(t, false, "db", "copy", "--from", dir, "--to", owner)
+	wantDoctorArgs(t, dir, url, 0, "database", "ok", "reachable", "postgres "+store.RedactDSN(app))
+	if _, out := doctorRun(t, "--dir", dir, "--database-url", app); strings.Contains(out, "never-logged-pw") {
+		t.Errorf("doctor printed the database password:\n%s", out)
+	}
+
+	// A CRL built ten days ago, valid seven, in PostgreSQL only.
+	t.Setenv(config.DatabaseURLEnv, owner)
+	c, err := ca.Open(context.Background(), dir, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Now = func() time.Time { return time.Now().Add(-10 * 24 * time.Hour) }
+	if _, err := c.CRL(context.Background(), ca.IssuerNix); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if c.DB.Dialect() != "postgres" {
+		t.Fatalf("the CA opened %s, want postgres", c.DB.Dialect())
+	}
+	wantDoctor(t, dir, 4, "nix CRL freshness", "critical", "stale") // from NIXPKI_DATABASE_URL
+	os.Unsetenv(config.DatabaseURLEnv)
+	wantDoctor(t, dir, 0, "database", "ok", "sqlite "+filepath.Join(dir, "nixpki.db"))
 }

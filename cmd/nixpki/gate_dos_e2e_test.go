@@ -26,6 +26,7 @@ import (
 
 	"nixpki/internal/gate"
 	"nixpki/internal/keys"
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
@@ -49,7 +50,7 @@ func TestGateIdleUploadsE2E(t *testing.T) {
 		defer c.Close()
 		var h [32]byte
 		rand.Read(h[:])
-		fmt.Fprintf(c, "PUT /%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n\r\n\xfd7zXZ\x00", gate.NARURL(h, "xz"), addr)
+		fmt.Fprintf(c, "PUT /%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n\r\n\xfd7zXZ\x00", binarycache.NARURL(h, "xz"), addr)
 	}
 	time.Sleep(300 * time.Millisecond)
 	// Well within the gate's body deadline (30 s a chunk): the copy must not wait

@@ -65,16 +65,26 @@ func newTrustCmd() *cobra.Command {
 	return cmd
 }
 
-// openDB opens the data directory's database without loading any key (read-only
-// commands need no password).
-func openDB(cmd *cobra.Command, dir string) (*store.DB, error) {
-	return openDBCtx(cmd.Context(), dir)
+// records is what the listing commands read from a CA's database.
+type records interface {
+	GetCert(ctx context.Context, serial string) (*store.Cert, error)
+	ListCerts(ctx context.Context, f store.CertFilter) ([]*store.Cert, error)
+	ListNixTokens(ctx context.Context) ([]*store.NixToken, error)
+	ListNixAttempts(ctx context.Context, limit int) ([]*store.NixAttempt, error)
+	NixCounter(ctx context.Context, name string) (int64, error)
+	Close() error
 }
 
-func openDBCtx(ctx context.Context, dir string) (*store.DB, error) {
+// openDB opens the data directory's database without loading any key (read-only
+// commands need no password).
+func openDB(cmd *cobra.Command, dir string) (records, error) {
 	cfg, err := config.LoadDir(dir, settingsFile(""))
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, ca.DatabaseSettings(dir, cfg))
+	db, err := store.Open(cmd.Context(), ca.DatabaseSettings(dir, cfg))
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
 }

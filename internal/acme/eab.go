@@ -62,9 +62,14 @@ func (s *Server) checkEAB(q *request, raw json.RawMessage) (string, error) {
 	return kid, nil
 }
 
+// EABKeyStore is where NewEABKey records a key (a part of Store).
+type EABKeyStore interface {
+	CreateACMEEABKey(ctx context.Context, k *store.ACMEEABKey) error
+}
+
 // NewEABKey creates an External Account Binding key for a provisioner: give the
 // client its KID and base64url(Key) (lego --eab --kid K --hmac H).
-func NewEABKey(ctx context.Context, db Store, provisioner, note string, now func() time.Time) (*store.ACMEEABKey, error) {
+func NewEABKey(ctx context.Context, db EABKeyStore, provisioner, note string, now func() time.Time) (*store.ACMEEABKey, error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	k := &store.ACMEEABKey{KID: newID(), Provisioner: provisioner, Key: key, Note: note, CreatedAt: now().UTC()}

@@ -113,7 +113,9 @@ func TestTargetSideDoesNotImportCA(t *testing.T) {
 }
 
 // core are the packages at the bottom: formats and primitives that every
-// feature may use. They import only each other (and outside modules).
+// feature may use. They import only each other (and outside modules): the
+// nix/... packages, the local store and the binary-cache client among them,
+// import no feature.
 var core = []string{
 	"internal/nix/...",
 	"internal/x509util",
@@ -122,6 +124,7 @@ var core = []string{
 	"internal/tlog",
 	"internal/problem",
 	"internal/config",
+	"internal/metrics",
 }
 
 // TestCoreImportsOnlyCore fails when a core package depends on a feature
@@ -134,6 +137,35 @@ func TestCoreImportsOnlyCore(t *testing.T) {
 		for _, d := range p.Deps {
 			if strings.HasPrefix(d, module) && !matches(d, core) {
 				t.Errorf("%s imports %s: core packages import only core packages (see docs/architecture.md)", p.ImportPath, d)
+			}
+		}
+	}
+}
+
+// targetFeatures run alone on a machine: a gate, a member's push, a verifier.
+// None links another; what they share (NAR naming, the local store, the
+// binary-cache client) is core, under nix/.... verify reads a gate through an
+// interface of its own, which cmd/nixpki implements with gate.
+var targetFeatures = []string{
+	"internal/gate/...",
+	"internal/verify/...",
+	"internal/push/...",
+}
+
+// TestTargetFeaturesAreSeparate fails when a target-side feature depends,
+// directly or not, on another one.
+func TestTargetFeaturesAreSeparate(t *testing.T) {
+	for _, p := range listPackages(t) {
+		for _, own := range targetFeatures {
+			if !matches(p.ImportPath, []string{own}) {
+				continue
+			}
+			for _, d := range p.Deps {
+				for _, other := range targetFeatures {
+					if other != own && matches(d, []string{other}) {
+						t.Errorf("%s imports %s: gate, verify and push share only core packages (see docs/architecture.md)", p.ImportPath, d)
+					}
+				}
 			}
 		}
 	}

@@ -63,18 +63,31 @@ func CheckCA(ctx context.Context, o CAOptions, r *Report) {
 	}
 	r.Add(keyChecks(o.Dir, cfg)...)
 
-	dbPath := config.Resolve(o.Dir, cfg.Database.Path)
-	if _, err := os.Stat(dbPath); err != nil {
-		r.Add(check("database", Critical, "%v: is --dir the CA's data directory?", err))
-		return
+	// The database the server uses: database.url, NIXPKI_DATABASE_URL or
+	// --database-url select PostgreSQL, else the SQLite file in the directory.
+	dbs := ca.DatabaseSettings(o.Dir, cfg)
+	if dbs.URL == "" {
+		if _, err := os.Stat(dbs.SQLitePath); err != nil {
+			r.Add(check("database", Critical, "%v: is --dir the CA's data directory?", err))
+			return
+		}
 	}
-	db, err := store.OpenSQLite(ctx, dbPath)
+	// As is: an old PostgreSQL schema is a finding, not a reason to stop.
+	db, err := store.OpenAsIs(ctx, dbs)
 	if err != nil {
 		r.Add(check("database", Critical, "cannot open: %v", err))
 		return
 	}
 	defer db.Close()
-	r.Add(databaseChecks(ctx, db, now)...)
+	migrate := "run serve once to migrate"
+	if dbs.URL != "" {
+		migrate = "run `nixpki db migrate --dir " + o.Dir + "` (with a role allowed to create tables)"
+	}
+	checks, current := databaseChecks(ctx, db, db.Dialect()+" "+dbs.Describe(), migrate, now)
+	r.Add(checks...)
+	if !current {
+		return // its tables are not those the other checks read
+	}
 	for _, iss := range monitor.CRLIssuers {
 		r.Add(crlCheck(ctx, db, iss, now))
 	}
@@ -137,23 +150,37 @@ func keyChecks(dir string, cfg config.Config) []Check {
 	return out
 }
 
-// databaseChecks: migrated to this program's schema, and a clock that agrees.
-func databaseChecks(ctx context.Context, db *store.DB, now time.Time) []Check {
-	var out []Check
+// Store is what the CA's checks read from its database: its schema version and
+// clock, and what monitoring reads.
+type Store interface {
+	monitor.Store
+	// SchemaVersion is the version applied and the one this program knows.
+	SchemaVersion(ctx context.Context) (applied, known int, err error)
+	// Now is the database's clock.
+	Now(ctx context.Context) (time.Time, error)
+}
+
+// The database nixpki opens implements it.
+var _ Store = (*store.DB)(nil)
+
+// databaseChecks: migrated to this program's schema, and a clock that agrees; where
+// names the database checked, migrate how to bring its schema up. current says the
+// schema is one this program reads.
+func databaseChecks(ctx context.Context, db Store, where, migrate string, now time.Time) (out []Check, current bool) {
 	applied, known, err := db.SchemaVersion(ctx)
 	switch {
 	case err != nil:
-		return append(out, check("database", Critical, "unreachable: %v", err))
+		return append(out, check("database", Critical, "unreachable: %v", err)), false
 	case applied < known:
-		out = append(out, check("database", Critical, "schema version %d, this nixpki needs %d: run serve once to migrate", applied, known))
+		return append(out, check("database", Critical, "schema version %d, this nixpki needs %d: %s", applied, known, migrate)), false
 	case applied > known:
 		out = append(out, check("database", Warning, "schema version %d is newer than this nixpki knows (%d): a newer nixpki migrated it", applied, known))
 	default:
-		out = append(out, check("database", OK, "reachable, schema version %d", applied))
+		out = append(out, check("database", OK, "reachable, schema version %d (%s)", applied, where))
 	}
 	dbNow, err := db.Now(ctx)
 	if err != nil {
-		return append(out, check("clock", Critical, "reading the database's clock: %v", err))
+		return append(out, check("clock", Critical, "reading the database's clock: %v", err)), true
 	}
 	skew := now.Sub(dbNow).Abs()
 	switch {
@@ -164,13 +191,13 @@ func databaseChecks(ctx context.Context, db *store.DB, now time.Time) []Check {
 	default:
 		out = append(out, check("clock", OK, "agrees with the database (within %s)", skewWarn))
 	}
-	return out
+	return out, true
 }
 
 // crlCheck: the newest CRL built for an intermediate is current. The server rebuilds
 // it when fetched after half its validity; relying parties that hold an expired one
 // (an offline gate, a cached copy) stop trusting what it covers.
-func crlCheck(ctx context.Context, db *store.DB, issuer string, now time.Time) Check {
+func crlCheck(ctx context.Context, db monitor.Store, issuer string, now time.Time) Check {
 	name := issuer + " CRL freshness"
 	st, err := db.GetCRL(ctx, issuer)
 	switch {

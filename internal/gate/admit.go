@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/signing"
@@ -243,7 +244,7 @@ func (g *Gate) PutNarInfo(ctx context.Context, hash string, body []byte, remote 
 	if storepath.HashPart(p) != hash {
 		return fail(Invalid, "uploaded as %s.narinfo, not as %s.narinfo", hash, storepath.HashPart(p))
 	}
-	if _, _, err := ParseNARURL(ni.URL); err != nil {
+	if _, _, err := binarycache.ParseNARURL(ni.URL); err != nil {
 		return fail(Invalid, "%v", err)
 	}
 	nar, ok, err := g.db.getNAR(ctx, ni.URL)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/storepath"
 )
@@ -151,7 +152,7 @@ func benchAdmit(b *testing.B, size, refs int) {
 		file := compress(b, nar, "zstd")
 		fh, nh := sha256.Sum256(file), sha256.Sum256(nar)
 		path := storePath("bench")
-		ni := &narinfo.NarInfo{StorePath: path, URL: NARURL(fh, "zstd"), Compression: "zstd", FileHash: &fh, FileSize: uint64(len(file)),
+		ni := &narinfo.NarInfo{StorePath: path, URL: binarycache.NARURL(fh, "zstd"), Compression: "zstd", FileHash: &fh, FileSize: uint64(len(file)),
 			NarHash: nh, NarSize: uint64(len(nar))}
 		for _, r := range prev {
 			ni.References = append(ni.References, r[strings.LastIndexByte(r, '/')+1:])

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/storepath"
 	"nixpki/internal/nixcert"
@@ -88,7 +89,7 @@ func TestUnsignedRefusedBeforeDecompression(t *testing.T) {
 func TestStagingExpiresByFirstReceipt(t *testing.T) {
 	tg := newTestGate(t, nil)
 	file := makeNAR(t, "staged")
-	u := "/" + NARURL(sha256.Sum256(file), "none")
+	u := "/" + binarycache.NARURL(sha256.Sum256(file), "none")
 	start := time.Now()
 	at := start
 	tg.Now = func() time.Time { return at }
@@ -183,7 +184,7 @@ func idleUpload(t testing.TB, addr string) net.Conn {
 	t.Cleanup(func() { c.Close() })
 	var h [32]byte
 	rand.Read(h[:])
-	fmt.Fprintf(c, "PUT /%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n\r\n%s", NARURL(h, "xz"), addr, xzMagic)
+	fmt.Fprintf(c, "PUT /%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n\r\n%s", binarycache.NARURL(h, "xz"), addr, xzMagic)
 	return c
 }
 

@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/tlog"
@@ -205,18 +206,11 @@ const (
 	// NamedByFileHash is Nix's naming: the name is the SHA-256 of the (compressed)
 	// file, which the gate checks; the narinfo served has that FileHash.
 	NamedByFileHash NARNaming = iota
-	// NamedByNarHash is nixpki nix push's naming: the name is the NarHash, the
+	// NamedByNarHash is nixpki nix push's naming (binarycache.NARNameNarHash): the name is the NarHash, the
 	// SHA-256 of the NAR the file decompresses to, which the gate computes anyway; the
 	// compressed bytes are not hashed, and the narinfo served has no FileHash (Nix
 	// does not need one: it checks the NarHash of what it unpacks).
 	NamedByNarHash
-)
-
-// NARNameHeader is the upload's header saying how its name was made: NARNameNarHash
-// for NamedByNarHash; absent, the name is the file's hash.
-const (
-	NARNameHeader  = "Nixpki-Nar-Name"
-	NARNameNarHash = "nar-hash"
 )
 
 // PutNARNamed is PutNAR for a file named as naming says.
@@ -226,7 +220,7 @@ func (g *Gate) PutNARNamed(ctx context.Context, u string, body io.Reader, remote
 		g.reject(ctx, "", "", msg, remote)
 		return "", rejectErr(why, "%s", msg)
 	}
-	fileHash, compression, err := ParseNARURL(u)
+	fileHash, compression, err := binarycache.ParseNARURL(u)
 	if err != nil {
 		return fail(Invalid, "%v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/signing"
@@ -116,12 +117,12 @@ func TestRejectionsAdmitNothing(t *testing.T) {
 		body []byte
 		want string
 	}{
-		"name lies":        {NARURL(sha256.Sum256([]byte("other")), "none"), nar, "but its name says"},
-		"not a NAR":        {NARURL(sha256.Sum256([]byte("junk")), "none"), []byte("junk"), "not a valid none-compressed NAR"},
-		"truncated":        {NARURL(sha256.Sum256(nar[:len(nar)-8]), "none"), nar[:len(nar)-8], "truncated"},
-		"trailing data":    {NARURL(sha256.Sum256(append(append([]byte{}, nar...), 0)), "none"), append(append([]byte{}, nar...), 0), "data after the end"},
+		"name lies":        {binarycache.NARURL(sha256.Sum256([]byte("other")), "none"), nar, "but its name says"},
+		"not a NAR":        {binarycache.NARURL(sha256.Sum256([]byte("junk")), "none"), []byte("junk"), "not a valid none-compressed NAR"},
+		"truncated":        {binarycache.NARURL(sha256.Sum256(nar[:len(nar)-8]), "none"), nar[:len(nar)-8], "truncated"},
+		"trailing data":    {binarycache.NARURL(sha256.Sum256(append(append([]byte{}, nar...), 0)), "none"), append(append([]byte{}, nar...), 0), "data after the end"},
 		"bad extension":    {"nar/" + base32.Encode(sum[:]) + ".nar.lz4", nar, "the gate takes xz, zstd, bzip2 or no compression"},
-		"zstd bomb header": {NARURL(sha256.Sum256([]byte("x")), "zstd"), []byte("\x28\xb5\x2f\xfd\x00\x58"), "NAR"},
+		"zstd bomb header": {binarycache.NARURL(sha256.Sum256([]byte("x")), "zstd"), []byte("\x28\xb5\x2f\xfd\x00\x58"), "NAR"},
 	} {
 		s, b := tg.do(t, "PUT", "/"+c.url, c.body)
 		if s/100 != 4 || !strings.Contains(b, c.want) {
@@ -134,7 +135,7 @@ func TestRejectionsAdmitNothing(t *testing.T) {
 	// An xz stream declaring a dictionary beyond max_xz_dict.
 	head, block, _ := xzParts(t, compress(t, nar, "xz"))
 	big := append(bytes.Clone(head), withDict(t, block, 0x28)...)
-	if s, b := tg.do(t, "PUT", "/"+NARURL(sha256.Sum256(big), "xz"), big); s != 400 || !strings.Contains(b, "dictionary") {
+	if s, b := tg.do(t, "PUT", "/"+binarycache.NARURL(sha256.Sum256(big), "xz"), big); s != 400 || !strings.Contains(b, "dictionary") {
 		t.Errorf("xz with a 1 GiB dictionary: %d %s", s, b)
 	}
 	// Everything was logged, and the log verifies.
@@ -324,7 +325,7 @@ func TestRecoveryAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := NARURL(sha256.Sum256(nar), "zstd")
+	u := binarycache.NARURL(sha256.Sum256(nar), "zstd")
 	io.WriteString(conn, "PUT /"+u+" HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(nar))+"\r\n\r\n")
 	conn.Write(nar[:len(nar)/2])
 	conn.Close()
@@ -365,10 +366,10 @@ func TestStagingLimits(t *testing.T) {
 	tg := newTestGate(t, func(c *Config) { c.StagingMaxBytes = 100 << 10; c.MaxNARSize = 1 << 20 })
 	a := compress(t, makeNAR(t, strings.Repeat("a", 60<<10)), "none")
 	b := compress(t, makeNAR(t, strings.Repeat("b", 60<<10)), "none")
-	if s, body := tg.do(t, "PUT", "/"+NARURL(sha256.Sum256(a), "none"), a); s != 200 {
+	if s, body := tg.do(t, "PUT", "/"+binarycache.NARURL(sha256.Sum256(a), "none"), a); s != 200 {
 		t.Fatalf("first NAR: %d %s", s, body)
 	}
-	if s, body := tg.do(t, "PUT", "/"+NARURL(sha256.Sum256(b), "none"), b); s != 507 || !strings.Contains(body, "staging is full") {
+	if s, body := tg.do(t, "PUT", "/"+binarycache.NARURL(sha256.Sum256(b), "none"), b); s != 507 || !strings.Contains(body, "staging is full") {
 		t.Fatalf("second NAR past the staging limit: %d %s", s, body)
 	}
 	// Once expired, staging has room again.
@@ -376,10 +377,10 @@ func TestStagingLimits(t *testing.T) {
 	if err := tg.Expire(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(tg.dir, filepath.FromSlash(NARURL(sha256.Sum256(a), "none")))); err == nil {
+	if _, err := os.Stat(filepath.Join(tg.dir, filepath.FromSlash(binarycache.NARURL(sha256.Sum256(a), "none")))); err == nil {
 		t.Error("expired staged NAR still on disk")
 	}
-	if s, body := tg.do(t, "PUT", "/"+NARURL(sha256.Sum256(b), "none"), b); s != 200 {
+	if s, body := tg.do(t, "PUT", "/"+binarycache.NARURL(sha256.Sum256(b), "none"), b); s != 200 {
 		t.Fatalf("after expiry: %d %s", s, body)
 	}
 }

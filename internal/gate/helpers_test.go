@@ -28,6 +28,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/signing"
@@ -293,9 +294,9 @@ func prepareNAR(t testing.TB, u upload) *prepared {
 	pu := &prepared{file: compress(t, nar, u.compression), narHash: sha256.Sum256(nar), narSize: len(nar), byNarHash: u.byNarHash,
 		narinfoPath: "/" + storepath.HashPart(u.path) + ".narinfo"}
 	pu.fileHash = sha256.Sum256(pu.file)
-	pu.narURL = NARURL(pu.fileHash, u.compression)
+	pu.narURL = binarycache.NARURL(pu.fileHash, u.compression)
 	if u.byNarHash {
-		pu.narURL = NARURL(pu.narHash, u.compression)
+		pu.narURL = binarycache.NARURL(pu.narHash, u.compression)
 	}
 	return pu
 }
@@ -334,7 +335,7 @@ func (pu *prepared) sign(t testing.TB, u upload) {
 func (tg *testGate) putNAR(t testing.TB, pu *prepared) (int, string) {
 	t.Helper()
 	if pu.byNarHash {
-		return tg.doHeader(t, "PUT", "/"+pu.narURL, pu.file, NARNameHeader, NARNameNarHash)
+		return tg.doHeader(t, "PUT", "/"+pu.narURL, pu.file, binarycache.NARNameHeader, binarycache.NARNameNarHash)
 	}
 	return tg.do(t, "PUT", "/"+pu.narURL, pu.file)
 }

@@ -11,60 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 
-	"nixpki/internal/nix/base32"
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
 )
-
-// Compressions the gate takes, by NAR file extension, as Nix names them.
-var extCompression = map[string]string{
-	".nar":     "none",
-	".nar.xz":  "xz",
-	".nar.zst": "zstd",
-	".nar.bz2": "bzip2",
-}
-
-// ParseNARURL checks a NAR location as Nix writes it, "nar/<nix32 sha256 of the
-// file>.nar[.xz|.zst|.bz2]", and returns the file hash it names and the compression
-// its extension stands for.
-func ParseNARURL(u string) (fileHash [32]byte, compression string, err error) {
-	name, ok := strings.CutPrefix(u, "nar/")
-	if !ok {
-		return fileHash, "", fmt.Errorf("NAR URL %.100q is not nar/<hash>.nar[.xz|.zst|.bz2]", u)
-	}
-	const hashLen = 52
-	if len(name) < hashLen || strings.ContainsAny(name, "/\x00") {
-		return fileHash, "", fmt.Errorf("NAR file name %.100q is not <52-character nix32 hash>.nar[.xz|.zst|.bz2]", name)
-	}
-	ext := name[hashLen:]
-	compression, ok = extCompression[ext]
-	if !ok {
-		return fileHash, "", fmt.Errorf("NAR file name %.100q: extension %.20q: the gate takes xz, zstd, bzip2 or no compression (.nar.xz, .nar.zst, .nar.bz2, .nar)", name, ext)
-	}
-	d, err := base32.Decode(name[:hashLen])
-	if err != nil || len(d) != 32 {
-		return fileHash, "", fmt.Errorf("NAR file name %.100q: the hash part is not a nix32 SHA-256", name)
-	}
-	copy(fileHash[:], d)
-	return fileHash, compression, nil
-}
-
-// NARURL is the location Nix gives a NAR file.
-func NARURL(fileHash [32]byte, compression string) string {
-	for ext, c := range extCompression {
-		if c == compression {
-			return "nar/" + base32.Encode(fileHash[:]) + ext
-		}
-	}
-	return ""
-}
 
 // errTooLarge is returned when a NAR exceeds the configured maximum.
 type errTooLarge struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nixcert"
@@ -33,7 +34,7 @@ func TestNARNamedByNarHash(t *testing.T) {
 			t.Fatalf("%s: not served", c)
 		}
 		nar := makeNAR(t, contents)
-		if nh := sha256.Sum256(nar); ni.URL != NARURL(nh, c) || ni.NarHash != nh {
+		if nh := sha256.Sum256(nar); ni.URL != binarycache.NARURL(nh, c) || ni.NarHash != nh {
 			t.Fatalf("%s: served URL %s, NarHash %s", c, ni.URL, nixhash.FormatSHA256(ni.NarHash))
 		}
 		file, err := os.ReadFile(filepath.Join(tg.dir, filepath.FromSlash(ni.URL)))
@@ -59,14 +60,14 @@ func TestNARNamedByNarHash(t *testing.T) {
 	file := compress(t, nar, "zstd")
 	other := sha256.Sum256(makeNAR(t, "other contents"))
 	for name, h := range map[string][32]byte{"other NAR": other, "file hash": sha256.Sum256(file)} {
-		s, b := tg.doHeader(t, "PUT", "/"+NARURL(h, "zstd"), file, NARNameHeader, NARNameNarHash)
+		s, b := tg.doHeader(t, "PUT", "/"+binarycache.NARURL(h, "zstd"), file, binarycache.NARNameHeader, binarycache.NARNameNarHash)
 		if s != 400 || !strings.Contains(b, "the file's name says") {
 			t.Fatalf("%s as the name: %d %s", name, s, b)
 		}
 	}
 	// An unknown naming.
-	if s, b := tg.doHeader(t, "PUT", "/"+NARURL(sha256.Sum256(nar), "zstd"), file, NARNameHeader, "file-hash"); s != 400 || !strings.Contains(b, NARNameHeader) {
-		t.Fatalf("unknown %s: %d %s", NARNameHeader, s, b)
+	if s, b := tg.doHeader(t, "PUT", "/"+binarycache.NARURL(sha256.Sum256(nar), "zstd"), file, binarycache.NARNameHeader, "file-hash"); s != 400 || !strings.Contains(b, binarycache.NARNameHeader) {
+		t.Fatalf("unknown %s: %d %s", binarycache.NARNameHeader, s, b)
 	}
 
 	// A narinfo claiming a FileHash for a file the gate did not hash is refused: the
@@ -93,7 +94,7 @@ func TestNARNamedByNarHashFirstFileStays(t *testing.T) {
 	p := storePath("two-encodings")
 	contents := strings.Repeat("two encodings ", 4000)
 	nar := makeNAR(t, contents)
-	url := NARURL(sha256.Sum256(nar), "zstd")
+	url := binarycache.NARURL(sha256.Sum256(nar), "zstd")
 	// Another encoder's file (zstd's raw blocks: larger), as a concurrent upload left it.
 	var other bytes.Buffer
 	zw, _ := zstd.NewWriter(&other, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithNoEntropyCompression(true))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/nixhash"
@@ -395,7 +396,7 @@ func TestCascadeSkipsUnjudgeablePending(t *testing.T) {
 		t.Fatalf("src by alice: %d %s", s, b)
 	}
 	fh := sha256.Sum256(compress(t, makeNAR(t, src), "zstd"))
-	if err := os.Remove(filepath.Join(tg.Dir, filepath.FromSlash(NARURL(fh, "zstd")))); err != nil {
+	if err := os.Remove(filepath.Join(tg.Dir, filepath.FromSlash(binarycache.NARURL(fh, "zstd")))); err != nil {
 		t.Fatal(err)
 	}
 	lib := storePath("lib-1")

@@ -18,6 +18,7 @@ import (
 	"nixpki/internal/config"
 	"nixpki/internal/gate/tlscert"
 	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/storepath"
 	"nixpki/internal/problem"
@@ -173,7 +174,7 @@ func verdictStatus(v Verdict) int {
 
 func (g *Gate) getNAR(w http.ResponseWriter, r *http.Request) error {
 	u := NARDir + "/" + r.PathValue("file")
-	if _, _, err := ParseNARURL(u); err != nil {
+	if _, _, err := binarycache.ParseNARURL(u); err != nil {
 		return problem.NotFound("%s: no such NAR", u)
 	}
 	ok, err := g.db.narServable(r.Context(), u)
@@ -214,12 +215,12 @@ func (g *Gate) putNAR(w http.ResponseWriter, r *http.Request) error {
 		return problem.New(http.StatusRequestEntityTooLarge, "", "NAR %s: %d bytes is larger than max_nar_size (%d bytes)", u, r.ContentLength, g.Cfg.MaxNARSize)
 	}
 	naming := NamedByFileHash
-	switch h := r.Header.Get(NARNameHeader); h {
+	switch h := r.Header.Get(binarycache.NARNameHeader); h {
 	case "":
-	case NARNameNarHash:
+	case binarycache.NARNameNarHash:
 		naming = NamedByNarHash
 	default:
-		return problem.BadRequest("NAR %s: %s: %.40q is not %s", u, NARNameHeader, h, NARNameNarHash)
+		return problem.BadRequest("NAR %s: %s: %.40q is not %s", u, binarycache.NARNameHeader, h, binarycache.NARNameNarHash)
 	}
 	msg, err := g.PutNARNamed(r.Context(), u, http.MaxBytesReader(w, g.paced(w, r), limit), remote(r), naming)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/testutil"
 )
 
@@ -65,7 +66,7 @@ func TestXZDictionaryEveryBlock(t *testing.T) {
 	}
 	tg := newTestGate(t, nil)
 	data := hugeDictXZ(t)["second block"]
-	if s, b := tg.do(t, "PUT", "/"+NARURL(sha256.Sum256(data), "xz"), data); s != 400 || !strings.Contains(b, "block 2 declares a 1024 MiB dictionary") {
+	if s, b := tg.do(t, "PUT", "/"+binarycache.NARURL(sha256.Sum256(data), "xz"), data); s != 400 || !strings.Contains(b, "block 2 declares a 1024 MiB dictionary") {
 		t.Errorf("upload: %d %s", s, b)
 	}
 }

@@ -24,6 +24,9 @@ type Store interface {
 	NewestPerName(ctx context.Context, since time.Time, methods []string) ([]store.NameExpiry, error)
 }
 
+// The database nixpki opens implements it.
+var _ Store = (*store.DB)(nil)
+
 // CA is one CA as monitoring sees it.
 type CA struct {
 	// Certs are the CA certificates by name: root, tls, nix.

@@ -12,6 +12,7 @@
 //     serialises a file-system path like nix-store --dump;
 //   - narinfo: .narinfo files as served by binary caches;
 //   - contentaddress: content addresses and the store paths they imply;
+//   - pathinfo: a store's record of one valid path;
 //   - localstore: a read-only view of a local Nix store's database;
 //   - binarycache: an HTTP client for binary caches.
 //

@@ -6,18 +6,18 @@ import (
 	"slices"
 	"strings"
 
+	"nixpki/internal/nix/localstore"
 	"nixpki/internal/nix/nixhash"
-	"nixpki/internal/verify"
 )
 
-// closureFromDB reads the closure of paths from the local Nix database, as nixpki
-// verify does (read-only, no daemon): the same records nix path-info --json -r
-// prints, without starting Nix. The uploader reads the paths' files from the local
+// closureFromDB reads the closure of paths from the local Nix database
+// (localstore: read-only, no daemon, as nixpki verify reads it): the same
+// records nix path-info --json -r prints, without starting Nix. The uploader reads the paths' files from the local
 // store, so the local database is the one that describes them. Any failure (a
 // database this user cannot read, a path that is not valid) is returned, and the
 // caller asks nix path-info instead, which says what is wrong in Nix's words.
 func closureFromDB(ctx context.Context, paths []string) ([]pathInfo, error) {
-	s := verify.OpenLocalStore(ctx, "/")
+	s := localstore.Open(ctx, "/")
 	defer s.Close()
 	var roots []string
 	seen := map[string]bool{}

@@ -3,11 +3,9 @@ package push
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/testutil"
@@ -18,16 +16,7 @@ import (
 // signatures (hashes compared as parsed: the two notations differ).
 func TestClosureFromDBMatchesNix(t *testing.T) {
 	n := testutil.NewNix(t)
-	nonce := time.Now().UnixNano()
-	top := n.Build(fmt.Sprintf(`
-let dep = derivation { name = "closure-dep"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
-                       builder = "/bin/sh"; args = [ "-c" "echo dep %[1]d > $out" ]; };
-    fixed = derivation { name = "closure-fixed"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
-                         builder = "/bin/sh"; args = [ "-c" "echo fixed > $out" ]; outputHashMode = "flat";
-                         outputHashAlgo = "sha256"; outputHash = builtins.hashString "sha256" "fixed\n"; };
-in derivation { name = "closure-top"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
-                builder = "/bin/sh"; args = [ "-c" "mkdir $out; echo ${dep} ${fixed} > $out/refs; ln -s ${dep} $out/dep" ]; }
-`, nonce))
+	top := n.BuildSmallClosure("closure")
 	n.Must("nix-store", "--generate-binary-cache-key", "closure-test-1", n.Path("k.sec"), n.Path("k.pub"))
 	n.Must("nix", "store", "sign", "-r", "--key-file", n.Path("k.sec"), top)
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/x509util"
@@ -85,6 +86,11 @@ func Run(ctx context.Context, o Options, paths []string) error {
 	if err != nil {
 		return err
 	}
+	cache, err := binarycache.New(gateURL.String(), client)
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the closure's reading (and a nix path-info) on an early return
 	// The closure is read while the certificate goes up.
@@ -134,7 +140,7 @@ func Run(ctx context.Context, o Options, paths []string) error {
 			storePaths = append(storePaths, in.Path)
 		}
 		// nix copy skips the paths the gate serves; they are signed again afterwards.
-		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: o.Compression, say: say, resignOnly: true}
+		up := &uploader{cache: cache, sec: sec, compression: o.Compression, say: say, resignOnly: true}
 		if err := up.queryServed(ctx, infos); err != nil {
 			return err
 		}
@@ -172,7 +178,7 @@ func Run(ctx context.Context, o Options, paths []string) error {
 			comp += fmt.Sprintf(" (zstd level %d: the encoder's %s mode)", o.Level, zstd.EncoderLevelFromZstd(o.Level))
 		}
 		say("pushing the closure of %s: %s, compression %s, %d uploads at a time", strings.Join(paths, " "), count(len(storePaths), "path"), comp, o.Jobs)
-		up := &uploader{gate: gateURL.String(), client: client, sec: sec, compression: o.Compression, level: o.Level, say: say, certsTaken: certsTaken}
+		up := &uploader{cache: cache, sec: sec, compression: o.Compression, level: o.Level, say: say, certsTaken: certsTaken}
 		copyErr = up.push(ctx, infos, o.Jobs)
 		if err := certsTaken(); err != nil {
 			return err

@@ -1,7 +1,6 @@
 package push
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,13 +11,12 @@ import (
 	"strings"
 	"sync"
 
-	"nixpki/internal/gate"
+	"nixpki/internal/nix/binarycache"
 	"nixpki/internal/nix/contentaddress"
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/nixhash"
 	"nixpki/internal/nix/signing"
-	"nixpki/internal/nix/storepath"
 )
 
 // uploader pushes store paths to a gate as nix copy --to 'URL?secret-key=…' would:
@@ -26,8 +24,7 @@ import (
 // narinfos were answered (the gate admits a path only after its references).
 // Several paths are in flight at once.
 type uploader struct {
-	gate        string
-	client      *http.Client
+	cache       *binarycache.Client // the gate
 	sec         signing.SecretKey
 	compression string
 	level       int // zstd level (--compression-level)
@@ -174,7 +171,7 @@ func (u *uploader) queryServed(ctx context.Context, infos []pathInfo) error {
 	for _, in := range infos {
 		list.WriteString(in.Path + "\n")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.gate+"/nixpki/status", strings.NewReader(list.String()))
+	req, err := u.cache.NewRequest(ctx, http.MethodPost, "nixpki/status", strings.NewReader(list.String()))
 	if err != nil {
 		return err
 	}
@@ -328,7 +325,7 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	}
 
 	// The NAR file is named by its NarHash (the gate checks it, as it must, and
-	// need not hash the compressed bytes: see gate.NamedByNarHash); so it streams
+	// need not hash the compressed bytes: see binarycache.NARNameNarHash); so it streams
 	// from the store, compressed on the way, while it is sent. Uncompressed, the file
 	// is the NAR and its size is known.
 	body, size, stream, comp, err := u.narBody(w, in)
@@ -337,21 +334,12 @@ func (u *uploader) pushOne(ctx context.Context, w *worker, in pathInfo, done map
 	}
 	ni.Compression = comp
 	ni.FileHash, ni.FileSize = nil, 0
-	ni.URL = gate.NARURL(narHash, comp)
+	ni.URL = binarycache.NARURL(narHash, comp)
 	// A NAR the gate holds already (staged, or for a pending path) need not come again:
 	// the upload asks first (Expect: 100-continue), and the gate answers at once,
 	// without reading the body, when it holds the file. One request per NAR, not a
 	// HEAD and a PUT.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+ni.URL, body)
-	if err != nil {
-		body.Close()
-		return nil, err
-	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", "application/x-nix-nar")
-	req.Header.Set("Expect", "100-continue")
-	req.Header.Set(gate.NARNameHeader, gate.NARNameNarHash)
-	status, msg, err := u.do(req, 64<<10)
+	status, msg, err := reply(u.cache.PutNAR(ctx, ni.URL, body, size, true))
 	// The transport may still hold the body after Do returns (an early answer); the
 	// worker's encoder is reused, so wait until it closed the body.
 	if stream != nil {
@@ -421,30 +409,18 @@ func (u *uploader) putNarInfo(ctx context.Context, ni *narinfo.NarInfo, in pathI
 			return 0, "", ctx.Err()
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.gate+"/"+storepath.HashPart(in.Path)+".narinfo", bytes.NewReader(text))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Content-Type", "text/x-nix-narinfo")
-	return u.do(req, 64<<10)
+	return reply(u.cache.PutNarInfo(ctx, in.Path, text))
 }
 
 // resign sends again the narinfo of a path the gate serves, signed by this key, so
 // that the gate records this identity's signature on it too. It names the NAR the
 // gate serves (no NAR is uploaded). The gate refuses it if it serves other content.
 func (u *uploader) resign(ctx context.Context, ni *narinfo.NarInfo, in pathInfo, done map[string]chan struct{}) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.gate+"/"+storepath.HashPart(in.Path)+".narinfo", nil)
-	if err != nil {
-		return err
+	served, err := u.cache.NarInfo(ctx, filepath.Dir(in.Path), in.Path)
+	var refused *binarycache.StatusError
+	if errors.As(err, &refused) {
+		return fmt.Errorf("the gate served it when the push began, now answers HTTP %d: %s", refused.Status, strings.TrimSpace(refused.Body))
 	}
-	status, body, err := u.do(req, 1<<20)
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("the gate served it when the push began, now answers HTTP %d: %s", status, strings.TrimSpace(body))
-	}
-	served, err := narinfo.Parse(strings.NewReader(body), filepath.Dir(in.Path))
 	if err != nil {
 		return fmt.Errorf("the gate's narinfo: %w", err)
 	}
@@ -473,22 +449,14 @@ func (u *uploader) count(f func()) {
 	u.mu.Unlock()
 }
 
-func (u *uploader) status(ctx context.Context, method, path string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u.gate+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	st, _, err := u.do(req, 64<<10)
-	return st, err
+func (u *uploader) do(req *http.Request, max int64) (int, string, error) {
+	return reply(u.cache.Do(req, max))
 }
 
-func (u *uploader) do(req *http.Request, max int64) (int, string, error) {
-	res, err := u.client.Do(req)
-	if err != nil {
+// reply unpacks the gate's answer; a request that got none fails naming the gate.
+func reply(r binarycache.Reply, err error) (int, string, error) {
+	if err != nil && r.Status == 0 {
 		return 0, "", fmt.Errorf("gate: %w", err)
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, max))
-	io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
-	return res.StatusCode, string(b), err
+	return r.Status, r.Body, err
 }

@@ -16,22 +16,11 @@ type IssuanceCount struct {
 // IssuanceCounts counts every certificate recorded, by issuer, method and ACME
 // profile (empty for the others). Intermediates (issuer root) are left out.
 func (db *DB) IssuanceCounts(ctx context.Context) ([]IssuanceCount, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT c.issuer, c.method, COALESCE(o.profile, ''), COUNT(*), COUNT(c.revoked_at)
+	return all(ctx, db, nil, func(s scanner) (c IssuanceCount, err error) {
+		return c, s.Scan(&c.Issuer, &c.Method, &c.Profile, &c.Issued, &c.Revoked)
+	}, `SELECT c.issuer, c.method, COALESCE(o.profile, ''), COUNT(*), COUNT(c.revoked_at)
 		FROM certificates c LEFT JOIN acme_orders o ON o.cert_serial = c.serial AND o.cert_serial <> ''
 		WHERE c.issuer <> 'root' GROUP BY c.issuer, c.method, COALESCE(o.profile, '')`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []IssuanceCount
-	for rows.Next() {
-		var c IssuanceCount
-		if err := rows.Scan(&c.Issuer, &c.Method, &c.Profile, &c.Issued, &c.Revoked); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // ACMECount is a number of ACME orders (Kind "order": Type is the profile) or of
@@ -44,23 +33,12 @@ type ACMECount struct {
 // ACMECounts counts ACME orders by provisioner, profile and status, and answered
 // challenges by provisioner, type and status.
 func (db *DB) ACMECounts(ctx context.Context) ([]ACMECount, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT 'order', provisioner, profile, status, COUNT(*) FROM acme_orders GROUP BY provisioner, profile, status
+	return all(ctx, db, nil, func(s scanner) (c ACMECount, err error) {
+		return c, s.Scan(&c.Kind, &c.Provisioner, &c.Type, &c.Status, &c.N)
+	}, `SELECT 'order', provisioner, profile, status, COUNT(*) FROM acme_orders GROUP BY provisioner, profile, status
 		UNION ALL
 		SELECT 'challenge', o.provisioner, a.chall_type, a.chall_status, COUNT(*) FROM acme_authzs a JOIN acme_orders o ON o.id = a.order_id
 		WHERE a.chall_type <> '' GROUP BY o.provisioner, a.chall_type, a.chall_status`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []ACMECount
-	for rows.Next() {
-		var c ACMECount
-		if err := rows.Scan(&c.Kind, &c.Provisioner, &c.Type, &c.Status, &c.N); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // NameExpiry is the newest unrevoked certificate issued for a name.
@@ -81,17 +59,12 @@ func (db *DB) NewestPerName(ctx context.Context, since time.Time, methods []stri
 	for _, m := range methods {
 		args = append(args, m)
 	}
-	rows, err := db.sql.QueryContext(ctx, db.q(q), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	newest := map[string]*NameExpiry{}
-	for rows.Next() {
+	err := each(ctx, db, nil, func(s scanner) error {
 		var sans, serial string
 		var nb, na int64
-		if err := rows.Scan(&sans, &nb, &na, &serial); err != nil {
-			return nil, err
+		if err := s.Scan(&sans, &nb, &na, &serial); err != nil {
+			return err
 		}
 		for _, n := range strings.Split(sans, ",") {
 			if n == "" {
@@ -101,8 +74,9 @@ func (db *DB) NewestPerName(ctx context.Context, since time.Time, methods []stri
 				newest[n] = &NameExpiry{Name: n, NotBefore: time.Unix(nb, 0).UTC(), NotAfter: time.Unix(na, 0).UTC(), Serial: serial}
 			}
 		}
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}, q, args...)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]NameExpiry, 0, len(newest))
@@ -119,7 +93,7 @@ func (db *DB) Now(ctx context.Context) (time.Time, error) {
 	if db.dialect == postgresDialect {
 		q = `SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)`
 	}
-	if err := db.sql.QueryRowContext(ctx, q).Scan(&s); err != nil {
+	if err := db.row(ctx, nil, q).Scan(&s); err != nil {
 		return time.Time{}, err
 	}
 	return time.Unix(s, 0).UTC(), nil

@@ -18,21 +18,27 @@ type Settings struct {
 // one data directory); PostgreSQL is only checked: its schema must be current (run
 // `nixpki db migrate`), so serving needs no more than DML rights.
 func Open(ctx context.Context, s Settings) (*DB, error) {
-	if s.URL == "" {
-		if s.SQLitePath == "" {
-			return nil, errors.New("no database: set database.url or database.path")
-		}
-		return OpenSQLite(ctx, s.SQLitePath)
-	}
-	db, err := OpenPostgres(ctx, s.URL, PostgresOptions{PasswordFile: s.PasswordFile})
-	if err != nil {
-		return nil, err
+	db, err := OpenAsIs(ctx, s)
+	if err != nil || db.dialect != postgresDialect {
+		return db, err
 	}
 	if err := db.CheckSchema(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// OpenAsIs opens the database the settings name like Open, but leaves a PostgreSQL
+// schema unchecked: for the commands that report or change its version.
+func OpenAsIs(ctx context.Context, s Settings) (*DB, error) {
+	if s.URL == "" {
+		if s.SQLitePath == "" {
+			return nil, errors.New("no database: set database.url or database.path")
+		}
+		return OpenSQLite(ctx, s.SQLitePath)
+	}
+	return OpenPostgres(ctx, s.URL, PostgresOptions{PasswordFile: s.PasswordFile})
 }
 
 // Describe names the database for logs: the SQLite file, or the URL without its

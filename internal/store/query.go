@@ -119,6 +119,21 @@ type scanner interface{ Scan(...any) error }
 
 // all runs a query, in tx when tx is not nil, and scans every row.
 func all[T any](ctx context.Context, db *DB, tx *sql.Tx, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	var out []T
+	err := each(ctx, db, tx, func(s scanner) error {
+		v, err := scan(s)
+		out = append(out, v)
+		return err
+	}, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// each runs a query, in tx when tx is not nil, and hands every row to fn as it is
+// read (for results too large to hold).
+func each(ctx context.Context, db *DB, tx *sql.Tx, fn func(scanner) error, q string, args ...any) error {
 	db.stats.statements.Add(1)
 	var rows *sql.Rows
 	var err error
@@ -134,18 +149,15 @@ func all[T any](ctx context.Context, db *DB, tx *sql.Tx, scan func(scanner) (T, 
 		}
 	}
 	if err != nil {
-		return nil, pgErr(err)
+		return pgErr(err)
 	}
 	defer rows.Close()
-	var out []T
 	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
+		if err := fn(rows); err != nil {
+			return err
 		}
-		out = append(out, v)
 	}
-	return out, pgErr(rows.Err())
+	return pgErr(rows.Err())
 }
 
 // changed reports whether a statement changed a row.
@@ -155,4 +167,17 @@ func changed(res sql.Result, err error) (bool, error) {
 	}
 	n, err := res.RowsAffected()
 	return n > 0, err
+}
+
+// existsOr tells why a conditional change changed nothing: ErrNotFound if the count
+// query finds no record, else err (the record is in a state the change refuses).
+func (db *DB) existsOr(ctx context.Context, err error, countQuery string, args ...any) error {
+	var n int
+	if e := db.row(ctx, nil, countQuery, args...).Scan(&n); e != nil {
+		return e
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return err
 }

@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // nixConfig isolates the tests' Nix from the machine's configuration: no build
@@ -113,4 +115,21 @@ func (n *Nix) Build(expr string) string {
 		n.t.Fatal(err)
 	}
 	return strings.TrimSpace(n.Must("nix-build", "--no-out-link", f))
+}
+
+// BuildSmallClosure builds, with nix-build, a closure of three new paths named
+// after prefix: "-top", a directory that refers to "-dep" (a file, also linked
+// from top) and to "-fixed" (a flat fixed-output file, so content-addressed).
+// It returns top's path.
+func (n *Nix) BuildSmallClosure(prefix string) string {
+	n.t.Helper()
+	return n.Build(fmt.Sprintf(`
+let dep = derivation { name = "%[1]s-dep"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
+                       builder = "/bin/sh"; args = [ "-c" "echo dep %[2]d > $out" ]; };
+    fixed = derivation { name = "%[1]s-fixed"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
+                         builder = "/bin/sh"; args = [ "-c" "echo fixed > $out" ]; outputHashMode = "flat";
+                         outputHashAlgo = "sha256"; outputHash = builtins.hashString "sha256" "fixed\n"; };
+in derivation { name = "%[1]s-top"; system = builtins.currentSystem; PATH = "/usr/bin:/bin";
+                builder = "/bin/sh"; args = [ "-c" "mkdir $out; echo ${dep} ${fixed} > $out/refs; ln -s ${dep} $out/dep" ]; }
+`, prefix, time.Now().UnixNano()))
 }

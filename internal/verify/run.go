@@ -317,7 +317,7 @@ func check(ctx context.Context, o Options, pi *PathInfo) *Result {
 	}
 	caOK := false
 	if pi.CA != "" {
-		if err := pi.narInfo().CheckContentAddress(); err != nil {
+		if err := pi.NarInfo().CheckContentAddress(); err != nil {
 			r.Error = true
 			r.problem("path '%s' has a content address that does not derive it: %v", pi.Path, err)
 		} else {
@@ -353,7 +353,7 @@ func check(ctx context.Context, o Options, pi *PathInfo) *Result {
 		}
 	}
 
-	fp, err := pi.fingerprint()
+	fp, err := pi.Fingerprint()
 	if err != nil && len(pi.Sigs) > 0 {
 		r.Error = true
 		r.problem("path '%s': cannot check its signatures: %v", pi.Path, err)

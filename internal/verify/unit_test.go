@@ -7,7 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"nixpki/internal/nix/base32"
+	"nixpki/internal/nix/localstore"
+	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
 )
@@ -31,7 +33,7 @@ func (m *memStore) StoreDir() string { return storepath.DefaultStoreDir }
 func (m *memStore) String() string   { return "memory" }
 func (m *memStore) Close() error     { return nil }
 func (m *memStore) Resolve(arg string) (string, error) {
-	return resolveArg(arg, m.StoreDir(), m.StoreDir())
+	return localstore.ResolveArg(arg, m.StoreDir(), m.StoreDir())
 }
 func (m *memStore) Info(_ context.Context, p string) (*PathInfo, error) {
 	if pi, ok := m.infos[p]; ok {
@@ -53,7 +55,7 @@ func (m *memStore) add(t *testing.T, name string, refs []string, ultimate, corru
 	t.Helper()
 	p := storePathOf(name)
 	pi := &PathInfo{Path: p, NarHash: sha256.Sum256([]byte(p)), NarSize: 100, References: refs, Ultimate: ultimate}
-	fp, err := pi.fingerprint()
+	fp, err := pi.Fingerprint()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,32 +206,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func TestResolveArg(t *testing.T) {
-	dir := t.TempDir()
-	real := filepath.Join(dir, "root", "nix", "store")
-	p := storePathOf("foo")
-	os.MkdirAll(filepath.Join(real, filepath.Base(p), "bin"), 0o755)
-	os.Symlink(p, filepath.Join(dir, "result"))
-	os.Symlink("result", filepath.Join(dir, "result2"))
-	for arg, want := range map[string]string{
-		p:                             p,
-		p + "/bin/sh":                 p,
-		filepath.Join(dir, "result"):  p,
-		filepath.Join(dir, "result2"): p,
-		filepath.Join(real, filepath.Base(p), "bin"): p,
-	} {
-		got, err := resolveArg(arg, storepath.DefaultStoreDir, real)
-		if err != nil || got != want {
-			t.Errorf("resolveArg(%q) = %q, %v; want %q", arg, got, err, want)
-		}
-	}
-	for _, arg := range []string{dir, "/nix/store", "/nix/store/short", "/etc"} {
-		if got, err := resolveArg(arg, storepath.DefaultStoreDir, real); err == nil {
-			t.Errorf("resolveArg(%q) = %q, want an error", arg, got)
-		}
-	}
-}
-
 func TestCacheRefusals(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /nix/store\nWantMassQuery: 1\n"), 0o644)
@@ -239,8 +215,9 @@ func TestCacheRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rel := range []string{"../secret", "/etc/passwd", "nar/../../secret", "http://elsewhere/x", ""} {
-		if _, err := c.get(context.Background(), rel); err == nil || !strings.Contains(err.Error(), "refusing") {
-			t.Errorf("get(%q): %v", rel, err)
+		_, _, err := c.Contents(context.Background(), &PathInfo{Path: storePathOf("x"), URL: rel, Compression: "none"}, nil)
+		if err == nil || !strings.Contains(err.Error(), "refusing") {
+			t.Errorf("a NAR at %q: %v", rel, err)
 		}
 	}
 	p := storePathOf("x")
@@ -256,38 +233,39 @@ func TestCacheRefusals(t *testing.T) {
 	}
 }
 
-// TestReadsWAL: records Nix has committed to the write-ahead log but not yet
-// checkpointed into the database file are seen (immutable=1 would miss them).
-func TestReadsWAL(t *testing.T) {
-	root := t.TempDir()
-	dbFile := filepath.Join(root, DBPath)
-	os.MkdirAll(filepath.Dir(dbFile), 0o755)
-	w, err := sql.Open("sqlite", dbFile+"?_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)")
+// TestCacheNARBounds: a cache's NAR is read no further than its narinfo says (its
+// FileSize, its NarSize): a longer one is corrupt, not hashed to its end.
+func TestCacheNARBounds(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /nix/store\n"), 0o644)
+	src := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(src, bytes.Repeat([]byte("a"), 1000), 0o644)
+	var file bytes.Buffer
+	if err := nar.DumpPath(&file, src); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "nar"), 0o755)
+	os.WriteFile(filepath.Join(dir, "nar", "x.nar"), file.Bytes(), 0o644)
+	c, err := OpenCache(ctx, "file://"+dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	w.SetMaxOpenConns(1)
-	p := storePathOf("in-wal")
-	for _, q := range []string{
-		"CREATE TABLE ValidPaths (id integer primary key autoincrement not null, path text unique not null, hash text not null, registrationTime integer not null, deriver text, narSize integer, ultimate integer, sigs text, ca text)",
-		"CREATE TABLE Refs (referrer integer not null, reference integer not null, primary key (referrer, reference))",
-		"INSERT INTO ValidPaths (path, hash, registrationTime, narSize, ultimate) VALUES ('" + p + "', 'sha256:e85dceb2e79a15c8f989c633a47e71dbac2f262213fd524a2f58584ee68c37d6', 1, 120, 1)",
-		"INSERT INTO Refs VALUES (1, 1)",
+	size := uint64(file.Len())
+	pi := &PathInfo{Path: storePathOf("x"), URL: "nar/x.nar", Compression: "none", NarSize: size, FileSize: size}
+	if sum, n, err := c.Contents(ctx, pi, nil); err != nil || sum != sha256.Sum256(file.Bytes()) || n != size {
+		t.Fatalf("Contents: %x %d %v", sum, n, err)
+	}
+	for _, tc := range []struct {
+		narSize, fileSize uint64
+		want              string
+	}{
+		{100, 0, "longer than its NarSize (100 bytes)"},
+		{size, 100, "larger than the 100 bytes its narinfo gives"},
 	} {
-		if _, err := w.Exec(q); err != nil {
-			t.Fatal(err)
+		pi.NarSize, pi.FileSize = tc.narSize, tc.fileSize
+		if _, _, err := c.Contents(ctx, pi, nil); !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NarSize %d, FileSize %d: %v, want corrupt: %s", tc.narSize, tc.fileSize, err, tc.want)
 		}
-	}
-	if fi, err := os.Stat(dbFile + "-wal"); err != nil || fi.Size() == 0 {
-		t.Fatalf("no write-ahead log: %v", err)
-	}
-	st := openLocal(t, root)
-	pi, err := st.Info(context.Background(), p)
-	if err != nil || !pi.Ultimate || pi.NarSize != 120 || len(pi.References) != 1 || pi.References[0] != p {
-		t.Fatalf("%+v, %v", pi, err)
-	}
-	if all, err := st.All(context.Background()); err != nil || len(all) != 1 {
-		t.Fatalf("All: %q, %v", all, err)
 	}
 }
