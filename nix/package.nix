@@ -10,7 +10,7 @@ buildGoModule {
   # Only what the build reads: a change to docs or tests elsewhere keeps the hash.
   src = lib.sourceByRegex ../. [ "^go\\.(mod|sum)$" "^cmd(/.*)?$" "^internal(/.*)?$" ];
 
-  vendorHash = "sha256-Tdf4VcdbgP1/VIpdLQzTAj2WC0Dkn5cCtRK37OGyXvY=";
+  vendorHash = "sha256-0TW61ixgM73pm7AYTu2WQdMTKsYcDqtIlZpAdq+Xeoo=";
 
   subPackages = [ "cmd/nixpki" ];
   env.CGO_ENABLED = 0;

@@ -306,9 +306,9 @@ func (db *DB) invalidateOrder(ctx context.Context, tx *sql.Tx, orderID string, p
 
 // DeactivateACMEAuthz deactivates a pending or valid authorization and invalidates its
 // order if that was not yet finalized. ErrConflict if the authorization was in
-// another state.
+// another state, ErrNotFound if there is none.
 func (db *DB) DeactivateACMEAuthz(ctx context.Context, authzID string, problem []byte, n *Nonce) error {
-	return db.lightTx(ctx, func(tx *sql.Tx) error {
+	err := db.lightTx(ctx, func(tx *sql.Tx) error {
 		if err := db.spendNonce(ctx, tx, n); err != nil {
 			return err
 		}
@@ -325,6 +325,10 @@ func (db *DB) DeactivateACMEAuthz(ctx context.Context, authzID string, problem [
 		}
 		return db.invalidateOrder(ctx, tx, orderID, problem)
 	})
+	if errors.Is(err, ErrConflict) {
+		return db.existsOr(ctx, err, `SELECT COUNT(*) FROM acme_authzs WHERE id = ?`, authzID)
+	}
+	return err
 }
 
 // StaleACMEChallenges lists authorizations whose validation started before `before`

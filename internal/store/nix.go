@@ -113,16 +113,25 @@ func (db *DB) ConsumeNixToken(ctx context.Context, hash []byte, now time.Time, c
 	return out, err
 }
 
-// SetNixTokenSerial records the certificate issued with a spent token.
+// SetNixTokenSerial records the certificate issued with a spent token; ErrNotFound if
+// there is no such token.
 func (db *DB) SetNixTokenSerial(ctx context.Context, id, serial string) error {
-	_, err := db.exec(ctx, nil, `UPDATE nix_tokens SET used_serial = ? WHERE id = ?`, serial, id)
+	ok, err := changed(db.exec(ctx, nil, `UPDATE nix_tokens SET used_serial = ? WHERE id = ?`, serial, id))
+	if err == nil && !ok {
+		return ErrNotFound
+	}
 	return err
 }
 
-// ReleaseNixToken un-spends a token whose certificate could not be issued.
+// ReleaseNixToken un-spends a token whose certificate could not be issued:
+// ErrNotFound if there is no such token, ErrConflict if a certificate was issued
+// with it (it stays spent).
 func (db *DB) ReleaseNixToken(ctx context.Context, id string) error {
-	_, err := db.exec(ctx, nil, `UPDATE nix_tokens SET used_at = NULL WHERE id = ? AND used_serial = ''`, id)
-	return err
+	ok, err := changed(db.exec(ctx, nil, `UPDATE nix_tokens SET used_at = NULL WHERE id = ? AND used_serial = ''`, id))
+	if err != nil || ok {
+		return err
+	}
+	return db.existsOr(ctx, ErrConflict, `SELECT COUNT(*) FROM nix_tokens WHERE id = ?`, id)
 }
 
 // ListNixTokens returns tokens, newest first.

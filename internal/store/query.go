@@ -168,3 +168,16 @@ func changed(res sql.Result, err error) (bool, error) {
 	n, err := res.RowsAffected()
 	return n > 0, err
 }
+
+// existsOr tells why a conditional change changed nothing: ErrNotFound if the count
+// query finds no record, else err (the record is in a state the change refuses).
+func (db *DB) existsOr(ctx context.Context, err error, countQuery string, args ...any) error {
+	var n int
+	if e := db.row(ctx, nil, countQuery, args...).Scan(&n); e != nil {
+		return e
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return err
+}

@@ -3,60 +3,65 @@
 package verify
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"hash"
+	"math/bits"
+
+	"nixpki/internal/sha256x16"
 )
 
-// laneHasher hashes up to sixteen SHA-256 streams, one per lane. A stream
-// starts with start, takes whole 64-byte blocks with write and ends with
-// sum. The driver of mbhash_linux.go calls it from one goroutine; write may
-// keep p for a while after it returns (the AVX-512 hasher hashes in the
-// background; see mbLane.flip), so the caller rotates buffers per lane.
-type laneHasher interface {
-	start(l int)
-	write(l int, p []byte)
-	// sum hashes the stream's last bytes p (any length; cap(p) must leave room
-	// for 72 bytes of padding), given the stream's total length n, and returns
-	// its digest.
-	sum(l int, p []byte, n uint64) [32]byte
+// laneHashers hashes up to sixteen NAR streams, one per lane, for one driver of
+// mbhash_linux.go. A round takes a full block (mbBlock bytes) from each busy
+// lane. With enough busy lanes it is one call of sha256x16's AVX-512 kernel,
+// whose cost does not depend on how many lanes are busy; with fewer (a run's
+// last paths, or a CPU without the kernel), each lane's block goes through
+// crypto/sha256 (SHA-NI where the CPU has it) from the lane's chaining value.
+type laneHashers struct {
+	s    sha256x16.State
+	done [lanes]uint64 // bytes of each lane's stream hashed so far
 }
 
-// pad appends SHA-256's padding for a message of n bytes to p, its last bytes.
-func pad(p []byte, n uint64) []byte {
-	p = append(p, 0x80)
-	for len(p)%64 != 56 {
-		p = append(p, 0)
+// kernelMinLanes is the fewest busy lanes for which one kernel round costs less
+// than crypto/sha256 on each lane: the kernel hashes sixteen lanes in about
+// the time one SHA-NI stream hashes seven (go test -bench . ./internal/sha256x16).
+const kernelMinLanes = 7
+
+func (h *laneHashers) start(l int) {
+	h.s.Reset(l)
+	h.done[l] = 0
+}
+
+// round hashes mbBlock bytes of p[l] into every lane l set in mask.
+func (h *laneHashers) round(p *[lanes][]byte, mask uint16) error {
+	if sha256x16.Fast() && bits.OnesCount16(mask) >= kernelMinLanes {
+		h.s.Blocks(p, mbBlock/sha256x16.BlockSize, mask)
+		for l := range lanes {
+			if mask&(1<<l) != 0 {
+				h.done[l] += mbBlock
+			}
+		}
+		return nil
 	}
-	return binary.BigEndian.AppendUint64(p, n<<3)
-}
-
-// newLaneHasher returns the AVX-512 hasher where the CPU has it, else the
-// portable one.
-func newLaneHasher() laneHasher {
-	if avx512() {
-		return newAVX512Lanes()
+	for l := range lanes {
+		if mask&(1<<l) == 0 {
+			continue
+		}
+		s, err := h.s.Continue(l, h.done[l])
+		if err != nil {
+			return err
+		}
+		s.Write(p[l][:mbBlock])
+		if h.done[l], err = h.s.Take(l, s); err != nil {
+			return err
+		}
 	}
-	return newPortableLanes()
+	return nil
 }
 
-// portableLanes runs one crypto/sha256 stream per lane: the same digests as
-// the AVX-512 hasher at the speed of sixteen separate streams, for CPUs
-// without AVX-512 when the multi-buffer path is forced.
-type portableLanes [lanes]hash.Hash
-
-func newPortableLanes() *portableLanes {
-	var p portableLanes
-	for i := range p {
-		p[i] = sha256.New()
+// sum hashes lane l's last bytes and returns its stream's digest.
+func (h *laneHashers) sum(l int, tail []byte) ([32]byte, error) {
+	s, err := h.s.Continue(l, h.done[l])
+	if err != nil {
+		return [32]byte{}, err
 	}
-	return &p
-}
-
-func (p *portableLanes) start(l int)           { p[l].Reset() }
-func (p *portableLanes) write(l int, b []byte) { p[l].Write(b) }
-func (p *portableLanes) sum(l int, b []byte, _ uint64) (out [32]byte) {
-	p[l].Write(b)
-	p[l].Sum(out[:0])
-	return out
+	s.Write(tail)
+	return [32]byte(s.Sum(nil)), nil
 }

@@ -1,7 +1,11 @@
+//go:build linux
+
 package verify
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"iter"
 	"runtime"
 	"sync"
@@ -9,19 +13,17 @@ import (
 	"nixpki/internal/nix/nar"
 )
 
-// Multi-buffer NAR hashing: one driver goroutine per core hashes the NARs of up
-// to sixteen paths at once with a laneHasher (lanes.go): on AVX-512, several
-// times the throughput of one crypto/sha256 stream (see
-// internal/keys/primitives.go). Each path's walk (nar.DumpPath) runs as a
-// coroutine of the driver (iter.Pull) and writes its NAR into its lane's buffer;
-// when the buffer is full the walk yields. Once every busy lane has yielded (a
-// full block) or finished, the driver hands the full blocks to the hasher, which
-// hashes them in one round whose cost is that of the longest block, finishes the
-// streams that ended and resumes the walks. Each lane rotates three buffers, so
-// that a walk fills one while the hasher may still read the others (flip).
+// Multi-path NAR hashing: one driver goroutine per core hashes the NARs of up
+// to sixteen paths at once (laneHashers, lanes.go). Each path's walk
+// (nar.DumpPath) runs as a coroutine of the driver (iter.Pull) and writes its
+// NAR into its lane's buffer; when the buffer is full the walk yields. Once
+// every busy walk has yielded (a full block) or finished, the driver hashes the
+// full blocks in one round, finishes the streams that ended and resumes the
+// walks. Hashing runs on the driver's goroutine, so a buffer is free again as
+// soon as its round returns.
 
 // mbBlock is how many NAR bytes a lane hashes per round: sixteen of them stay in
-// the L2 cache between the copy and the hash.
+// the L2 cache between the read and the hash.
 const mbBlock = 32 << 10
 
 type mbJob struct {
@@ -40,7 +42,7 @@ var mbQueue = sync.OnceValue(func() chan *mbJob {
 	return q
 })
 
-// mbHashPath is hashPath through the multi-buffer drivers.
+// mbHashPath is hashPath through the multi-path drivers.
 func mbHashPath(fsPath string) ([32]byte, uint64, error) {
 	j := &mbJob{fsPath: fsPath, done: make(chan struct{})}
 	mbQueue() <- j
@@ -51,65 +53,103 @@ func mbHashPath(fsPath string) ([32]byte, uint64, error) {
 // mbLane is one path's walk, writing its NAR into buf.
 type mbLane struct {
 	job      *mbJob
-	bufs     [3][]byte // mbBlock bytes and room for the padding
-	cur      int       // the one being filled
-	buf      []byte    // bufs[cur]
-	n        int       // NAR bytes in buf
-	size     uint64    // NAR bytes written
+	buf      []byte // mbBlock bytes
+	n        int    // NAR bytes in buf
+	direct   []byte // a block to hash straight from the walk's slice, not buf
+	size     uint64 // NAR bytes written
 	yield    func(struct{}) bool
 	next     func() (struct{}, bool)
 	stop     func()
 	finished bool
+	failed   error // why the driver failed the walk
 }
 
 var errStopped = errors.New("nar: hashing was stopped")
 
-// Write takes NAR bytes, handing each full block to the driver.
+// full hands the full buffer to the driver and waits for the next round.
+func (l *mbLane) full() error {
+	if !l.yield(struct{}{}) {
+		return errStopped
+	}
+	l.n = 0
+	return nil
+}
+
+// block returns the lane's full block of this round.
+func (l *mbLane) block() []byte {
+	if l.direct != nil {
+		return l.direct
+	}
+	return l.buf
+}
+
+// Write takes NAR bytes, handing each full block to the driver. While the
+// buffer is empty, whole blocks of p (the NAR writer's flushes) are hashed where
+// they are, without a copy; p is not kept after Write returns.
 func (l *mbLane) Write(p []byte) (int, error) {
 	written := len(p)
 	for len(p) > 0 {
-		c := copy(l.buf[l.n:mbBlock], p)
-		l.n += c
-		p = p[c:]
-		if l.n == mbBlock {
-			if !l.yield(struct{}{}) {
+		if l.n == 0 && len(p) >= mbBlock {
+			l.direct = p[:mbBlock]
+			ok := l.yield(struct{}{})
+			l.direct = nil
+			if !ok {
 				return written - len(p), errStopped
 			}
-			l.n = 0
+			l.size += mbBlock
+			p = p[mbBlock:]
+			continue
+		}
+		c := copy(l.buf[l.n:], p)
+		l.n += c
+		l.size += uint64(c)
+		p = p[c:]
+		if l.n == mbBlock {
+			if err := l.full(); err != nil {
+				return written - len(p), err
+			}
 		}
 	}
-	l.size += uint64(written)
 	return written, nil
 }
 
+// ReadFrom reads a file's contents straight into the lane's buffer: the NAR
+// writer hands large files to it, which saves copying them once more.
+func (l *mbLane) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		c, err := r.Read(l.buf[l.n:])
+		l.n += c
+		l.size += uint64(c)
+		total += int64(c)
+		if l.n == mbBlock {
+			if err := l.full(); err != nil {
+				return total, err
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 func (l *mbLane) start(j *mbJob) {
-	l.job, l.n, l.size, l.finished = j, 0, 0, false
+	l.job, l.n, l.size, l.finished, l.failed = j, 0, 0, false, nil
 	l.next, l.stop = iter.Pull(func(yield func(struct{}) bool) {
 		l.yield = yield
 		j.err = nar.DumpPath(l, j.fsPath)
 	})
 }
 
-// flip makes the lane fill its next buffer. The AVX-512 hasher's goroutine
-// takes a block as it is sent and hashes it at the latest while taking the
-// lane's next block; a send returns once the hasher took the block, not once it
-// handled it, but it took it after handling every earlier one. So a block sent
-// in one round is hashed once the next round's first block was sent, and a
-// buffer may be filled again two rounds after it was sent: three per lane.
-func (l *mbLane) flip() {
-	l.cur = (l.cur + 1) % len(l.bufs)
-	l.buf = l.bufs[l.cur]
-}
-
 func mbDrive(q chan *mbJob) {
-	h := newLaneHasher()
+	var h laneHashers
 	var ls [lanes]mbLane
+	var bufs [lanes][]byte
 	for i := range ls {
-		l := &ls[i]
-		for b := range l.bufs {
-			l.bufs[b] = make([]byte, mbBlock, mbBlock+128)
-		}
-		l.buf = l.bufs[0]
+		ls[i].buf = make([]byte, mbBlock)
 	}
 	busy := 0
 	for {
@@ -135,20 +175,30 @@ func mbDrive(q chan *mbJob) {
 			l.start(j)
 			busy++
 		}
-		// Run every busy walk to its next full block or its end, handing the
-		// full blocks to the hasher.
+		// Run every busy walk to its next full block or its end, then hash the
+		// full blocks in one round.
+		var mask uint16
 		for i := range ls {
 			l := &ls[i]
 			if l.job == nil {
 				continue
 			}
 			if _, more := l.next(); more {
-				h.write(i, l.buf[:mbBlock])
-				l.flip()
+				mask |= 1 << i
+				bufs[i] = l.block()
 				continue
 			}
 			l.finished = true
 		}
+		if err := h.round(&bufs, mask); err != nil {
+			// Cannot happen (whole blocks only), but never a wrong digest.
+			for i := range ls {
+				if mask&(1<<i) != 0 {
+					ls[i].failed, ls[i].finished = err, true
+				}
+			}
+		}
+		clear(bufs[:])
 		// Finish the streams that ended (a failed walk's too, to free its lane).
 		for i := range ls {
 			l := &ls[i]
@@ -156,9 +206,12 @@ func mbDrive(q chan *mbJob) {
 				continue
 			}
 			l.stop()
-			sum := h.sum(i, l.buf[:l.n], l.size)
-			if l.job.err == nil {
-				l.job.sum, l.job.size = sum, l.size
+			sum, err := h.sum(i, l.buf[:l.n])
+			switch {
+			case l.failed != nil:
+				l.job.err = fmt.Errorf("hashing %s: %w", l.job.fsPath, l.failed)
+			case l.job.err == nil:
+				l.job.sum, l.job.size, l.job.err = sum, l.size, err
 			}
 			close(l.job.done)
 			l.job, l.finished = nil, false

@@ -30,6 +30,10 @@ func testNotFound(t *testing.T, a, _ Store) {
 	_, checks["ConsumeNixToken"] = a.ConsumeNixToken(ctx, []byte("h"), now(), nil)
 	_, checks["GetNixCert"] = a.GetNixCert(ctx, "aa")
 	checks["ConsumeNixChallenge"] = a.ConsumeNixChallenge(ctx, "x", now())
+	_, checks["GetACMEOrderByCert"] = a.GetACMEOrderByCert(ctx, "aa")
+	checks["DeactivateACMEAuthz"] = a.DeactivateACMEAuthz(ctx, "x", nil, nil)
+	checks["SetNixTokenSerial"] = a.SetNixTokenSerial(ctx, "x", "aa")
+	checks["ReleaseNixToken"] = a.ReleaseNixToken(ctx, "x")
 	for name, err := range checks {
 		if !isNotFound(err) {
 			t.Errorf("%s of a missing record: %v, want ErrNotFound", name, err)

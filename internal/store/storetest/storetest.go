@@ -1,9 +1,11 @@
 // Package storetest is the contract every implementation of nixpki's storage meets,
 // as a test suite: Run it against an implementation with a function that opens fresh
-// databases. It checks the not-found and conflict sentinels, concurrent writers on two
-// handles (two servers on one database), context cancellation and uniqueness under
-// races: nonces, key names, serials, EAB bindings, tokens, order reuse, rate limits,
-// ARI replaces and CRL numbers.
+// databases. It calls every method of the interfaces the store's users define and
+// checks the not-found and conflict sentinels, concurrent writers on two handles (two
+// servers on one database), context cancellation and uniqueness under races: nonces,
+// key names, SSH signers, blocked keys, serials, EAB bindings, tokens, order reuse,
+// rate limits, ARI replaces, CRL numbers, shared secrets, challenge takeovers and
+// attempt-log pruning.
 package storetest
 
 import (
@@ -14,22 +16,27 @@ import (
 
 	"nixpki/internal/acme"
 	"nixpki/internal/ca"
+	"nixpki/internal/doctor"
 	"nixpki/internal/enroll"
+	"nixpki/internal/monitor"
 	"nixpki/internal/store"
 )
 
-// Store is every method the suite exercises: what the ACME server, the CA and Nix
-// enrollment need, and the listings of the command line.
+// Store is every method the suite exercises: what the ACME server, the CA, Nix
+// enrollment, monitoring and doctor need, and the listings of the command line.
 type Store interface {
 	acme.Store
 	ca.Certs
 	enroll.Store
+	monitor.Store
+	doctor.Store
 
 	ListCerts(ctx context.Context, f store.CertFilter) ([]*store.Cert, error)
 	ListACMEEABKeys(ctx context.Context, provisioner string) ([]*store.ACMEEABKey, error)
 
 	ListNixTokens(ctx context.Context) ([]*store.NixToken, error)
 	ListNixAttempts(ctx context.Context, limit int) ([]*store.NixAttempt, error)
+	NixCounter(ctx context.Context, name string) (int64, error)
 }
 
 // Opener opens a fresh, empty, migrated database and returns two independent handles
@@ -61,6 +68,17 @@ func Run(t *testing.T, open Opener) {
 		{"LastAuthzReadies", testLastAuthzReadies},
 		{"FinalizeOnce", testFinalizeOnce},
 		{"AttemptIDs", testAttemptIDs},
+		{"IssueNixCert", testIssueNixCert},
+		{"IssueNixCertRace", testIssueNixCertRace},
+		{"NixTokenSerial", testNixTokenSerial},
+		{"PruneNixAttempts", testPruneNixAttempts},
+		{"ACMESecret", testACMESecret},
+		{"EABKeyListing", testEABKeyListing},
+		{"OrderListing", testOrderListing},
+		{"DeactivateAuthz", testDeactivateAuthz},
+		{"StaleChallenge", testStaleChallenge},
+		{"MonitorReads", testMonitorReads},
+		{"SchemaAndClock", testSchemaAndClock},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
