@@ -32,9 +32,9 @@ func Problems(data []byte, v any) []error {
 	if err := dec.Decode(&doc); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return []error{fmt.Errorf("not valid JSON at byte %d: %v", se.Offset, err)}
+			return []error{fmt.Errorf("not valid JSON at byte %d: %w", se.Offset, err)}
 		}
-		return []error{fmt.Errorf("not valid JSON: %v", err)}
+		return []error{fmt.Errorf("not valid JSON: %w", err)}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return []error{errors.New("trailing data after the JSON object")}
@@ -67,7 +67,7 @@ func check(path string, val any, t reflect.Type, out *[]error) {
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		raw, _ := json.Marshal(val)
 		if err := json.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
-			*out = append(*out, fmt.Errorf("key %q: %v", path, err))
+			*out = append(*out, fmt.Errorf("key %q: %w", path, err))
 		}
 		return
 	}

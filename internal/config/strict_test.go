@@ -1,6 +1,8 @@
 package config
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,5 +82,14 @@ func TestSecretPath(t *testing.T) {
 	}
 	if _, err := Parse([]byte(`{"password_file":"/nix/store/0000-pw"}`)); err == nil || !strings.Contains(err.Error(), "is in /nix/store") {
 		t.Errorf("password_file in the store: %v", err)
+	}
+}
+
+// A parse error keeps its cause for callers: the JSON syntax error and its offset.
+func TestProblemsWrapSyntaxError(t *testing.T) {
+	ps := Problems([]byte(`{"name": "x",}`), &Config{})
+	var se *json.SyntaxError
+	if len(ps) != 1 || !errors.As(ps[0], &se) || !strings.Contains(ps[0].Error(), "not valid JSON at byte") {
+		t.Fatalf("Problems of broken JSON: %v, want one error wrapping *json.SyntaxError", ps)
 	}
 }

@@ -86,7 +86,7 @@ func (c *Client) post(ctx context.Context, path string, req any, out any) error 
 		return fmt.Errorf("the CA refused: %w", errProblem(resp.Status, data))
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("the CA's answer to %s is not valid JSON: %v", path, err)
+		return fmt.Errorf("the CA's answer to %s is not valid JSON: %w", path, err)
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func newSSHAuth(cfg config.Nix) (*sshAuth, error) {
 	for i, line := range cfg.SSHUserCAs {
 		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
 		if err != nil {
-			return nil, fmt.Errorf("nix.ssh_user_cas[%d]: not an SSH public key in authorized_keys format: %v", i, err)
+			return nil, fmt.Errorf("nix.ssh_user_cas[%d]: not an SSH public key in authorized_keys format: %w", i, err)
 		}
 		if _, isCert := k.(*ssh.Certificate); isCert {
 			return nil, fmt.Errorf("nix.ssh_user_cas[%d]: a certificate, not a CA's public key", i)

@@ -203,8 +203,10 @@ func (x *xzReader) next() error {
 			if len(b) == 0 && err == io.EOF {
 				return io.EOF
 			}
-			if err != nil {
+			if errors.Is(err, io.EOF) {
 				return errors.New("stream padding or data after the stream cut short")
+			} else if err != nil {
+				return err // the upload's read failed (a cancelled request, a reset)
 			}
 			if string(b) == "\x00\x00\x00\x00" {
 				x.r.Discard(4)

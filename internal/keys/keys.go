@@ -116,6 +116,8 @@ func DecryptPEM(data, password []byte, name string) (crypto.Signer, error) {
 	}
 	k, _, err := pkcs8.ParsePrivateKey(block.Bytes, password)
 	if err != nil {
+		// Not wrapped: which step failed (padding, MAC, ASN.1) tells a password
+		// guesser nothing useful and the operator nothing more than this.
 		return nil, fmt.Errorf("%s: cannot decrypt: wrong password (check --password-file) or a damaged file", name)
 	}
 	s, ok := k.(crypto.Signer)

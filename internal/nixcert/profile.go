@@ -182,7 +182,7 @@ func ValidateTarget(t string) error {
 		}
 	}
 	if _, err := path.Match(t, ""); err != nil {
-		return fmt.Errorf("target %q is not a valid glob pattern: %v", t, err)
+		return fmt.Errorf("target %q is not a valid glob pattern: %w", t, err)
 	}
 	return nil
 }
@@ -204,7 +204,7 @@ func validateNamePattern(p string) error {
 		}
 	}
 	if _, err := path.Match(p, ""); err != nil {
-		return fmt.Errorf("store-path name pattern %q is not a valid glob: %v", p, err)
+		return fmt.Errorf("store-path name pattern %q is not a valid glob: %w", p, err)
 	}
 	return nil
 }

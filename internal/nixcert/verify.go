@@ -75,7 +75,7 @@ func (v *Verifier) checkIntermediate(c *x509.Certificate, at time.Time) error {
 		return fmt.Errorf("%q lacks the Nix store-signing extended key usage %s", c.Subject.CommonName, x509util.OIDNixStoreSigning)
 	}
 	if err := c.CheckSignatureFrom(v.root); err != nil {
-		return fmt.Errorf("%q is not signed by the root %q: %v", c.Subject.CommonName, v.root.Subject.CommonName, err)
+		return fmt.Errorf("%q is not signed by the root %q: %w", c.Subject.CommonName, v.root.Subject.CommonName, err)
 	}
 	if !at.IsZero() && (at.Before(c.NotBefore) || at.After(c.NotAfter)) {
 		return fmt.Errorf("%q is valid only from %s to %s", c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))

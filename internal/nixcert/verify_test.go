@@ -6,6 +6,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,9 @@ func TestScopeParseAndString(t *testing.T) {
 		if _, err := ParseScope(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseScope(%q) = %v, want error containing %q", tc.in, err, tc.want)
 		}
+	}
+	if _, err := ParseScope("[a"); !errors.Is(err, path.ErrBadPattern) {
+		t.Errorf("ParseScope of a bad glob: %v, want it to wrap path.ErrBadPattern", err)
 	}
 }
 

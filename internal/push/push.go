@@ -367,7 +367,7 @@ func nixOutput(ctx context.Context, caFile string, args ...string) (string, erro
 	cmd.Stderr = &errOut
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("nix %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
+		return "", fmt.Errorf("nix %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
 	}
 	return string(out), nil
 }

@@ -91,14 +91,14 @@ func startPostgres() error {
 	}
 	data := filepath.Join(dir, "data")
 	if out, err := pgCmd("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb: %v\n%s", err, out)
+		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	// No TCP listener: the socket in dir only. fsync off: the tests kill servers,
 	// never the machine.
 	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c full_page_writes=off -c max_connections=200", dir)
 	if out, err := pgCmd("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
 	}
 	pg.admin, err = sql.Open("pgx", PostgresDSN("postgres", "postgres"))
 	if err != nil {

@@ -62,11 +62,11 @@ func parseEntry(b []byte) (Entry, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&j); err != nil {
-		return Entry{}, fmt.Errorf("not an entry: %v", err)
+		return Entry{}, fmt.Errorf("not an entry: %w", err)
 	}
 	t, err := time.Parse(timeLayout, j.Time)
 	if err != nil {
-		return Entry{}, fmt.Errorf("entry time %q: %v", j.Time, err)
+		return Entry{}, fmt.Errorf("entry time %q: %w", j.Time, err)
 	}
 	e := Entry{Type: j.Type, Time: t, Data: j.Data}
 	again, err := e.Marshal()
@@ -147,14 +147,14 @@ func ParseHead(b []byte) (Head, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&j); err != nil {
-		return Head{}, fmt.Errorf("not a tree head: %v", err)
+		return Head{}, fmt.Errorf("not a tree head: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return Head{}, errors.New("not a tree head: data after it")
 	}
 	t, err := time.Parse(timeLayout, j.Time)
 	if err != nil {
-		return Head{}, fmt.Errorf("tree head time %q: %v", j.Time, err)
+		return Head{}, fmt.Errorf("tree head time %q: %w", j.Time, err)
 	}
 	h := Head{Origin: j.Origin, Size: j.Size, Root: j.Root, Time: t, Sig: j.Sig}
 	if !bytes.Equal(h.marshal(), b) {

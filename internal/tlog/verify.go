@@ -96,18 +96,18 @@ func verifyRecords(r io.Reader, pub ed25519.PublicKey, origin string) (*Verified
 		}
 		e, err := parseEntry(eb)
 		if err != nil {
-			return nil, fmt.Errorf("%s: altered: %v", name, err)
+			return nil, fmt.Errorf("%s: altered: %w", name, err)
 		}
 		name = fmt.Sprintf("entry %d (%s at %s)", i, e.Type, e.Time.Format(timeLayout))
 		h, err := ParseHead(hjson)
 		if err != nil {
-			return nil, fmt.Errorf("%s: altered tree head: %v", name, err)
+			return nil, fmt.Errorf("%s: altered tree head: %w", name, err)
 		}
 		if h.Origin != origin {
 			return nil, fmt.Errorf("%s: tree head of log %q in log %q", name, h.Origin, origin)
 		}
 		if err := h.Verify(pub); err != nil {
-			return nil, fmt.Errorf("%s: altered tree head: %v", name, err)
+			return nil, fmt.Errorf("%s: altered tree head: %w", name, err)
 		}
 		if h.Size != i+1 {
 			if h.Size > i+1 {

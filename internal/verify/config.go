@@ -63,7 +63,7 @@ func LoadTrustedKey(arg string) ([]signing.PublicKey, error) {
 	data, err := readSmall(arg)
 	if err != nil {
 		if strings.Contains(arg, ":") {
-			return nil, fmt.Errorf("trusted key %.60q: %v", arg, textErr)
+			return nil, fmt.Errorf("trusted key %.60q: %w", arg, textErr)
 		}
 		return nil, fmt.Errorf("trusted key file: %w", err)
 	}
