@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark `nixpki verify -r` against `nix store verify -r --sigs-needed 1` on the
 # same signed closure of at least 1 GiB in the machine's own store, in one run,
-# alternating the two tools ROUNDS times. Both check every path's contents (NAR hash
+# rotating the tools ROUNDS times. Both check every path's contents (NAR hash
 # from the file system) and signatures: Nix against the plain public key, nixpki
 # against the certificate of that key (chain to the root of a CA made here).
 #
@@ -18,8 +18,11 @@
 #   ROUNDS=11 NONCE=again sudo -E bash bench/verify-vs-nix.sh
 #   BASELINE=/path/to/other/nixpki sudo -E bash bench/verify-vs-nix.sh
 #
-# With BASELINE, a third column times that nixpki binary (another build, e.g. of
-# an earlier commit) in the same rotation, to compare two builds side by side.
+# nixpki runs twice per round: as built (sixteen paths at once per core with the
+# AVX-512 kernel where the CPU has it) and with NIXPKI_SHA256=generic
+# (crypto/sha256, one path at a time: what CPUs without AVX-512 run). With
+# BASELINE, another column times that nixpki binary (another build, e.g. of an
+# earlier commit) in the same rotation, to compare builds side by side.
 #
 # Needs root (single-user Nix without a daemon), Debian's nix-bin and Go.
 set -euo pipefail
@@ -82,51 +85,51 @@ pub=$(cat "$work/bench.pub")
 
 nix_cmd=(nix store verify -r --sigs-needed 1 --option trusted-public-keys "$pub" "$out")
 ours_cmd=("$work/nixpki" verify -r --sigs-needed 1 --root "$work/ca/root.crt" --certs "$work/bench.crt" --crl "$work/nix.crl" "$out")
-base_cmd=()
-if [ -n "${BASELINE:-}" ]; then
-	base_cmd=("$BASELINE" "${ours_cmd[@]:1}")
-fi
 
-# run CMD…: run, check the exit status, print "wall-ms cpu-ms" (CPU = user + system
-# time of the command and its threads: less disturbed than wall time when other
-# work shares the machine).
+# The tools timed, in rotation: Nix, nixpki as built, nixpki forced to
+# crypto/sha256 one path at a time (what CPUs without AVX-512 run), and with
+# BASELINE another nixpki build.
+names=("nix store verify" "nixpki verify" "nixpki verify, generic")
+cmds=("$(printf '%q ' "${nix_cmd[@]}")" "$(printf '%q ' "${ours_cmd[@]}")" "NIXPKI_SHA256=generic $(printf '%q ' "${ours_cmd[@]}")")
+if [ -n "${BASELINE:-}" ]; then
+	names+=("baseline")
+	cmds+=("$(printf '%q ' "$BASELINE" "${ours_cmd[@]:1}")")
+fi
+n=${#cmds[@]}
+
+# run I: run tool I, check the exit status, print "wall-ms cpu-ms" (CPU = user +
+# system time of the command and its threads: less disturbed than wall time when
+# other work shares the machine).
 run() {
 	local TIMEFORMAT='%R %U %S' t
-	t=$({ time "$@" >/dev/null 2>"$work/stderr"; } 2>&1) || { echo "$* failed:" >&2; cat "$work/stderr" >&2; exit 1; }
+	t=$({ time eval "env ${cmds[$1]}" >/dev/null 2>"$work/stderr"; } 2>&1) || { echo "${names[$1]} failed:" >&2; cat "$work/stderr" >&2; exit 1; }
 	awk '{printf "%d %d\n", $1 * 1000, ($2 + $3) * 1000}' <<<"$t"
 }
 
-echo "== warm-up (one run of each; fills the page cache the same for both)"
-run "${nix_cmd[@]}" >/dev/null
-run "${ours_cmd[@]}" >/dev/null
-[ ${#base_cmd[@]} -eq 0 ] || run "${base_cmd[@]}" >/dev/null
+echo "== warm-up (one run of each; fills the page cache the same for all)"
+for i in $(seq 0 $((n - 1))); do run "$i" >/dev/null; done
 
-echo "== $ROUNDS rounds, alternating (wall ms / CPU ms)"
-nix_w=() nix_c=() ours_w=() ours_c=() base_w=() base_c=()
-for i in $(seq 1 "$ROUNDS"); do
-	cw=0 cc=0
-	if [ $((i % 2)) -eq 1 ]; then
-		read -r aw ac < <(run "${nix_cmd[@]}"); read -r bw bc < <(run "${ours_cmd[@]}")
-		[ ${#base_cmd[@]} -eq 0 ] || read -r cw cc < <(run "${base_cmd[@]}")
-	else
-		[ ${#base_cmd[@]} -eq 0 ] || read -r cw cc < <(run "${base_cmd[@]}")
-		read -r bw bc < <(run "${ours_cmd[@]}"); read -r aw ac < <(run "${nix_cmd[@]}")
-	fi
-	nix_w+=("$aw") nix_c+=("$ac") ours_w+=("$bw") ours_c+=("$bc") base_w+=("$cw") base_c+=("$cc")
-	base=""
-	[ ${#base_cmd[@]} -eq 0 ] || base=$(printf '   baseline %6d / %6d' "$cw" "$cc")
-	printf 'round %2d: nix store verify %6d / %6d   nixpki verify %6d / %6d%s   (load %s)\n' "$i" "$aw" "$ac" "$bw" "$bc" "$base" "$(cut -d' ' -f1 /proc/loadavg)"
+echo "== $ROUNDS rounds, rotating the order (wall ms / CPU ms)"
+declare -A wall cpu
+for r in $(seq 1 "$ROUNDS"); do
+	line="round $(printf %2d "$r"):"
+	for k in $(seq 0 $((n - 1))); do
+		i=$(((k + r) % n))
+		read -r w c < <(run "$i")
+		wall[$i]+="$w " cpu[$i]+="$c "
+	done
+	for i in $(seq 0 $((n - 1))); do
+		line+=$(printf '  %s %d / %d;' "${names[$i]}" "$(awk '{print $NF}' <<<"${wall[$i]}")" "$(awk '{print $NF}' <<<"${cpu[$i]}")")
+	done
+	echo "$line   (load $(cut -d' ' -f1 /proc/loadavg))"
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-nw=$(median "${nix_w[@]}") nc=$(median "${nix_c[@]}") ow=$(median "${ours_w[@]}") oc=$(median "${ours_c[@]}")
+median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mib=$((bytes / 1048576))
-echo "== result ($(nproc) cores, $(nix --version))"
-echo "median wall: nix store verify ${nw} ms ($((mib * 1000 / nw)) MiB/s), nixpki verify ${ow} ms ($((mib * 1000 / ow)) MiB/s)"
-echo "median CPU:  nix store verify ${nc} ms, nixpki verify ${oc} ms"
-awk -v n="$nw" -v o="$ow" -v nc="$nc" -v oc="$oc" 'BEGIN {printf "nixpki verify / nix store verify speed: %.2fx by wall time, %.2fx by CPU time\n", n / o, nc / oc}'
-if [ ${#base_cmd[@]} -gt 0 ]; then
-	bw=$(median "${base_w[@]}") bc=$(median "${base_c[@]}")
-	echo "median baseline ($BASELINE): ${bw} ms wall, ${bc} ms CPU"
-	awk -v n="$nw" -v o="$bw" -v nc="$nc" -v oc="$bc" 'BEGIN {printf "baseline / nix store verify speed: %.2fx by wall time, %.2fx by CPU time\n", n / o, nc / oc}'
-fi
+echo "== result: medians of $ROUNDS rounds ($(nproc) cores, $(nix --version), $mib MiB of NAR)"
+nw=$(median ${wall[0]}) nc=$(median ${cpu[0]})
+for i in $(seq 0 $((n - 1))); do
+	w=$(median ${wall[$i]}) c=$(median ${cpu[$i]})
+	awk -v name="${names[$i]}$([ "$i" -eq 3 ] && echo " ($BASELINE)")" -v w="$w" -v c="$c" -v nw="$nw" -v nc="$nc" -v mib="$mib" \
+		'BEGIN {printf "%-32s %6d ms wall (%4d MiB/s), %6d ms CPU: %.2fx / %.2fx of nix store verify\n", name, w, mib * 1000 / w, c, nw / w, nc / c}'
+done

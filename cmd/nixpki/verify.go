@@ -87,7 +87,7 @@ certificate); 1 alone also for a usage error, as in Nix.`,
 	fl.BoolVarP(&f.recursive, "recursive", "r", false, "check the closures of the paths")
 	fl.BoolVar(&f.all, "all", false, "check every valid path of a local store")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per path on stdout")
-	fl.IntVarP(&f.jobs, "jobs", "j", 0, "paths checked in parallel (default: one per core; sixteen per core with NIXPKI_SHA256=multi-buffer)")
+	fl.IntVarP(&f.jobs, "jobs", "j", 0, "paths checked in parallel (default: sixteen per core on CPUs with AVX-512, else one per core)")
 	return cmd
 }
 

@@ -14,7 +14,7 @@
 //   - contentaddress: content addresses and the store paths they imply;
 //   - pathinfo: a store's record of one valid path;
 //   - localstore: a read-only view of a local Nix store's database;
-//   - binarycache: an HTTP client for binary caches.
+//   - binarycache: the client of binary caches (http(s):// and file://).
 //
 // Parsers are deliberately at least as strict as Nix: anything they accept,
 // Nix accepts with the same meaning; where Nix is lenient in a way that could
