@@ -41,9 +41,17 @@ func (p *Problem) Error() string {
 
 func (p *Problem) Unwrap() error { return p.Err }
 
-// New makes a problem with a status and a detail message.
+// New makes a problem with a status and a detail message. The first error among
+// args becomes Err, so errors.Is and errors.As find the cause behind the problem.
 func New(status int, typ, format string, args ...any) *Problem {
-	return &Problem{Type: typ, Status: status, Title: http.StatusText(status), Detail: fmt.Sprintf(format, args...)}
+	p := &Problem{Type: typ, Status: status, Title: http.StatusText(status), Detail: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			p.Err = err
+			break
+		}
+	}
+	return p
 }
 
 // BadRequest, NotFound and friends are shorthands for generic (about:blank) problems.

@@ -3,6 +3,7 @@ package problem
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,5 +34,18 @@ func TestWriteLogsServerFailuresOnly(t *testing.T) {
 	}
 	if w.Code != 500 || strings.Contains(w.Body.String(), "disk on fire") {
 		t.Fatalf("answer %d %s", w.Code, w.Body.String())
+	}
+}
+
+// A problem made from an error keeps it as its cause.
+func TestNewKeepsCause(t *testing.T) {
+	_, cause := base64.StdEncoding.DecodeString("!")
+	p := BadRequest("the path is not base64: %v", cause)
+	var ce base64.CorruptInputError
+	if !errors.As(p, &ce) || p.Detail != "the path is not base64: "+cause.Error() {
+		t.Errorf("problem %q does not wrap its cause %v", p.Detail, cause)
+	}
+	if p := BadRequest("no cause"); p.Err != nil {
+		t.Errorf("a problem without an error argument has cause %v", p.Err)
 	}
 }

@@ -176,13 +176,6 @@ type extraScanner struct {
 
 func (e extraScanner) Scan(dst ...any) error { return e.s.Scan(append(dst, e.extra)...) }
 
-// ACMECertReplaced reports whether a live order replaces the certificate.
-func (db *DB) ACMECertReplaced(ctx context.Context, serial string) (bool, error) {
-	var k int
-	err := db.row(ctx, nil, `SELECT COUNT(*) FROM acme_orders WHERE replaces = ? AND replaces <> '' AND status <> 'invalid'`, serial).Scan(&k)
-	return k > 0, err
-}
-
 // ListACMEOrders returns up to limit order IDs of the account after skipping offset,
 // newest first.
 func (db *DB) ListACMEOrders(ctx context.Context, accountID string, limit, offset int) ([]string, error) {
