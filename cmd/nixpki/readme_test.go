@@ -47,8 +47,8 @@ func TestReadmeSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := string(data)
-	script := readmeBlock(t, readme, "<!-- session -->")
-	want := readmeBlock(t, readme, "<!-- session-output -->")
+	script := readmeBlock(t, readme, "<!-- first-steps -->")
+	want := readmeBlock(t, readme, "<!-- first-steps-output -->")
 	for _, port := range []string{"8443", "8080", "8501", "5002"} {
 		_, free, _ := net.SplitHostPort(testutil.FreePort(t))
 		script = strings.ReplaceAll(script, "127.0.0.1:"+port, "127.0.0.1:"+free)
