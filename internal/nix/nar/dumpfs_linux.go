@@ -51,7 +51,7 @@ func (d *fsDumper) node(dirfd int, name, fsPath, narPath string, st *unix.Stat_t
 		if err != nil {
 			return fmt.Errorf("nar: open %s: %w", fsPath, err)
 		}
-		defer unix.Close(fd)
+		defer rawClose(fd)
 		n, err := d.nw.copyContents(&fdReader{fd: fd}, st.Size)
 		if err != nil {
 			return fmt.Errorf("nar: reading %s: %w", fsPath, err)
@@ -74,7 +74,7 @@ func (d *fsDumper) node(dirfd int, name, fsPath, narPath string, st *unix.Stat_t
 		if err != nil {
 			return fmt.Errorf("nar: open %s: %w", fsPath, err)
 		}
-		defer unix.Close(fd)
+		defer rawClose(fd)
 		names, err := d.readDir(fd)
 		if err != nil {
 			return fmt.Errorf("nar: reading directory %s: %w", fsPath, err)
@@ -127,7 +127,7 @@ func (r *fdReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, err := unix.Read(r.fd, p)
+		n, err := rawRead(r.fd, p)
 		if err == unix.EINTR {
 			continue
 		}
@@ -147,7 +147,7 @@ func (r *fdReader) Seek(off int64, whence int) (int64, error) {
 
 func openat(dirfd int, name string, flags int) (int, error) {
 	for {
-		fd, err := unix.Openat(dirfd, name, flags, 0)
+		fd, err := rawOpenat(dirfd, name, flags)
 		if err != unix.EINTR {
 			return fd, err
 		}
@@ -156,7 +156,7 @@ func openat(dirfd int, name string, flags int) (int, error) {
 
 func fstatat(dirfd int, name string, st *unix.Stat_t) error {
 	for {
-		err := unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		err := rawFstatat(dirfd, name, st)
 		if err != unix.EINTR {
 			return err
 		}
