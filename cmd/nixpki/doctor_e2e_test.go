@@ -239,13 +239,14 @@ func TestDoctorPostgres(t *testing.T) {
 	dir := newDoctorCA(t)
 	url := []string{"--database-url", app}
 	wantDoctorArgs(t, dir, url, 4, "database", "critical", "schema version 0", "nixpki db migrate --dir "+dir)
+	gone := "postgres://app:gone-pw@/nixpki?host=" + filepath.Join(t.TempDir(), "no-server")
+	wantDoctorArgs(t, dir, []string{"--database-url", gone}, 4, "database", "critical", "cannot open", "app:xxxxx@")
+	wantNoPassword(t, dir, gone, "gone-pw")
 
 	run(t, false, "db", "migrate", "--dir", dir, "--database-url", owner)
 	run(t, false, "db", "copy", "--from", dir, "--to", owner)
 	wantDoctorArgs(t, dir, url, 0, "database", "ok", "reachable", "postgres "+store.RedactDSN(app))
-	if _, out := doctorRun(t, "--dir", dir, "--database-url", app); strings.Contains(out, "never-logged-pw") {
-		t.Errorf("doctor printed the database password:\n%s", out)
-	}
+	wantNoPassword(t, dir, app, "never-logged-pw")
 
 	// A CRL built ten days ago, valid seven, in PostgreSQL only.
 	t.Setenv(config.DatabaseURLEnv, owner)
@@ -264,4 +265,12 @@ func TestDoctorPostgres(t *testing.T) {
 	wantDoctor(t, dir, 4, "nix CRL freshness", "critical", "stale") // from NIXPKI_DATABASE_URL
 	os.Unsetenv(config.DatabaseURLEnv)
 	wantDoctor(t, dir, 0, "database", "ok", "sqlite "+filepath.Join(dir, "nixpki.db"))
+}
+
+// wantNoPassword checks that doctor's report on the database at url omits its password.
+func wantNoPassword(t *testing.T, dir, url, password string) {
+	t.Helper()
+	if _, out := doctorRun(t, "--dir", dir, "--database-url", url); strings.Contains(out, password) {
+		t.Errorf("doctor printed the database password:\n%s", out)
+	}
 }
