@@ -28,23 +28,32 @@ const BlockSize = 64
 // at [w][l]) as the kernel reads them.
 type State [8][Lanes]uint32
 
+// Chain is one message's chaining value, as Get and Set move it between lanes
+// (and between States).
+type Chain [8]uint32
+
 // iv is SHA-256's initial hash value (FIPS 180-4, section 5.3.3).
-var iv = [8]uint32{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19}
+var iv = Chain{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19}
+
+// Start returns the chaining value of a message not yet hashed.
+func Start() Chain { return iv }
 
 // Reset starts a new message in lane l.
-func (s *State) Reset(l int) { s.set(l, iv) }
+func (s *State) Reset(l int) { s.Set(l, iv) }
 
-func (s *State) set(l int, h [8]uint32) {
-	for w := range h {
-		s[w][l] = h[w]
+// Set puts the chaining value c in lane l.
+func (s *State) Set(l int, c Chain) {
+	for w := range c {
+		s[w][l] = c[w]
 	}
 }
 
-func (s *State) get(l int) (h [8]uint32) {
-	for w := range h {
-		h[w] = s[w][l]
+// Get returns lane l's chaining value.
+func (s *State) Get(l int) (c Chain) {
+	for w := range c {
+		c[w] = s[w][l]
 	}
-	return h
+	return c
 }
 
 // Blocks hashes n blocks (64n bytes) of p[l] into lane l for every lane set in
@@ -68,9 +77,9 @@ func (s *State) Blocks(p *[Lanes][]byte, n int, mask uint16) {
 	if !Fast() {
 		for l := range Lanes {
 			if mask&(1<<l) != 0 {
-				h := s.get(l)
-				blockGeneric(&h, p[l][:n*BlockSize])
-				s.set(l, h)
+				h := s.Get(l)
+				blockGeneric((*[8]uint32)(&h), p[l][:n*BlockSize])
+				s.Set(l, h)
 			}
 		}
 		return
@@ -98,7 +107,7 @@ func (s *State) Continue(l int, n uint64) (hash.Hash, error) {
 	// buffered bytes (none) and the length so far, all big-endian.
 	b := make([]byte, 0, 4+32+BlockSize+8)
 	b = append(b, "sha\x03"...)
-	for _, w := range s.get(l) {
+	for _, w := range s.Get(l) {
 		b = binary.BigEndian.AppendUint32(b, w)
 	}
 	b = append(b, make([]byte, BlockSize)...)
@@ -129,10 +138,10 @@ func (s *State) Take(l int, h hash.Hash) (uint64, error) {
 	if n%BlockSize != 0 {
 		return 0, fmt.Errorf("sha256x16: %d bytes hashed is not a whole number of blocks", n)
 	}
-	var v [8]uint32
-	for w := range v {
-		v[w] = binary.BigEndian.Uint32(b[4+4*w:])
+	var c Chain
+	for w := range c {
+		c[w] = binary.BigEndian.Uint32(b[4+4*w:])
 	}
-	s.set(l, v)
+	s.Set(l, c)
 	return n, nil
 }

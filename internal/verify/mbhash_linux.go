@@ -11,16 +11,19 @@ import (
 	"sync"
 
 	"nixpki/internal/nix/nar"
+	"nixpki/internal/sha256x16"
 )
 
 // Multi-path NAR hashing: one driver goroutine per core hashes the NARs of up
-// to sixteen paths at once (laneHashers, lanes.go). Each path's walk
-// (nar.DumpPath) runs as a coroutine of the driver (iter.Pull) and writes its
-// NAR into its lane's buffer; when the buffer is full the walk yields. Once
-// every busy walk has yielded (a full block) or finished, the driver hashes the
-// full blocks in one round, finishes the streams that ended and resumes the
-// walks. Hashing runs on the driver's goroutine, so a buffer is free again as
-// soon as its round returns.
+// to sixteen paths at once (hashRound, lanes.go). Each path's walk
+// (nar.DumpPath) is a coroutine (iter.Pull) that writes its NAR into its lane's
+// buffer and yields when the buffer is full. A driver takes up to sixteen walks
+// from a pool shared by all drivers, runs each to its next full block or its
+// end, hashes the full blocks in one round, finishes the streams that ended and
+// puts the others back. Walks move between drivers from round to round, so
+// that a run's last paths are shared out among the cores, not left to whichever
+// driver started them. Hashing runs on the driver's goroutine, so a buffer is
+// free again as soon as its round returns.
 
 // mbBlock is how many NAR bytes a lane hashes per round: sixteen of them stay in
 // the L2 cache between the read and the hash.
@@ -34,29 +37,109 @@ type mbJob struct {
 	done   chan struct{}
 }
 
-var mbQueue = sync.OnceValue(func() chan *mbJob {
-	q := make(chan *mbJob)
-	for range runtime.GOMAXPROCS(0) {
-		go mbDrive(q) // idle drivers wait on q and cost nothing
+// mbPool is what the drivers share: new paths, the walks waiting for their
+// next round, and lanes without a walk (their buffers reused).
+type mbPool struct {
+	jobs    chan *mbJob
+	drivers int
+
+	mu     sync.Mutex
+	ready  []*mbLane
+	spare  []*mbLane
+	active int           // walks started and not finished
+	wake   chan struct{} // a walk was put back
+}
+
+var mbQueue = sync.OnceValue(func() *mbPool {
+	p := &mbPool{jobs: make(chan *mbJob), drivers: runtime.GOMAXPROCS(0), wake: make(chan struct{}, 1)}
+	for range p.drivers {
+		go p.drive() // idle drivers wait and cost nothing
 	}
-	return q
+	return p
 })
 
 // mbHashPath is hashPath through the multi-path drivers.
 func mbHashPath(fsPath string) ([32]byte, uint64, error) {
 	j := &mbJob{fsPath: fsPath, done: make(chan struct{})}
-	mbQueue() <- j
+	mbQueue().jobs <- j
 	<-j.done
 	return j.sum, j.size, j.err
+}
+
+// take fills mine with the walks of the driver's next round: its share of the
+// walks in flight, at most sixteen, and new paths while the pool has room. It
+// waits while there is nothing to do.
+func (p *mbPool) take(mine []*mbLane) []*mbLane {
+	for {
+		p.mu.Lock()
+		share := min(lanes, (p.active+p.drivers-1)/p.drivers)
+		for len(mine) < share && len(p.ready) > 0 {
+			mine = append(mine, p.ready[len(p.ready)-1])
+			p.ready = p.ready[:len(p.ready)-1]
+		}
+		// New paths while fewer than sixteen walks per driver are in flight.
+		for len(mine) < lanes && p.active < lanes*p.drivers {
+			var j *mbJob
+			select {
+			case j = <-p.jobs:
+			default:
+			}
+			if j == nil {
+				break
+			}
+			mine = append(mine, p.startLocked(j))
+		}
+		p.mu.Unlock()
+		if len(mine) > 0 {
+			return mine
+		}
+		select {
+		case j := <-p.jobs:
+			p.mu.Lock()
+			mine = append(mine, p.startLocked(j))
+			p.mu.Unlock()
+			return mine
+		case <-p.wake:
+		}
+	}
+}
+
+func (p *mbPool) startLocked(j *mbJob) *mbLane {
+	var l *mbLane
+	if n := len(p.spare); n > 0 {
+		l, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		l = &mbLane{buf: make([]byte, mbBlock)}
+	}
+	p.active++
+	l.start(j)
+	return l
+}
+
+// put returns walks that go on to the pool and lanes whose walk ended.
+func (p *mbPool) put(going, ended []*mbLane) {
+	p.mu.Lock()
+	p.ready = append(p.ready, going...)
+	p.spare = append(p.spare, ended...)
+	p.active -= len(ended)
+	p.mu.Unlock()
+	if len(going) > 0 {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // mbLane is one path's walk, writing its NAR into buf.
 type mbLane struct {
 	job      *mbJob
-	buf      []byte // mbBlock bytes
-	n        int    // NAR bytes in buf
-	direct   []byte // a block to hash straight from the walk's slice, not buf
-	size     uint64 // NAR bytes written
+	buf      []byte          // mbBlock bytes
+	n        int             // NAR bytes in buf
+	direct   []byte          // a block to hash straight from the walk's slice, not buf
+	size     uint64          // NAR bytes written
+	chain    sha256x16.Chain // the stream's chaining value after hashed bytes
+	hashed   uint64
 	yield    func(struct{}) bool
 	next     func() (struct{}, bool)
 	stop     func()
@@ -138,75 +221,58 @@ func (l *mbLane) ReadFrom(r io.Reader) (int64, error) {
 
 func (l *mbLane) start(j *mbJob) {
 	l.job, l.n, l.size, l.finished, l.failed = j, 0, 0, false, nil
+	l.chain, l.hashed = sha256x16.Start(), 0
 	l.next, l.stop = iter.Pull(func(yield func(struct{}) bool) {
 		l.yield = yield
 		j.err = nar.DumpPath(l, j.fsPath)
 	})
 }
 
-func mbDrive(q chan *mbJob) {
-	var h laneHashers
-	var ls [lanes]mbLane
-	var bufs [lanes][]byte
-	for i := range ls {
-		ls[i].buf = make([]byte, mbBlock)
-	}
-	busy := 0
+// drive runs rounds for as long as the process lives.
+func (p *mbPool) drive() {
+	var (
+		s     sha256x16.State
+		mine  []*mbLane
+		bufs  [lanes][]byte
+		done  [lanes]uint64
+		going []*mbLane
+		ended []*mbLane
+	)
 	for {
-		// Fill free lanes: wait for a job only when all are free.
-		for i := range ls {
-			l := &ls[i]
-			if l.job != nil {
-				continue
-			}
-			var j *mbJob
-			if busy == 0 {
-				j = <-q
-			} else {
-				select {
-				case j = <-q:
-				default:
-				}
-			}
-			if j == nil {
-				break
-			}
-			h.start(i)
-			l.start(j)
-			busy++
-		}
-		// Run every busy walk to its next full block or its end, then hash the
-		// full blocks in one round.
+		mine = p.take(mine[:0])
+		// Run each walk to its next full block or its end, then hash the full
+		// blocks in one round.
 		var mask uint16
-		for i := range ls {
-			l := &ls[i]
-			if l.job == nil {
-				continue
-			}
+		for i, l := range mine {
 			if _, more := l.next(); more {
 				mask |= 1 << i
 				bufs[i] = l.block()
+				s.Set(i, l.chain)
+				done[i] = l.hashed
 				continue
 			}
 			l.finished = true
 		}
-		if err := h.round(&bufs, mask); err != nil {
+		if err := hashRound(&s, &bufs, mask, &done); err != nil {
 			// Cannot happen (whole blocks only), but never a wrong digest.
-			for i := range ls {
+			for i, l := range mine {
 				if mask&(1<<i) != 0 {
-					ls[i].failed, ls[i].finished = err, true
+					l.failed, l.finished = err, true
 				}
 			}
 		}
 		clear(bufs[:])
-		// Finish the streams that ended (a failed walk's too, to free its lane).
-		for i := range ls {
-			l := &ls[i]
+		going, ended = going[:0], ended[:0]
+		for i, l := range mine {
 			if !l.finished {
+				l.chain, l.hashed = s.Get(i), done[i]
+				going = append(going, l)
 				continue
 			}
+			// Finish the stream (a failed walk's too, to free its lane).
 			l.stop()
-			sum, err := h.sum(i, l.buf[:l.n])
+			s.Set(i, l.chain)
+			sum, err := hashTail(&s, i, l.hashed, l.buf[:l.n])
 			switch {
 			case l.failed != nil:
 				l.job.err = fmt.Errorf("hashing %s: %w", l.job.fsPath, l.failed)
@@ -215,7 +281,8 @@ func mbDrive(q chan *mbJob) {
 			}
 			close(l.job.done)
 			l.job, l.finished = nil, false
-			busy--
+			ended = append(ended, l)
 		}
+		p.put(going, ended)
 	}
 }
