@@ -20,6 +20,7 @@ import (
 	"nixpki/internal/nix/nar"
 	"nixpki/internal/nix/narinfo"
 	"nixpki/internal/nix/nixhash"
+	"nixpki/internal/nix/pathinfo"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nix/storepath"
 	"nixpki/internal/testutil"
@@ -330,10 +331,7 @@ func TestNixDumpPath(t *testing.T) {
 	}
 
 	// The store's registered NarHash is ours.
-	var infos []struct {
-		NarHash string `json:"narHash"`
-		NarSize uint64 `json:"narSize"`
-	}
+	var infos []pathinfo.JSON
 	if err := json.Unmarshal([]byte(n.Must("nix", "path-info", "--json", tree)), &infos); err != nil || len(infos) != 1 {
 		t.Fatalf("nix path-info --json: %v", err)
 	}

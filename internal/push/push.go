@@ -28,6 +28,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"nixpki/internal/nix/binarycache"
+	"nixpki/internal/nix/pathinfo"
 	"nixpki/internal/nix/signing"
 	"nixpki/internal/nixcert"
 	"nixpki/internal/x509util"
@@ -379,15 +380,7 @@ func nixRun(ctx context.Context, caFile string, stderr io.Writer, args ...string
 }
 
 // pathInfo is one entry of nix path-info --json.
-type pathInfo struct {
-	Path       string   `json:"path"`
-	NarHash    string   `json:"narHash"`
-	NarSize    uint64   `json:"narSize"`
-	References []string `json:"references"`
-	Deriver    string   `json:"deriver"`
-	CA         string   `json:"ca"`
-	Signatures []string `json:"signatures"`
-}
+type pathInfo = pathinfo.JSON
 
 // closureInfo returns the closure of paths, each path after its references: read
 // from the local Nix database (closureFromDB), or else from nix path-info.

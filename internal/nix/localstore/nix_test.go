@@ -16,17 +16,6 @@ import (
 	"nixpki/internal/testutil"
 )
 
-// nixPathInfo is one entry of nix path-info --json.
-type nixPathInfo struct {
-	Path       string   `json:"path"`
-	NarHash    string   `json:"narHash"`
-	NarSize    uint64   `json:"narSize"`
-	References []string `json:"references"`
-	Deriver    string   `json:"deriver"`
-	CA         string   `json:"ca"`
-	Signatures []string `json:"signatures"`
-}
-
 // TestStoreMatchesNix reads a closure that real Nix built, from the machine's
 // store and from a chroot store nix copy filled, and checks that Info, Closure
 // and All say what nix path-info says, that arguments resolve as Nix resolves
@@ -48,7 +37,7 @@ func TestStoreMatchesNix(t *testing.T) {
 			if root != "/" {
 				args = append(args, "--store", root)
 			}
-			var fromNix []nixPathInfo
+			var fromNix []pathinfo.JSON
 			if err := json.Unmarshal([]byte(n.Must(args...)), &fromNix); err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +113,7 @@ func equalInfo(a, b *pathinfo.Info) bool {
 
 // checkAgainstNix compares a record with nix path-info's (hashes as parsed: the
 // two notations differ).
-func checkAgainstNix(t *testing.T, got *pathinfo.Info, want nixPathInfo) {
+func checkAgainstNix(t *testing.T, got *pathinfo.Info, want pathinfo.JSON) {
 	t.Helper()
 	h, err := nixhash.ParseSHA256(want.NarHash)
 	if err != nil {

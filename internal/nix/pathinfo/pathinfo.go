@@ -63,3 +63,15 @@ func FromNarInfo(storeDir string, ni *narinfo.NarInfo) *Info {
 		Sigs: ni.Sigs, CA: ni.CA, URL: ni.URL, Compression: ni.Compression, FileSize: ni.FileSize,
 	}
 }
+
+// JSON is one entry of `nix path-info --json` as Nix 2.8 prints it: hashes and
+// references in Nix's text forms, as read from the command's output.
+type JSON struct {
+	Path       string   `json:"path"`
+	NarHash    string   `json:"narHash"`
+	NarSize    uint64   `json:"narSize"`
+	References []string `json:"references"`
+	Deriver    string   `json:"deriver"`
+	CA         string   `json:"ca"`
+	Signatures []string `json:"signatures"`
+}
